@@ -1,0 +1,242 @@
+//! The client handle: which masters, and the time bounds of every call.
+
+use std::{sync::Arc, time::Duration};
+
+use crate::{LockError, LockRequest, master::Master};
+
+/// The URL used when neither `REDLOCK_URLS` nor `REDIS_URL` is set.
+pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+
+/// Settings of a [`Redlock`] client. Plain data with documented defaults, in the manner of
+/// `deadpool_redis::Config`.
+///
+/// ```
+/// use std::time::Duration;
+/// use redlock_runtime::{Config, Redlock};
+///
+/// let config = Config {
+///     master_timeout: Duration::from_millis(50),
+///     ..Config::new(["redis://db1:6379", "redis://db2:6379", "redis://db3:6379"])
+/// };
+/// let redlock = Redlock::with_config(config)?;
+/// assert_eq!(redlock.quorum(), 2);
+/// # Ok::<(), redlock_runtime::LockError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// One URL per independent master (`redis://[user][:password@]host[:port][/db]`).
+    pub urls: Vec<String>,
+    /// Bound on one command to one master, connection wait included. Keep it small against
+    /// the TTL: a master slower than this counts as failed for that attempt. Default 200 ms.
+    pub master_timeout: Duration,
+    /// Bound on establishing a connection; it continues in the background while calls give up
+    /// after `master_timeout`. Default 1 s.
+    pub connect_timeout: Duration,
+    /// Mean pause between attempts while a lock is held by another client (jittered ±50%).
+    /// Default 20 ms.
+    pub retry_delay: Duration,
+    /// Cap of the exponential backoff between attempts while masters are failing. Default 1 s.
+    pub max_backoff: Duration,
+}
+
+impl Config {
+    /// Default settings for these masters.
+    ///
+    /// ```
+    /// let config = redlock_runtime::Config::new(["redis://127.0.0.1:6379"]);
+    /// assert_eq!(config.master_timeout, std::time::Duration::from_millis(200));
+    /// ```
+    pub fn new(urls: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
+        Self {
+            urls: urls.into_iter().map(|url| url.as_ref().to_owned()).collect(),
+            master_timeout: Duration::from_millis(200),
+            connect_timeout: Duration::from_secs(1),
+            retry_delay: Duration::from_millis(20),
+            max_backoff: Duration::from_secs(1),
+        }
+    }
+
+    /// The masters named by the environment: `REDLOCK_URLS` (comma-separated), else
+    /// `REDIS_URL`, else [`DEFAULT_URL`].
+    ///
+    /// ```
+    /// let config = redlock_runtime::Config::from_env();
+    /// assert!(!config.urls.is_empty());
+    /// ```
+    pub fn from_env() -> Self {
+        let from = |name| std::env::var(name).ok().filter(|value| !value.trim().is_empty());
+        let urls = match (from("REDLOCK_URLS"), from("REDIS_URL")) {
+            (Some(list), _) => list.split(',').map(|url| url.trim().to_owned()).collect(),
+            (None, Some(url)) => vec![url.trim().to_owned()],
+            (None, None) => vec![DEFAULT_URL.to_owned()],
+        };
+        Self {
+            urls,
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for Config {
+    /// One master at [`DEFAULT_URL`].
+    fn default() -> Self {
+        Self::new([DEFAULT_URL])
+    }
+}
+
+/// A Redlock client over one or many independent Redis masters. Cheap to clone; all clones
+/// share the connections.
+///
+/// Creating it does no I/O: each master is connected on first use, and reconnected after a
+/// failure.
+///
+/// ```no_run
+/// use redlock_runtime::{Redlock, Timeout};
+///
+/// # async fn run() -> Result<(), redlock_runtime::LockError> {
+/// let redlock = Redlock::new(["redis://127.0.0.1:6379"])?;
+/// let guard = redlock.lock("nightly-report").timeout(Timeout::Skip).await?;
+/// // ... the critical section ...
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Redlock {
+    pub(crate) shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) masters: Vec<Arc<Master>>,
+    pub(crate) config: Config,
+}
+
+impl Shared {
+    /// How many masters must agree: a strict majority.
+    pub(crate) fn quorum(&self) -> usize {
+        self.masters.len() / 2 + 1
+    }
+}
+
+impl Redlock {
+    /// A client with default settings, one URL per independent master.
+    ///
+    /// ```
+    /// let redlock = redlock_runtime::Redlock::new(["redis://127.0.0.1:6379"])?;
+    /// assert_eq!(redlock.quorum(), 1);
+    /// # Ok::<(), redlock_runtime::LockError>(())
+    /// ```
+    pub fn new(urls: impl IntoIterator<Item = impl AsRef<str>>) -> Result<Self, LockError> {
+        Self::with_config(Config::new(urls))
+    }
+
+    /// A client for the masters named by the environment (see [`Config::from_env`]).
+    ///
+    /// ```
+    /// let redlock = redlock_runtime::Redlock::from_env()?;
+    /// # Ok::<(), redlock_runtime::LockError>(())
+    /// ```
+    pub fn from_env() -> Result<Self, LockError> {
+        Self::with_config(Config::from_env())
+    }
+
+    /// A client with explicit settings.
+    ///
+    /// ```
+    /// let config = redlock_runtime::Config::new(["redis://127.0.0.1:6379"]);
+    /// let redlock = redlock_runtime::Redlock::with_config(config)?;
+    /// # Ok::<(), redlock_runtime::LockError>(())
+    /// ```
+    pub fn with_config(config: Config) -> Result<Self, LockError> {
+        if config.urls.is_empty() {
+            return Err(LockError::NoMasters);
+        }
+        let masters = config
+            .urls
+            .iter()
+            .map(|url| {
+                Master::new(url, config.master_timeout, config.connect_timeout).map(Arc::new)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            shared: Arc::new(Shared { masters, config }),
+        })
+    }
+
+    /// Starts a request for the lock `name`; configure it, then `.await` it.
+    ///
+    /// ```no_run
+    /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
+    /// let guard = redlock.lock("invoice:42").timeout(5).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn lock(&self, name: impl Into<String>) -> LockRequest {
+        LockRequest::new(self.clone(), name.into())
+    }
+
+    /// How many masters must agree to grant a lock: `masters / 2 + 1`.
+    ///
+    /// ```
+    /// let redlock = redlock_runtime::Redlock::new(["redis://a", "redis://b", "redis://c"])?;
+    /// assert_eq!(redlock.quorum(), 2);
+    /// # Ok::<(), redlock_runtime::LockError>(())
+    /// ```
+    pub fn quorum(&self) -> usize {
+        self.shared.quorum()
+    }
+
+    /// The masters' URLs, passwords replaced by `***`.
+    ///
+    /// ```
+    /// let redlock = redlock_runtime::Redlock::new(["redis://:secret@db1:6379"])?;
+    /// assert_eq!(redlock.masters().collect::<Vec<_>>(), ["redis://:***@db1:6379"]);
+    /// # Ok::<(), redlock_runtime::LockError>(())
+    /// ```
+    pub fn masters(&self) -> impl Iterator<Item = &str> {
+        self.shared.masters.iter().map(|master| master.label.as_str())
+    }
+
+    /// The settings this client was built with.
+    ///
+    /// ```
+    /// let redlock = redlock_runtime::Redlock::new(["redis://127.0.0.1"])?;
+    /// assert_eq!(redlock.config().urls.len(), 1);
+    /// # Ok::<(), redlock_runtime::LockError>(())
+    /// ```
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+}
+
+/// The URL with the password of its user-info part replaced by `***`, the only form of a URL
+/// this crate ever prints. Works on malformed URLs too.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let user = match rest[..at].find(':') {
+        Some(colon) => &rest[..colon],
+        // `redis://secret@host`: some clients read a lone user-info as a password.
+        None => "",
+    };
+    format!("{}{user}:***{}", &url[..scheme_end], &rest[at..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact_url("redis://:pw@h:1/0"), "redis://:***@h:1/0");
+        assert_eq!(redact_url("rediss://app:p@ss@h"), "rediss://app:***@h");
+        assert_eq!(redact_url("redis://lonely@h"), "redis://:***@h");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
+}

@@ -1,0 +1,129 @@
+//! The one error type of the crate.
+
+use std::{convert::Infallible, fmt, time::Duration};
+
+/// Why one master failed during an operation; listed by [`LockError::Unavailable`].
+///
+/// ```
+/// use redlock_runtime::MasterFailure;
+///
+/// let failure = MasterFailure { master: "redis://:***@db1:6379".into(), error: "timed out".into() };
+/// assert_eq!(failure.to_string(), "redis://:***@db1:6379: timed out");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterFailure {
+    /// The master's URL, with any password replaced by `***`.
+    pub master: String,
+    /// What went wrong, as reported by the client or the server.
+    pub error: String,
+}
+
+impl fmt::Display for MasterFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.master, self.error)
+    }
+}
+
+/// Everything that can go wrong when taking, holding or releasing a lock.
+///
+/// Every message names the lock, and, for backend failures, each failing master
+/// (passwords redacted).
+///
+/// ```
+/// use redlock_runtime::{LockError, Timeout};
+///
+/// let err = Timeout::try_from(-2).unwrap_err();
+/// assert!(matches!(err, LockError::InvalidTimeout { .. }));
+/// assert!(err.to_string().contains("-1, 0 or a positive number of seconds"));
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockError {
+    /// Another client holds the lock: after one attempt with `Timeout::Skip`, or when the wait ended.
+    #[error("lock `{name}` is held by another client (gave up after {waited:?})")]
+    Timeout {
+        /// The lock name.
+        name: String,
+        /// How long this request waited before giving up.
+        waited: Duration,
+    },
+    /// A quorum of masters could not be reached, so the lock could be neither taken nor refused.
+    #[error(
+        "lock `{name}`: cannot reach a quorum of {quorum} of {masters} Redis masters: {}",
+        list(failures)
+    )]
+    Unavailable {
+        /// The lock name.
+        name: String,
+        /// How many masters must agree.
+        quorum: usize,
+        /// How many masters are configured.
+        masters: usize,
+        /// Each failing master with its error.
+        failures: Vec<MasterFailure>,
+    },
+    /// The lock is no longer ours on a quorum of masters (it expired, or was deleted or replaced).
+    #[error("lock `{name}` was lost: it expired or another client replaced it")]
+    Lost {
+        /// The lock name.
+        name: String,
+    },
+    /// The lock name is not usable.
+    #[error("invalid lock name {name:?}: {reason}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A timeout outside -1, 0 or a positive finite number of seconds.
+    #[error(
+        "invalid timeout {value}: `timeout` must be -1, 0 or a positive number of seconds \
+         (-1 = one attempt, skip if held; 0 = wait forever; N = wait up to N seconds)"
+    )]
+    InvalidTimeout {
+        /// The value as given.
+        value: String,
+    },
+    /// An `auto_release_time` (TTL) too short to leave any validity after the clock-drift allowance.
+    #[error(
+        "invalid auto_release_time {value:?} for lock `{name}`: it must be at least 3 ms, \
+         more than the clock-drift allowance (1% of the TTL + 2 ms); the default is 30 s"
+    )]
+    InvalidAutoReleaseTime {
+        /// The lock name.
+        name: String,
+        /// The value as given.
+        value: Duration,
+    },
+    /// A master URL that cannot be used.
+    #[error("invalid Redis URL `{url}`: {reason}")]
+    InvalidUrl {
+        /// The URL with any password replaced by `***`.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No master URL was given.
+    #[error("no Redis master given: pass at least one URL (e.g. \"redis://127.0.0.1:6379\")")]
+    NoMasters,
+    /// The blocking API was called where blocking would stall the async runtime that must run
+    /// the lock holder: on a tokio current-thread runtime.
+    #[error(
+        "the blocking API of configurable-redlock was called on a tokio current-thread runtime, \
+         where blocking could deadlock: use the async API (`configurable_redlock::Redlock`) there, \
+         or a multi-thread runtime"
+    )]
+    BlockingInAsyncContext,
+}
+
+impl From<Infallible> for LockError {
+    fn from(never: Infallible) -> Self {
+        match never {}
+    }
+}
+
+fn list(failures: &[MasterFailure]) -> String {
+    let items: Vec<String> = failures.iter().map(ToString::to_string).collect();
+    items.join("; ")
+}

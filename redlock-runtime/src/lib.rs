@@ -1,0 +1,71 @@
+//! The runtime of [configurable-redlock]: Redlock distributed locks over one or many
+//! independent Redis masters, wire-compatible with the Python library `configurable-redlock`.
+//!
+//! Most users depend on the facade crate `configurable-redlock`, which re-exports everything
+//! here plus the `#[redlock]` attribute. Depend on this crate directly only to avoid the proc
+//! macro.
+//!
+//! ```no_run
+//! use redlock_runtime::{Redlock, LockError};
+//!
+//! # async fn run() -> Result<(), LockError> {
+//! let redlock = Redlock::new(["redis://10.0.0.1", "redis://10.0.0.2", "redis://10.0.0.3"])?;
+//! match redlock.lock("nightly-report").timeout(-1).await {
+//!     Ok(guard) => {
+//!         // ... the critical section: no other holder on a quorum of masters ...
+//!         guard.release().await?;
+//!     }
+//!     Err(LockError::Timeout { .. }) => { /* another worker runs it */ }
+//!     Err(other) => return Err(other),
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! [configurable-redlock]: https://crates.io/crates/configurable-redlock
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
+
+mod acquire;
+pub mod blocking;
+mod config;
+mod error;
+mod guard;
+mod master;
+mod quorum;
+mod request;
+mod scripts;
+mod stats;
+#[cfg(feature = "test-util")]
+pub mod test_util;
+mod timeout;
+
+pub use config::{Config, DEFAULT_URL, Redlock};
+pub use error::{LockError, MasterFailure};
+pub use guard::LockGuard;
+pub use request::{DEFAULT_AUTO_RELEASE_TIME, LockRequest};
+pub use stats::{REGISTRY_KEY, waiting_key};
+pub use timeout::Timeout;
+
+/// The lock key of a lock name, as the Python library writes it: `redlock:ConfigurableLock.<name>`.
+///
+/// ```
+/// assert_eq!(redlock_runtime::lock_key("emails"), "redlock:ConfigurableLock.emails");
+/// ```
+pub fn lock_key(name: &str) -> String {
+    acquire::lock_key(name)
+}
+
+/// What `#[redlock]` expansions call. Not a public API: it changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    use std::sync::OnceLock;
+
+    use crate::{LockError, Redlock};
+
+    /// The process-wide client of functions without a `client` option.
+    pub fn default_client() -> Result<&'static Redlock, LockError> {
+        static CLIENT: OnceLock<Result<Redlock, LockError>> = OnceLock::new();
+        CLIENT.get_or_init(Redlock::from_env).as_ref().map_err(Clone::clone)
+    }
+}
