@@ -35,7 +35,12 @@ pub(crate) enum Attempt {
 }
 
 /// Tries once to set `key` to `value` on a quorum of masters, undoing any partial success.
-pub(crate) async fn attempt(shared: &Shared, key: &Arc<str>, value: &Arc<str>, ttl: Duration) -> Attempt {
+pub(crate) async fn attempt(
+    shared: &Shared,
+    key: &Arc<str>,
+    value: &Arc<str>,
+    ttl: Duration,
+) -> Attempt {
     let masters = &shared.masters;
     let quorum = shared.quorum();
     // Masters that may hold our value: must be undone if the attempt fails.
@@ -108,7 +113,8 @@ pub(crate) async fn attempt(shared: &Shared, key: &Arc<str>, value: &Arc<str>, t
     for (master, _) in masters.iter().zip(&maybe_set).filter(|(_, set)| **set) {
         spawn_release(master, key, value);
     }
-    let (late_masters, late_key, late_value) = (masters.clone(), Arc::clone(key), Arc::clone(value));
+    let (late_masters, late_key, late_value) =
+        (masters.clone(), Arc::clone(key), Arc::clone(value));
     stragglers.finish_in_background(move |index, reply| {
         let maybe_set = match reply {
             Ok(set) => set,

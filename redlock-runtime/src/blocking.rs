@@ -192,7 +192,9 @@ pub struct LockGuard {
 
 impl LockGuard {
     fn inner(&self) -> &crate::LockGuard {
-        self.inner.as_ref().expect("a LockGuard holds its lock until consumed")
+        self.inner
+            .as_ref()
+            .expect("a LockGuard holds its lock until consumed")
     }
 
     /// See [`crate::LockGuard::name`].
@@ -248,7 +250,10 @@ impl LockGuard {
     /// # Ok::<(), redlock_runtime::LockError>(())
     /// ```
     pub fn extend(&mut self) -> Result<(), LockError> {
-        let mut inner = self.inner.take().expect("a LockGuard holds its lock until consumed");
+        let mut inner = self
+            .inner
+            .take()
+            .expect("a LockGuard holds its lock until consumed");
         let (inner, extended) = wait(async move {
             let extended = inner.extend().await;
             (inner, extended)
@@ -265,7 +270,10 @@ impl LockGuard {
     /// # Ok::<(), redlock_runtime::LockError>(())
     /// ```
     pub fn release(mut self) -> Result<(), LockError> {
-        let inner = self.inner.take().expect("a LockGuard holds its lock until consumed");
+        let inner = self
+            .inner
+            .take()
+            .expect("a LockGuard holds its lock until consumed");
         wait(inner.release())?
     }
 }
@@ -290,7 +298,9 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let in_runtime = Handle::try_current().ok().map(|handle| handle.runtime_flavor());
+    let in_runtime = Handle::try_current()
+        .ok()
+        .map(|handle| handle.runtime_flavor());
     if in_runtime == Some(RuntimeFlavor::CurrentThread) {
         return Err(LockError::BlockingInAsyncContext);
     }

@@ -22,7 +22,7 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 /// assert_eq!(redlock.quorum(), 2);
 /// # Ok::<(), redlock_runtime::LockError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Config {
     /// One URL per independent master (`redis://[user][:password@]host[:port][/db]`).
     pub urls: Vec<String>,
@@ -48,7 +48,10 @@ impl Config {
     /// ```
     pub fn new(urls: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
         Self {
-            urls: urls.into_iter().map(|url| url.as_ref().to_owned()).collect(),
+            urls: urls
+                .into_iter()
+                .map(|url| url.as_ref().to_owned())
+                .collect(),
             master_timeout: Duration::from_millis(200),
             connect_timeout: Duration::from_secs(1),
             retry_delay: Duration::from_millis(20),
@@ -64,7 +67,11 @@ impl Config {
     /// assert!(!config.urls.is_empty());
     /// ```
     pub fn from_env() -> Self {
-        let from = |name| std::env::var(name).ok().filter(|value| !value.trim().is_empty());
+        let from = |name| {
+            std::env::var(name)
+                .ok()
+                .filter(|value| !value.trim().is_empty())
+        };
         let urls = match (from("REDLOCK_URLS"), from("REDIS_URL")) {
             (Some(list), _) => list.split(',').map(|url| url.trim().to_owned()).collect(),
             (None, Some(url)) => vec![url.trim().to_owned()],
@@ -74,6 +81,20 @@ impl Config {
             urls,
             ..Self::default()
         }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    /// Shows the URLs with their passwords redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self.urls.iter().map(|url| redact_url(url)).collect();
+        f.debug_struct("Config")
+            .field("urls", &urls)
+            .field("master_timeout", &self.master_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("retry_delay", &self.retry_delay)
+            .field("max_backoff", &self.max_backoff)
+            .finish()
     }
 }
 
@@ -193,7 +214,10 @@ impl Redlock {
     /// # Ok::<(), redlock_runtime::LockError>(())
     /// ```
     pub fn masters(&self) -> impl Iterator<Item = &str> {
-        self.shared.masters.iter().map(|master| master.label.as_str())
+        self.shared
+            .masters
+            .iter()
+            .map(|master| master.label.as_str())
     }
 
     /// The settings this client was built with.
@@ -233,7 +257,10 @@ mod tests {
 
     #[test]
     fn redacts_passwords_only() {
-        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
         assert_eq!(redact_url("redis://:pw@h:1/0"), "redis://:***@h:1/0");
         assert_eq!(redact_url("rediss://app:p@ss@h"), "rediss://app:***@h");
         assert_eq!(redact_url("redis://lonely@h"), "redis://:***@h");

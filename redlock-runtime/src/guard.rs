@@ -69,7 +69,9 @@ impl LockGuard {
     }
 
     fn held(&self) -> &Held {
-        self.held.as_ref().expect("a LockGuard holds its lock until consumed")
+        self.held
+            .as_ref()
+            .expect("a LockGuard holds its lock until consumed")
     }
 
     /// The lock name.
@@ -134,7 +136,10 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub async fn extend(&mut self) -> Result<(), LockError> {
-        let held = self.held.as_mut().expect("a LockGuard holds its lock until consumed");
+        let held = self
+            .held
+            .as_mut()
+            .expect("a LockGuard holds its lock until consumed");
         let started = Instant::now();
         let ttl_ms = u64::try_from(held.ttl.as_millis()).unwrap_or(u64::MAX);
         match compare_and(held, &scripts::EXTEND, Some(ttl_ms)).await {
@@ -162,7 +167,10 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub async fn release(mut self) -> Result<(), LockError> {
-        let held = self.held.take().expect("a LockGuard holds its lock until consumed");
+        let held = self
+            .held
+            .take()
+            .expect("a LockGuard holds its lock until consumed");
         compare_and(&held, &scripts::RELEASE, None).await
     }
 }
@@ -183,7 +191,11 @@ impl Drop for LockGuard {
 /// Runs a compare-and-X script (`KEYS[1]` = key, `ARGV[1]` = our value, `ARGV[2]` = `extra`)
 /// on every master: `Ok` once a quorum answered 1, `Lost` once a quorum is impossible because
 /// masters answered 0 (not ours), else `Unavailable`.
-async fn compare_and(held: &Held, script: &'static Script, extra: Option<u64>) -> Result<(), LockError> {
+async fn compare_and(
+    held: &Held,
+    script: &'static Script,
+    extra: Option<u64>,
+) -> Result<(), LockError> {
     let masters = &held.shared.masters;
     let quorum = held.shared.quorum();
     let (mut owned, mut not_owned) = (0, 0);

@@ -66,6 +66,9 @@ pub mod __private {
     /// The process-wide client of functions without a `client` option.
     pub fn default_client() -> Result<&'static Redlock, LockError> {
         static CLIENT: OnceLock<Result<Redlock, LockError>> = OnceLock::new();
-        CLIENT.get_or_init(Redlock::from_env).as_ref().map_err(Clone::clone)
+        CLIENT
+            .get_or_init(Redlock::from_env)
+            .as_ref()
+            .map_err(Clone::clone)
     }
 }

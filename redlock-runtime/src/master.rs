@@ -167,10 +167,9 @@ impl Master {
             let next = match tokio::time::timeout(master.connect_timeout, master.pool.get()).await {
                 Ok(Ok(connection)) => Link::Up(Arc::new(connection)),
                 Ok(Err(err)) => Link::Failed(err.to_string()),
-                Err(_) => Link::Failed(format!(
-                    "no connection within {:?}",
-                    master.connect_timeout
-                )),
+                Err(_) => {
+                    Link::Failed(format!("no connection within {:?}", master.connect_timeout))
+                }
             };
             if let Link::Failed(reason) = &next {
                 tracing::warn!(master = %master.label, %reason, "redlock: cannot connect to Redis master");

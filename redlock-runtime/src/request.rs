@@ -203,7 +203,9 @@ impl Pause {
             Attempt::Unavailable(_) => {
                 self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
                 let factor = 1u32 << self.failures_in_a_row.min(16);
-                self.retry_delay.saturating_mul(factor).min(self.max_backoff)
+                self.retry_delay
+                    .saturating_mul(factor)
+                    .min(self.max_backoff)
             }
             Attempt::Busy | Attempt::Acquired { .. } => {
                 self.failures_in_a_row = 0;

@@ -137,7 +137,10 @@ mod tests {
     #[test]
     fn escapes_like_python_json_dumps() {
         // Expected values written by `json.dumps` of CPython 3.11.
-        assert_eq!(json_string("Waiting.ConfigurableLock.a"), r#""Waiting.ConfigurableLock.a""#);
+        assert_eq!(
+            json_string("Waiting.ConfigurableLock.a"),
+            r#""Waiting.ConfigurableLock.a""#
+        );
         assert_eq!(json_string("q\"b\\s"), r#""q\"b\\s""#);
         assert_eq!(json_string("žaba"), r#""\u017eaba""#);
         assert_eq!(json_string("😀\n\u{1}"), r#""\ud83d\ude00\n\u0001""#);

@@ -106,9 +106,20 @@ mod tests {
 
     #[test]
     fn rejects_numbers_outside_the_seed_contract() {
-        for bad in [-2.0, -0.5, -1.5, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e300] {
+        for bad in [
+            -2.0,
+            -0.5,
+            -1.5,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e300,
+        ] {
             let err = Timeout::try_from(bad).unwrap_err();
-            assert!(matches!(err, LockError::InvalidTimeout { .. }), "{bad}: {err}");
+            assert!(
+                matches!(err, LockError::InvalidTimeout { .. }),
+                "{bad}: {err}"
+            );
         }
         assert!(Timeout::try_from(-2_i64).is_err());
         assert!(Timeout::try_from(i32::MIN).is_err());

@@ -1,0 +1,60 @@
+//! The tour of the API: `cargo run --example quickstart`.
+//!
+//! Uses the masters in `REDLOCK_URLS` (comma-separated) or `REDIS_URL` when set; otherwise it
+//! starts a private `redis-server` on a free port and stops it at the end.
+
+use std::time::Duration;
+
+use configurable_redlock::{LockError, Redlock, Timeout};
+use redlock_runtime::test_util::RedisServer;
+
+#[tokio::main]
+async fn main() -> Result<(), LockError> {
+    let from_env = ["REDLOCK_URLS", "REDIS_URL"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some());
+    let private_server = (!from_env).then(RedisServer::start);
+    let redlock = match &private_server {
+        Some(server) => Redlock::new([server.url()])?,
+        None => Redlock::from_env()?,
+    };
+    println!(
+        "masters: {:?} (quorum {})",
+        redlock.masters().collect::<Vec<_>>(),
+        redlock.quorum()
+    );
+
+    // timeout = 0 (the default): wait until the lock is ours.
+    let guard = redlock.lock("quickstart:report").await?;
+    println!("1. holding `{}` as {}", guard.name(), guard.value());
+
+    // timeout = -1: one attempt, skip if another client holds it.
+    match redlock
+        .lock("quickstart:report")
+        .timeout(Timeout::Skip)
+        .await
+    {
+        Err(LockError::Timeout { name, .. }) => println!("2. `{name}` is held: skipped at once"),
+        other => println!("2. unexpected: {other:?}"),
+    }
+
+    // timeout = N seconds: wait up to N; here the holder releases after 200 ms.
+    let waiter = tokio::spawn({
+        let redlock = redlock.clone();
+        async move { redlock.lock("quickstart:report").timeout(2).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    guard.release().await?;
+    let guard = waiter.await.expect("waiter task")?;
+    println!("3. the waiter got `{}` once it was released", guard.name());
+
+    // Dropping a guard releases in the background: an early return or `?` never leaks a lock.
+    drop(guard);
+    let again = redlock.lock("quickstart:report").timeout(1).await?;
+    println!("4. free again after the drop");
+    again.release().await?;
+
+    drop(private_server);
+    println!("done");
+    Ok(())
+}

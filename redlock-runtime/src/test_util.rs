@@ -1,0 +1,314 @@
+//! Real `redis-server` processes for tests (feature `test-util`): each on a free loopback port,
+//! with its own directory, killed and reaped on drop. Never a fake Redis, never the data of a
+//! server you already run.
+//!
+//! The binary is `$REDIS_SERVER_BIN` if set, else `redis-server` from `PATH`.
+//!
+//! ```no_run
+//! use redlock_runtime::test_util::Masters;
+//!
+//! let mut masters = Masters::start(3);
+//! let redlock = redlock_runtime::Redlock::new(masters.urls())?;
+//! masters[0].kill(); // a minority down: locks are still granted
+//! # Ok::<(), redlock_runtime::LockError>(())
+//! ```
+
+use std::{
+    net::TcpListener,
+    ops::{Index, IndexMut},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+/// One `redis-server` process started for a test.
+///
+/// ```no_run
+/// let server = redlock_runtime::test_util::RedisServer::start();
+/// let mut connection = server.connection();
+/// let pong: String = redis::cmd("PING").query(&mut connection).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    extra_args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a server with no persistence on a free loopback port.
+    ///
+    /// # Panics
+    /// If the server does not answer within 10 s; the panic message carries its log.
+    ///
+    /// ```no_run
+    /// let server = redlock_runtime::test_util::RedisServer::start();
+    /// println!("{}", server.url());
+    /// ```
+    pub fn start() -> Self {
+        Self::start_with_args(&[])
+    }
+
+    /// Starts a server with extra `redis-server` arguments (e.g. `["--appendonly", "yes"]`).
+    ///
+    /// ```no_run
+    /// let server = redlock_runtime::test_util::RedisServer::start_with_args(&["--requirepass", "s3cret"]);
+    /// ```
+    pub fn start_with_args(args: &[&str]) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "redlock-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("create the redis-server directory");
+        let mut server = Self {
+            port: 0,
+            dir,
+            extra_args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+            child: None,
+        };
+        // A free port can be taken by someone else before redis-server binds it: try again.
+        for _ in 0..5 {
+            server.port = free_port();
+            if server.spawn_and_wait() {
+                return server;
+            }
+        }
+        panic!("redis-server did not start; its log:\n{}", server.log());
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    ///
+    /// ```no_run
+    /// let server = redlock_runtime::test_util::RedisServer::start();
+    /// assert!(server.url().starts_with("redis://127.0.0.1:"));
+    /// ```
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The port the server listens on.
+    ///
+    /// ```no_run
+    /// let server = redlock_runtime::test_util::RedisServer::start();
+    /// assert_ne!(server.port(), 6379);
+    /// ```
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The process id, while the server runs.
+    ///
+    /// ```no_run
+    /// let server = redlock_runtime::test_util::RedisServer::start();
+    /// assert!(server.pid().is_some());
+    /// ```
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// A plain synchronous connection, to arrange and inspect data.
+    ///
+    /// # Panics
+    /// If the server cannot be reached.
+    ///
+    /// ```no_run
+    /// let server = redlock_runtime::test_util::RedisServer::start();
+    /// let mut connection = server.connection();
+    /// ```
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|client| client.get_connection())
+            .unwrap_or_else(|err| panic!("connect to {}: {err}", self.url()))
+    }
+
+    /// Kills the server with SIGKILL and reaps it; data without persistence is gone.
+    ///
+    /// ```no_run
+    /// let mut server = redlock_runtime::test_util::RedisServer::start();
+    /// server.kill();
+    /// ```
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Freezes the server with SIGSTOP: connections stay open, nothing is answered.
+    ///
+    /// ```no_run
+    /// let server = redlock_runtime::test_util::RedisServer::start();
+    /// server.pause();
+    /// server.resume();
+    /// ```
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Resumes a paused server with SIGCONT.
+    ///
+    /// ```no_run
+    /// let server = redlock_runtime::test_util::RedisServer::start();
+    /// server.pause();
+    /// server.resume();
+    /// ```
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    /// Starts the server again on the same port with the same arguments (after [`kill`](Self::kill)).
+    ///
+    /// # Panics
+    /// If it does not come back within 10 s.
+    ///
+    /// ```no_run
+    /// let mut server = redlock_runtime::test_util::RedisServer::start();
+    /// server.kill();
+    /// server.restart();
+    /// ```
+    pub fn restart(&mut self) {
+        self.kill();
+        if !self.spawn_and_wait() {
+            panic!("redis-server did not restart; its log:\n{}", self.log());
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("the server is not running");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid} failed");
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("redis.log")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_else(|err| format!("(no log: {err})"))
+    }
+
+    /// Spawns the process and waits until it answers; false if it exited first.
+    fn spawn_and_wait(&mut self) -> bool {
+        let binary = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+        let child = Command::new(&binary)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--logfile")
+            .arg(self.log_path())
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!(
+                    "cannot run `{binary}` ({err}): install redis-server or set REDIS_SERVER_BIN"
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(_exited))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return false;
+            }
+            let pong = redis::Client::open(self.url())
+                .and_then(|client| client.get_connection_with_timeout(Duration::from_millis(200)))
+                .and_then(|mut connection| redis::cmd("PING").query::<String>(&mut connection));
+            // Any answer, `NOAUTH` included, means the server is up.
+            if pong
+                .as_ref()
+                .map_or_else(|err| !err.is_io_error(), |_| true)
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "redis-server did not answer within 10 s; its log:\n{}",
+            self.log()
+        );
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        // SIGKILL also ends a paused (SIGSTOPped) server.
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("find a free loopback port")
+}
+
+/// Several independent masters for quorum tests; index them to kill, pause or restart one.
+///
+/// ```no_run
+/// let mut masters = redlock_runtime::test_util::Masters::start(5);
+/// masters[0].kill();
+/// masters[1].pause();
+/// ```
+#[derive(Debug)]
+pub struct Masters(Vec<RedisServer>);
+
+impl Masters {
+    /// Starts `count` servers.
+    ///
+    /// ```no_run
+    /// let masters = redlock_runtime::test_util::Masters::start(3);
+    /// assert_eq!(masters.urls().len(), 3);
+    /// ```
+    pub fn start(count: usize) -> Self {
+        Self((0..count).map(|_| RedisServer::start()).collect())
+    }
+
+    /// One URL per server, in order.
+    ///
+    /// ```no_run
+    /// let masters = redlock_runtime::test_util::Masters::start(3);
+    /// let redlock = redlock_runtime::Redlock::new(masters.urls())?;
+    /// # Ok::<(), redlock_runtime::LockError>(())
+    /// ```
+    pub fn urls(&self) -> Vec<String> {
+        self.0.iter().map(RedisServer::url).collect()
+    }
+
+    /// The servers.
+    ///
+    /// ```no_run
+    /// let masters = redlock_runtime::test_util::Masters::start(3);
+    /// assert_eq!(masters.servers().len(), 3);
+    /// ```
+    pub fn servers(&self) -> &[RedisServer] {
+        &self.0
+    }
+}
+
+impl Index<usize> for Masters {
+    type Output = RedisServer;
+
+    fn index(&self, index: usize) -> &RedisServer {
+        &self.0[index]
+    }
+}
+
+impl IndexMut<usize> for Masters {
+    fn index_mut(&mut self, index: usize) -> &mut RedisServer {
+        &mut self.0[index]
+    }
+}

@@ -1,0 +1,120 @@
+//! Bad input gives a typed error that names what is wrong, and never prints a password.
+
+mod common;
+
+use std::{io::Write, net::TcpListener, time::Duration};
+
+use configurable_redlock::{Config, LockError, Redlock, Timeout};
+use redlock_runtime::test_util::{Masters, RedisServer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_requests_fail_before_touching_redis() {
+    let masters = Masters::start(1);
+    let redlock = common::redlock(&masters);
+
+    let empty = redlock.lock("").await.unwrap_err();
+    assert!(matches!(empty, LockError::InvalidName { .. }), "{empty}");
+    assert!(empty.to_string().contains("must not be empty"));
+
+    for ttl in [Duration::ZERO, Duration::from_millis(2)] {
+        let err = redlock
+            .lock("ttl")
+            .auto_release_time(ttl)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, LockError::InvalidAutoReleaseTime { .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("`ttl`") && err.to_string().contains("drift"),
+            "{err}"
+        );
+    }
+
+    for timeout in [f64::NAN, f64::INFINITY, -2.0, -0.5] {
+        let err = redlock.lock("timeout").timeout(timeout).await.unwrap_err();
+        assert!(
+            matches!(err, LockError::InvalidTimeout { .. }),
+            "{timeout}: {err}"
+        );
+        assert!(
+            err.to_string().contains("-1, 0 or a positive number"),
+            "{err}"
+        );
+    }
+    assert!(Timeout::try_from(-3).is_err());
+
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query(&mut masters[0].connection())
+        .unwrap();
+    assert!(keys.is_empty(), "nothing written: {keys:?}");
+}
+
+#[test]
+fn malformed_urls_are_rejected_with_the_password_redacted() {
+    for url in [
+        "redis//127.0.0.1",
+        "http://127.0.0.1:6379",
+        "redis://:hunter2-pw@127.0.0.1:notaport",
+    ] {
+        let err = Redlock::new([url]).unwrap_err();
+        assert!(matches!(err, LockError::InvalidUrl { .. }), "{url}: {err}");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("hunter2-pw"), "password printed: {shown}");
+    }
+    let none = Redlock::new(Vec::<String>::new()).unwrap_err();
+    assert!(matches!(none, LockError::NoMasters), "{none}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_unavailable_and_never_printed() {
+    let server = RedisServer::start_with_args(&["--requirepass", "right-pw"]);
+    let url = format!("redis://:hunter2-pw@127.0.0.1:{}", server.port());
+    let redlock = Redlock::new([&url]).unwrap();
+
+    let err = redlock.lock("auth").timeout(-1).await.unwrap_err();
+
+    let LockError::Unavailable { failures, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(failures.len(), 1);
+    assert_eq!(
+        failures[0].master,
+        format!("redis://:***@127.0.0.1:{}", server.port())
+    );
+    let shown = format!("{err} {err:?} {:?}", redlock);
+    assert!(
+        shown.to_uppercase().contains("WRONGPASS") || shown.contains("auth"),
+        "{shown}"
+    );
+    assert!(!shown.contains("hunter2-pw"), "password printed: {shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_that_is_not_redis_is_unavailable() {
+    // A server that answers like a web server, not like Redis.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let redlock = Redlock::with_config(Config {
+        master_timeout: Duration::from_millis(300),
+        ..Config::new([format!("redis://127.0.0.1:{port}")])
+    })
+    .unwrap();
+
+    let err = redlock.lock("not-redis").timeout(-1).await.unwrap_err();
+
+    let LockError::Unavailable { failures, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(failures[0].master, format!("redis://127.0.0.1:{port}"));
+    assert!(err.to_string().contains("not-redis"), "{err}");
+}

@@ -1,0 +1,201 @@
+//! The guard: release, extend, drop, panic, cancellation, and a lock that is no longer ours.
+
+mod common;
+
+use std::{
+    future::IntoFuture,
+    time::{Duration, Instant},
+};
+
+use common::{eventually, get, redlock};
+use configurable_redlock::{LockError, lock_key, waiting_key};
+use redlock_runtime::test_util::Masters;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_guard_releases_in_the_background_at_once() {
+    let masters = Masters::start(3);
+    let redlock = redlock(&masters);
+    let guard = redlock.lock("dropped").await.unwrap();
+
+    let started = Instant::now();
+    drop(guard);
+    assert!(
+        started.elapsed() < Duration::from_millis(5),
+        "Drop must not block"
+    );
+
+    let freed = eventually(Duration::from_secs(1), || {
+        (0..3).all(|index| get(&masters, index, &lock_key("dropped")).is_none())
+    })
+    .await;
+    assert!(freed, "the key is deleted on every master");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_return_with_question_mark_releases() {
+    async fn job(redlock: &configurable_redlock::Redlock) -> Result<(), LockError> {
+        let _guard = redlock.lock("early").await?;
+        Err(LockError::Lost {
+            name: "simulated failure".into(),
+        })?;
+        unreachable!("the `?` above returns");
+    }
+    let masters = Masters::start(1);
+    let redlock = redlock(&masters);
+
+    assert!(job(&redlock).await.is_err());
+    let next = redlock.lock("early").timeout(1).await;
+    assert!(next.is_ok(), "released by the early return: {next:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_critical_section_releases_and_propagates() {
+    let masters = Masters::start(1);
+    let redlock = redlock(&masters);
+
+    let task = tokio::spawn({
+        let redlock = redlock.clone();
+        async move {
+            let _guard = redlock.lock("panics").await.unwrap();
+            panic!("boom inside the lock");
+        }
+    });
+    let joined = task.await.unwrap_err();
+    assert!(joined.is_panic(), "the panic propagates to the caller");
+
+    let next = redlock.lock("panics").timeout(1).await;
+    assert!(next.is_ok(), "released by unwinding: {next:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releasing_a_lock_no_longer_ours_is_lost_within_a_round_trip() {
+    let masters = Masters::start(3);
+    let redlock = redlock(&masters);
+    let guard = redlock.lock("stolen").await.unwrap();
+    for index in 0..2 {
+        let _: () = redis::cmd("SET")
+            .arg(lock_key("stolen"))
+            .arg("someone-else")
+            .query(&mut masters[index].connection())
+            .unwrap();
+    }
+
+    let started = Instant::now();
+    let err = guard.release().await.unwrap_err();
+    assert!(
+        matches!(err, LockError::Lost { ref name } if name == "stolen"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        get(&masters, 0, &lock_key("stolen")).as_deref(),
+        Some("someone-else"),
+        "another holder's key is never deleted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extend_renews_the_ttl_and_reports_a_lost_lock() {
+    let masters = Masters::start(1);
+    let redlock = redlock(&masters);
+    let mut guard = redlock
+        .lock("extended")
+        .auto_release_time(Duration::from_millis(400))
+        .await
+        .unwrap();
+
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        guard.extend().await.unwrap();
+        assert!(!guard.is_lost());
+    }
+    // 750 ms after acquiring a 400 ms lock, it is still held thanks to the extensions.
+    assert_eq!(
+        get(&masters, 0, &lock_key("extended")).as_deref(),
+        Some(guard.value())
+    );
+
+    let _: () = redis::cmd("DEL")
+        .arg(lock_key("extended"))
+        .query(&mut masters[0].connection())
+        .unwrap();
+    let err = guard.extend().await.unwrap_err();
+    assert!(matches!(err, LockError::Lost { .. }), "{err}");
+    assert!(guard.is_lost());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validity_runs_out_without_extension() {
+    let masters = Masters::start(1);
+    let redlock = redlock(&masters);
+    let guard = redlock
+        .lock("short")
+        .auto_release_time(Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert!(!guard.is_lost());
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert!(guard.is_lost());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_wait_restores_the_counter_and_leaves_nothing_behind() {
+    let masters = Masters::start(1);
+    let redlock = redlock(&masters);
+    let held = redlock.lock("cancelled").await.unwrap();
+
+    let cancelled =
+        tokio::time::timeout(Duration::from_millis(300), redlock.lock("cancelled")).await;
+    assert!(cancelled.is_err(), "still waiting when cancelled");
+
+    let counter = waiting_key("cancelled");
+    let restored = eventually(Duration::from_secs(1), || {
+        get(&masters, 0, &counter).as_deref() == Some("0")
+    })
+    .await;
+    assert!(
+        restored,
+        "counter back to 0: {:?}",
+        get(&masters, 0, &counter)
+    );
+    assert_eq!(
+        get(&masters, 0, &lock_key("cancelled")).as_deref(),
+        Some(held.value())
+    );
+    held.release().await.unwrap();
+    assert_eq!(get(&masters, 0, &lock_key("cancelled")), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_waiter_restores_the_counter() {
+    let masters = Masters::start(1);
+    let redlock = redlock(&masters);
+    let _held = redlock.lock("waiter-panics").await.unwrap();
+
+    let task = tokio::spawn({
+        let redlock = redlock.clone();
+        async move {
+            let mut wait = std::pin::pin!(redlock.lock("waiter-panics").timeout(10).into_future());
+            let still_waiting = tokio::time::timeout(Duration::from_millis(200), &mut wait).await;
+            assert!(still_waiting.is_err());
+            // The wait is still alive here: unwinding drops it.
+            panic!("the waiter panics mid-wait");
+        }
+    });
+    assert!(task.await.unwrap_err().is_panic());
+
+    let counter = waiting_key("waiter-panics");
+    let restored = eventually(Duration::from_secs(1), || {
+        get(&masters, 0, &counter).as_deref() == Some("0")
+    })
+    .await;
+    assert!(
+        restored,
+        "counter back to 0: {:?}",
+        get(&masters, 0, &counter)
+    );
+}
