@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
+pub use redlock_macros::redlock;
 pub use redlock_runtime::*;
 
 /// The README's examples, compiled as doctests so that they stay true.

@@ -1,1 +1,88 @@
-//! placeholder
+//! The `#[redlock(...)]` attribute of [configurable-redlock](https://crates.io/crates/configurable-redlock).
+//! Use it through the facade crate: `use configurable_redlock::redlock;`.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
+
+mod attr;
+mod expand;
+mod plan;
+
+use proc_macro::TokenStream;
+
+/// Runs the function's body only while this process holds a distributed lock.
+///
+/// ```ignore
+/// use configurable_redlock::{redlock, LockError};
+///
+/// // One worker at a time sends the digest; the others skip it silently.
+/// #[redlock(name = "digest:{day}", timeout = -1, silent)]
+/// async fn send_digest(day: u32) {
+///     // ... runs only under the lock `redlock:ConfigurableLock.digest:<day>` ...
+/// }
+///
+/// // Wait up to 5 s, else `Err(LockError::Timeout { .. })` converted into `E`.
+/// #[redlock(name = "invoice:{id}", timeout = 5)]
+/// fn bill(id: u64) -> Result<(), LockError> {
+///     Ok(())
+/// }
+/// ```
+///
+/// # What it expands to
+///
+/// The function keeps its attributes, visibility, signature and generics. Its body becomes:
+/// acquire the lock through the runtime (`Redlock::lock(name)` awaited in an `async fn`, the
+/// blocking API in a plain `fn`); if that fails, return the failure value below; else run the
+/// original body in its own scope, release the lock (awaited, so the next call finds it free),
+/// and return the body's value. `return` and `?` in the body leave the function as usual; the
+/// guard then releases in the background. A panic in the body releases the lock too.
+///
+/// # Options
+///
+/// | option | value | default |
+/// |---|---|---|
+/// | `name` | string literal; a format string that may capture arguments: `"job:{id}"` | required |
+/// | `timeout` | `-1` (one attempt, skip if held), `0` (wait forever), `N` seconds (integer or float) | `0` |
+/// | `auto_release_time` | the lock's TTL in seconds, integer or float, at least `0.003` | `30` |
+/// | `silent` | flag: return `Default::default()` (or `Ok(Default::default())`) when the lock is held elsewhere | off |
+/// | `stats_name` | string literal (format string allowed): the waiting-statistics name | the name |
+/// | `client` | an expression of type `Redlock`, `blocking::Redlock` or a reference to one: a `static`, `&self.locks`… | `Redlock::from_env()`, one per process |
+/// | `auto_extend` | `true` / `false`: renew the lock while the body runs | `true` |
+/// | `guard` | an identifier bound to `&mut LockGuard` in the body | none |
+/// | `crate` | path string of the runtime, for users of `redlock-runtime` without the facade | `"::configurable_redlock"` |
+///
+/// `auto_extend` is accepted now; renewal arrives with the guard's watchdog, and until then
+/// the lock keeps its fixed TTL (the Python library's behaviour).
+///
+/// # When the lock is not acquired
+///
+/// | return type | `silent` | held by another client | backend failure |
+/// |---|---|---|---|
+/// | `…Result<T, E>`, `E: From<LockError>` | no | `Err(LockError::Timeout{..}.into())` | `Err(LockError::Unavailable{..}.into())` |
+/// | `…Result<T, E>` | yes | `Ok(T::default())` | `Err(….into())`: `silent` never hides an outage |
+/// | any `T: Default` | yes | `T::default()` | `T::default()` and a `tracing` error event |
+/// | any other `T` | no | a compile error unless `timeout = 0` | with `timeout = 0`: retried with capped backoff until acquired |
+///
+/// A return type counts as a `Result` when its last path segment is `Result` (`Result`,
+/// `io::Result`, `anyhow::Result`…). The body never runs without the lock.
+///
+/// # Function shapes
+///
+/// `async fn`; plain `fn` (blocking API: usable from threads and `spawn_blocking`); methods with
+/// `self`, `&self`, `&mut self`; generics and `where` clauses; `impl Trait` returns; `fn`s that
+/// end in `async move { … }` with `-> impl Future<Output = T>`; methods in `#[async_trait]`
+/// impls (put `#[async_trait]` on the impl and `#[redlock]` on the method: the attribute wraps
+/// the `Box::pin(async move { … })` that `async_trait` writes).
+///
+/// # Compile errors
+///
+/// Unknown or duplicate options, values of the wrong type, `timeout` outside -1/0/N,
+/// `auto_release_time` below 3 ms, `silent = …` with a value, a missing or empty `name`,
+/// `silent` on a return type without `Default`, a `timeout` that can fail on a function that
+/// cannot report it, `const fn`, and futures built elsewhere. The function is still emitted, so
+/// the rest of the crate keeps compiling. The Python library only finds the last kind of
+/// mistake at run time (`NoTimeoutCheck`).
+#[proc_macro_attribute]
+pub fn redlock(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::redlock(attr.into(), item.into()).into()
+}

@@ -74,9 +74,7 @@ impl Redlock {
     /// # Ok::<(), redlock_runtime::LockError>(())
     /// ```
     pub fn lock(&self, name: impl Into<String>) -> LockRequest {
-        LockRequest {
-            inner: self.inner.lock(name),
-        }
+        LockRequest::from(self.inner.lock(name))
     }
 
     /// The async client sharing this one's connections.
@@ -115,6 +113,13 @@ impl From<crate::Redlock> for Redlock {
 #[must_use = "a lock request does nothing until `acquire` is called"]
 pub struct LockRequest {
     inner: crate::LockRequest,
+}
+
+impl From<crate::LockRequest> for LockRequest {
+    /// Makes an async request blocking.
+    fn from(inner: crate::LockRequest) -> Self {
+        Self { inner }
+    }
 }
 
 impl LockRequest {

@@ -127,3 +127,16 @@ fn list(failures: &[MasterFailure]) -> String {
     let items: Vec<String> = failures.iter().map(ToString::to_string).collect();
     items.join("; ")
 }
+
+impl From<LockError> for std::io::Error {
+    /// Lets functions returning `std::io::Result` use `?` on lock errors (and `#[redlock]`).
+    fn from(error: LockError) -> Self {
+        let kind = match error {
+            LockError::Timeout { .. } => std::io::ErrorKind::TimedOut,
+            LockError::Unavailable { .. } => std::io::ErrorKind::ConnectionRefused,
+            LockError::Lost { .. } => std::io::ErrorKind::Other,
+            _ => std::io::ErrorKind::InvalidInput,
+        };
+        std::io::Error::new(kind, error)
+    }
+}

@@ -58,17 +58,4 @@ pub fn lock_key(name: &str) -> String {
 
 /// What `#[redlock]` expansions call. Not a public API: it changes without notice.
 #[doc(hidden)]
-pub mod __private {
-    use std::sync::OnceLock;
-
-    use crate::{LockError, Redlock};
-
-    /// The process-wide client of functions without a `client` option.
-    pub fn default_client() -> Result<&'static Redlock, LockError> {
-        static CLIENT: OnceLock<Result<Redlock, LockError>> = OnceLock::new();
-        CLIENT
-            .get_or_init(Redlock::from_env)
-            .as_ref()
-            .map_err(Clone::clone)
-    }
-}
+pub mod __private;

@@ -1,0 +1,206 @@
+//! The arguments of `#[redlock(...)]`: parsed with their spans, each value checked on its own.
+
+use proc_macro2::Span;
+use syn::{
+    Expr, ExprLit, ExprUnary, Ident, Lit, LitBool, LitStr, Path, Token, UnOp,
+    parse::{Parse, ParseStream},
+    spanned::Spanned,
+};
+
+mod kw {
+    syn::custom_keyword!(name);
+    syn::custom_keyword!(timeout);
+    syn::custom_keyword!(auto_release_time);
+    syn::custom_keyword!(silent);
+    syn::custom_keyword!(stats_name);
+    syn::custom_keyword!(client);
+    syn::custom_keyword!(auto_extend);
+    syn::custom_keyword!(guard);
+}
+
+/// A number of seconds: its value, and the literal as written (sign included) for errors.
+pub(crate) struct Seconds {
+    pub(crate) value: f64,
+    pub(crate) literal: Expr,
+}
+
+/// The options as written; each present one keeps its span for later errors.
+#[derive(Default)]
+pub(crate) struct Args {
+    pub(crate) name: Option<LitStr>,
+    pub(crate) timeout: Option<Seconds>,
+    pub(crate) auto_release_time: Option<Seconds>,
+    pub(crate) silent: Option<Span>,
+    pub(crate) stats_name: Option<LitStr>,
+    pub(crate) client: Option<Expr>,
+    pub(crate) auto_extend: Option<LitBool>,
+    pub(crate) guard: Option<Ident>,
+    pub(crate) krate: Option<Path>,
+}
+
+impl Parse for Args {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut args = Args::default();
+        while !input.is_empty() {
+            let lookahead = input.lookahead1();
+            if lookahead.peek(kw::name) {
+                let key = input.parse::<kw::name>()?;
+                let value = string(value_of(input)?, "name", "\"job:{id}\"")?;
+                set_once(&mut args.name, value, key.span, "name")?;
+            } else if lookahead.peek(kw::timeout) {
+                let key = input.parse::<kw::timeout>()?;
+                let value = seconds(value_of(input)?, "timeout", TIMEOUT_CHOICES)?;
+                set_once(&mut args.timeout, value, key.span, "timeout")?;
+            } else if lookahead.peek(kw::auto_release_time) {
+                let key = input.parse::<kw::auto_release_time>()?;
+                let value = seconds(value_of(input)?, "auto_release_time", TTL_CHOICES)?;
+                set_once(
+                    &mut args.auto_release_time,
+                    value,
+                    key.span,
+                    "auto_release_time",
+                )?;
+            } else if lookahead.peek(kw::silent) {
+                let key = input.parse::<kw::silent>()?;
+                if input.peek(Token![=]) {
+                    let eq = input.parse::<Token![=]>()?;
+                    let value: Expr = input.parse()?;
+                    return Err(syn::Error::new(
+                        eq.span.join(value.span()).unwrap_or(eq.span),
+                        "`silent` is a flag and takes no value: write `silent`, or leave it out",
+                    ));
+                }
+                set_once(&mut args.silent, key.span, key.span, "silent")?;
+            } else if lookahead.peek(kw::stats_name) {
+                let key = input.parse::<kw::stats_name>()?;
+                let value = string(value_of(input)?, "stats_name", "\"jobs\"")?;
+                set_once(&mut args.stats_name, value, key.span, "stats_name")?;
+            } else if lookahead.peek(kw::client) {
+                let key = input.parse::<kw::client>()?;
+                let value = value_of(input)?;
+                set_once(&mut args.client, value, key.span, "client")?;
+            } else if lookahead.peek(kw::auto_extend) {
+                let key = input.parse::<kw::auto_extend>()?;
+                let value = match value_of(input)? {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Bool(value),
+                        ..
+                    }) => value,
+                    other => {
+                        return Err(syn::Error::new_spanned(
+                            other,
+                            "`auto_extend` must be `true` or `false`",
+                        ));
+                    }
+                };
+                set_once(&mut args.auto_extend, value, key.span, "auto_extend")?;
+            } else if lookahead.peek(kw::guard) {
+                let key = input.parse::<kw::guard>()?;
+                let value = match value_of(input)? {
+                    Expr::Path(path) if path.qself.is_none() && path.path.get_ident().is_some() => {
+                        path.path.get_ident().cloned().expect("checked above")
+                    }
+                    other => {
+                        return Err(syn::Error::new_spanned(
+                            other,
+                            "`guard` must be an identifier to bind the lock guard to, e.g. `guard = lock`",
+                        ));
+                    }
+                };
+                set_once(&mut args.guard, value, key.span, "guard")?;
+            } else if lookahead.peek(Token![crate]) {
+                let key = input.parse::<Token![crate]>()?;
+                let value = string(value_of(input)?, "crate", "\"::redlock_runtime\"")?;
+                let path = value.parse::<Path>().map_err(|_| {
+                    syn::Error::new_spanned(
+                        &value,
+                        "`crate` must be a path in a string, e.g. `crate = \"::redlock_runtime\"`",
+                    )
+                })?;
+                set_once(&mut args.krate, path, key.span, "crate")?;
+            } else if input.peek(Ident) {
+                let unknown: Ident = input.parse()?;
+                return Err(syn::Error::new_spanned(
+                    &unknown,
+                    format!("unknown option `{unknown}`: expected one of {OPTIONS}"),
+                ));
+            } else {
+                return Err(lookahead.error());
+            }
+            if !input.is_empty() {
+                input.parse::<Token![,]>()?;
+            }
+        }
+        Ok(args)
+    }
+}
+
+const OPTIONS: &str = "`name`, `timeout`, `auto_release_time`, `silent`, `stats_name`, `client`, `auto_extend`, `guard`, `crate`";
+pub(crate) const TIMEOUT_CHOICES: &str =
+    "-1 (skip if locked), 0 (wait forever) or a positive number of seconds (wait up to N s)";
+pub(crate) const TTL_CHOICES: &str =
+    "a positive number of seconds, at least 0.003 (the default is 30)";
+
+/// Rejects a second occurrence of an option.
+fn set_once<T>(slot: &mut Option<T>, value: T, key: Span, name: &str) -> syn::Result<()> {
+    if slot.is_some() {
+        return Err(syn::Error::new(
+            key,
+            format!("duplicate option `{name}`: give each option once"),
+        ));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+/// The value after `=`.
+fn value_of(input: ParseStream<'_>) -> syn::Result<Expr> {
+    input.parse::<Token![=]>()?;
+    input.parse()
+}
+
+fn string(value: Expr, option: &str, example: &str) -> syn::Result<LitStr> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(text),
+            ..
+        }) => Ok(text),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("`{option}` must be a string literal, e.g. `{option} = {example}`"),
+        )),
+    }
+}
+
+fn seconds(value: Expr, option: &str, choices: &str) -> syn::Result<Seconds> {
+    let wrong = |expr: &Expr| {
+        syn::Error::new_spanned(
+            expr,
+            format!("`{option}` must be a number literal: {choices}"),
+        )
+    };
+    let (negative, literal) = match &value {
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_),
+            expr,
+            ..
+        }) => (true, &**expr),
+        other => (false, other),
+    };
+    let magnitude = match literal {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) if int.suffix().is_empty() => int.base10_parse::<f64>().map_err(|_| wrong(&value))?,
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(float),
+            ..
+        }) if float.suffix().is_empty() => {
+            float.base10_parse::<f64>().map_err(|_| wrong(&value))?
+        }
+        _ => return Err(wrong(&value)),
+    };
+    Ok(Seconds {
+        value: if negative { -magnitude } else { magnitude },
+        literal: value,
+    })
+}

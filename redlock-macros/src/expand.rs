@@ -1,0 +1,253 @@
+//! Code generation: the function re-emitted with its own attributes, signature and braces, and
+//! its body run only under the lock, through one or two calls into the runtime's `__private`.
+
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
+use quote::{ToTokens, quote, quote_spanned};
+use syn::{Block, Expr, ItemFn, Stmt};
+
+use crate::{
+    attr::Args,
+    plan::{Failure, Plan, Shape, Wait},
+};
+
+/// `#[redlock(attr)] item`, or `item` as written plus the errors when something is wrong.
+pub(crate) fn redlock(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let function: ItemFn = match syn::parse2(item.clone()) {
+        Ok(function) => function,
+        Err(_) => {
+            let error = syn::Error::new_spanned(
+                &item,
+                "`#[redlock]` goes on a function with a body (`fn`, `async fn`, or a method)",
+            );
+            let error = error.to_compile_error();
+            return quote!(#item #error);
+        }
+    };
+    match syn::parse2::<Args>(attr).and_then(|args| Plan::new(args, &function)) {
+        Ok(plan) => expand(&plan, function),
+        Err(error) => with_error(function, &error),
+    }
+}
+
+/// The function as written, with the errors as its first statements: the rest of the crate
+/// (and the IDE) keep seeing the function while the errors point at the attribute's tokens.
+fn with_error(mut function: ItemFn, error: &syn::Error) -> TokenStream {
+    let errors = error.to_compile_error();
+    let errors: Block = syn::parse_quote!({ #errors });
+    function.block.stmts.splice(0..0, errors.stmts);
+    function.into_token_stream()
+}
+
+fn expand(plan: &Plan, mut function: ItemFn) -> TokenStream {
+    match plan.shape {
+        Shape::Async | Shape::Blocking => {
+            let body = wrap(plan, &function.block);
+            function.block.stmts = body;
+        }
+        Shape::TailAsync => {
+            let Some(Stmt::Expr(tail, None)) = function.block.stmts.last_mut() else {
+                unreachable!("the plan checked the tail async block");
+            };
+            let inner = innermost_async(tail);
+            let body = wrap(plan, &inner.block);
+            inner.block.stmts = body;
+        }
+    }
+    function.into_token_stream()
+}
+
+fn innermost_async(expr: &mut Expr) -> &mut syn::ExprAsync {
+    match expr {
+        Expr::Async(block) => block,
+        Expr::Call(call) => innermost_async(&mut call.args[0]),
+        _ => unreachable!("the plan checked the tail async block"),
+    }
+}
+
+/// The statements that replace `block`: take the lock or return the failure value, run the
+/// original block (its own scope and braces), release, return the block's value.
+fn wrap(plan: &Plan, block: &Block) -> Vec<Stmt> {
+    let krate = &plan.krate;
+    let private = quote!(#krate::__private);
+    let client = match &plan.client {
+        Some(client) => quote_spanned!(client.span_or_call_site() => #private::client(&(#client))),
+        None => quote!(#private::default_client()),
+    };
+    let name = &plan.name;
+    let timeout = match plan.wait {
+        Wait::Skip => quote!(#private::Skip),
+        Wait::Forever => quote!(#private::Forever),
+        Wait::Nanos(nanos) => quote!(#private::After(::core::time::Duration::from_nanos(#nanos))),
+    };
+    let ttl_nanos = plan.ttl_nanos;
+    let stats_name = match &plan.stats_name {
+        Some(stats_name) => quote!(::core::option::Option::Some(::std::format!(#stats_name))),
+        None => quote!(::core::option::Option::None),
+    };
+    let auto_extend = plan.auto_extend;
+    let spec = quote! {
+        #private::LockSpec {
+            name: ::std::format!(#name),
+            timeout: #timeout,
+            auto_release_time: ::core::time::Duration::from_nanos(#ttl_nanos),
+            stats_name: #stats_name,
+            auto_extend: #auto_extend,
+        }
+    };
+    let blocking = matches!(plan.shape, Shape::Blocking);
+    let (acquire, release) = if blocking {
+        (
+            quote!(#private::acquire_blocking(#client, #spec)),
+            quote!(#private::release_blocking(__redlock_guard)),
+        )
+    } else {
+        (
+            quote!(#private::acquire(#client, #spec).await),
+            quote!(#private::release(__redlock_guard).await),
+        )
+    };
+    // `silent` calls carry the span of `silent`, so a missing `Default` is reported there.
+    let on_failure = match plan.failure {
+        Failure::Fail => quote!(#private::fail(__redlock_error)),
+        Failure::SkipOrFail(span) => respan(quote!(#private::skip_or_fail(__redlock_error)), span),
+        Failure::Skip(span) => respan(quote!(#private::skip(__redlock_error)), span),
+        Failure::Unrecoverable => quote!(#private::unrecoverable(__redlock_error)),
+    };
+    let (mutability, bind_guard) = match &plan.guard {
+        Some(guard) => (quote!(mut), quote!(let #guard = &mut __redlock_guard;)),
+        None => (quote!(), quote!()),
+    };
+    let annotation = plan.body_type.as_ref().map(|ty| quote!(: #ty));
+    let body = quote! {
+        let #mutability __redlock_guard = match #acquire {
+            ::core::result::Result::Ok(__redlock_guard) => __redlock_guard,
+            ::core::result::Result::Err(__redlock_error) => return #on_failure,
+        };
+        #bind_guard
+        let __redlock_result #annotation = #block;
+        #[allow(unreachable_code)]
+        #release;
+        __redlock_result
+    };
+    syn::parse2::<Block>(quote!({ #body }))
+        .expect("the expansion is a valid block")
+        .stmts
+}
+
+/// `tokens` with every span set to `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let TokenTree::Group(group) = &token {
+                let mut inner = Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                token = TokenTree::Group(inner);
+            }
+            token.set_span(span);
+            token
+        })
+        .collect()
+}
+
+trait SpanOrCallSite {
+    fn span_or_call_site(&self) -> proc_macro2::Span;
+}
+
+impl SpanOrCallSite for Expr {
+    /// The first token's span: enough for `quote_spanned!` to blame the user's expression.
+    fn span_or_call_site(&self) -> proc_macro2::Span {
+        self.to_token_stream()
+            .into_iter()
+            .next()
+            .map_or_else(proc_macro2::Span::call_site, |token| token.span())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::redlock;
+
+    fn expand(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> String {
+        redlock(attr, item).to_string()
+    }
+
+    #[test]
+    fn an_async_fn_calls_acquire_then_release() {
+        let out = expand(
+            quote!(name = "job:{id}", timeout = -1, silent),
+            quote!(
+                async fn job(id: u64) {
+                    work(id).await
+                }
+            ),
+        );
+        assert!(
+            out.contains(":: configurable_redlock :: __private :: acquire ("),
+            "{out}"
+        );
+        assert!(
+            out.contains(":: configurable_redlock :: __private :: Skip"),
+            "{out}"
+        );
+        assert!(out.contains("__private :: skip (__redlock_error)"), "{out}");
+        assert!(
+            out.contains("__private :: release (__redlock_guard) . await"),
+            "{out}"
+        );
+        assert!(out.contains(":: std :: format ! (\"job:{id}\")"), "{out}");
+    }
+
+    #[test]
+    fn a_plain_fn_goes_through_the_blocking_api() {
+        let out = expand(
+            quote!(name = "a"),
+            quote!(
+                fn job() -> u32 {
+                    1
+                }
+            ),
+        );
+        assert!(out.contains("__private :: acquire_blocking ("), "{out}");
+        assert!(
+            out.contains("__private :: unrecoverable (__redlock_error)"),
+            "{out}"
+        );
+        assert!(!out.contains(". await"), "{out}");
+    }
+
+    #[test]
+    fn wrong_arguments_keep_the_function_and_report_every_error() {
+        let out = expand(
+            quote!(timeout = -2, auto_release_time = 0),
+            quote!(
+                fn job() {}
+            ),
+        );
+        assert!(out.starts_with("fn job ()"), "{out}");
+        assert!(out.contains("missing `name`"), "{out}");
+        assert!(out.contains("`timeout` must be"), "{out}");
+        assert!(out.contains("`auto_release_time` must be"), "{out}");
+    }
+
+    #[test]
+    fn the_tail_async_block_of_async_trait_is_wrapped() {
+        let out = expand(
+            quote!(name = "a"),
+            quote!(
+                fn job<'a>(
+                    &'a self,
+                ) -> Pin<Box<dyn Future<Output = Result<u8, Error>> + Send + 'a>> {
+                    Box::pin(async move { Ok(1) })
+                }
+            ),
+        );
+        assert!(
+            out.contains("Box :: pin (async move { let __redlock_guard"),
+            "{out}"
+        );
+        assert!(out.contains("__private :: fail (__redlock_error)"), "{out}");
+    }
+}

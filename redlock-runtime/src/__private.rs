@@ -1,0 +1,171 @@
+//! What `#[redlock]` expansions call: every decision lives here, so expansions stay thin.
+
+use std::{sync::OnceLock, time::Duration};
+
+use crate::{LockError, LockGuard, Redlock, Timeout, blocking};
+
+pub use crate::Timeout::{After, Forever, Skip};
+
+/// The options of one `#[redlock(...)]`, evaluated at each call.
+#[derive(Debug)]
+pub struct LockSpec {
+    pub name: String,
+    pub timeout: Timeout,
+    pub auto_release_time: Duration,
+    pub stats_name: Option<String>,
+    /// Renew the lock while the body runs; honoured once the guard has a watchdog.
+    pub auto_extend: bool,
+}
+
+/// Whatever a `client = …` option may name: an async or blocking client, by value, by
+/// reference, or behind a `LazyLock` / `Arc` / `Box`.
+#[diagnostic::on_unimplemented(
+    message = "`client = …` must name a `Redlock` or a `blocking::Redlock`, not `{Self}`",
+    label = "expected a `Redlock`, a `blocking::Redlock`, or a reference, `LazyLock`, `Arc` or `Box` of one"
+)]
+pub trait Client {
+    fn redlock(&self) -> &Redlock;
+}
+
+impl Client for Redlock {
+    fn redlock(&self) -> &Redlock {
+        self
+    }
+}
+
+impl Client for blocking::Redlock {
+    fn redlock(&self) -> &Redlock {
+        self.as_async()
+    }
+}
+
+impl<C: Client + ?Sized> Client for &C {
+    fn redlock(&self) -> &Redlock {
+        (**self).redlock()
+    }
+}
+
+impl<C: Client, F: FnOnce() -> C> Client for std::sync::LazyLock<C, F> {
+    fn redlock(&self) -> &Redlock {
+        (**self).redlock()
+    }
+}
+
+impl<C: Client + ?Sized> Client for std::sync::Arc<C> {
+    fn redlock(&self) -> &Redlock {
+        (**self).redlock()
+    }
+}
+
+impl<C: Client + ?Sized> Client for Box<C> {
+    fn redlock(&self) -> &Redlock {
+        (**self).redlock()
+    }
+}
+
+/// The client of a `client = …` option.
+pub fn client<C: Client + ?Sized>(client: &C) -> Result<&Redlock, LockError> {
+    Ok(client.redlock())
+}
+
+/// The process-wide client of functions without a `client` option: `Redlock::from_env()`,
+/// created on first use.
+pub fn default_client() -> Result<&'static Redlock, LockError> {
+    static CLIENT: OnceLock<Result<Redlock, LockError>> = OnceLock::new();
+    CLIENT
+        .get_or_init(Redlock::from_env)
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+fn request(client: &Redlock, spec: LockSpec) -> crate::LockRequest {
+    let request = client
+        .lock(spec.name)
+        .timeout(spec.timeout)
+        .auto_release_time(spec.auto_release_time);
+    match spec.stats_name {
+        Some(stats_name) => request.stats_name(stats_name),
+        None => request,
+    }
+}
+
+/// Acquires the lock of an `async fn`.
+pub async fn acquire(
+    client: Result<&Redlock, LockError>,
+    spec: LockSpec,
+) -> Result<LockGuard, LockError> {
+    request(client?, spec).await
+}
+
+/// Acquires the lock of a plain `fn`, through the blocking API.
+pub fn acquire_blocking(
+    client: Result<&Redlock, LockError>,
+    spec: LockSpec,
+) -> Result<blocking::LockGuard, LockError> {
+    blocking::LockRequest::from(request(client?, spec)).acquire()
+}
+
+/// Releases after the body of an `async fn`. The body's result stands: a release that fails
+/// cannot undo work already done, so it is reported as a `tracing` error.
+pub async fn release(guard: LockGuard) {
+    let name = guard.name().to_owned();
+    if let Err(error) = guard.release().await {
+        tracing::error!(lock = %name, %error, "redlock: the lock was not held to the end of the body");
+    }
+}
+
+/// Releases after the body of a plain `fn`; see [`release`].
+pub fn release_blocking(guard: blocking::LockGuard) {
+    let name = guard.name().to_owned();
+    if let Err(error) = guard.release() {
+        tracing::error!(lock = %name, %error, "redlock: the lock was not held to the end of the body");
+    }
+}
+
+/// The return value of a `silent` function whose lock was not acquired.
+#[diagnostic::on_unimplemented(
+    message = "`silent` returns `{Self}::default()` when the lock is not acquired, but `{Self}` does not implement `Default`",
+    label = "`silent` needs a return type (or `Ok` type) that implements `Default`",
+    note = "remove `silent` and return `Result<_, E>` with `E: From<LockError>`, or implement `Default`"
+)]
+pub trait SilentDefault {
+    fn silent_default() -> Self;
+}
+
+impl<T: Default> SilentDefault for T {
+    fn silent_default() -> Self {
+        T::default()
+    }
+}
+
+/// Not acquired, `Result` return, not `silent`: the error, converted.
+pub fn fail<T, E: From<LockError>>(error: LockError) -> Result<T, E> {
+    Err(E::from(error))
+}
+
+/// Not acquired, `Result` return, `silent`: `Ok(T::default())` when another client holds the
+/// lock; any other failure is still returned, so that `silent` never hides an outage.
+pub fn skip_or_fail<T: SilentDefault, E: From<LockError>>(error: LockError) -> Result<T, E> {
+    match error {
+        LockError::Timeout { .. } => Ok(T::silent_default()),
+        other => Err(E::from(other)),
+    }
+}
+
+/// Not acquired, other return type, `silent`: `T::default()`; failures other than "held by
+/// another client" are reported as `tracing` errors, and the body never runs unlocked.
+pub fn skip<T: SilentDefault>(error: LockError) -> T {
+    if !matches!(error, LockError::Timeout { .. }) {
+        tracing::error!(%error, "redlock: lock not acquired; the body is skipped");
+    }
+    T::silent_default()
+}
+
+/// Not acquired with `timeout = 0` and a return type that cannot carry an error: waiting
+/// forever already retried every backend failure, so only a configuration error gets here
+/// (an empty formatted name, an invalid `REDLOCK_URLS`). The body must not run unlocked.
+pub fn unrecoverable<T>(error: LockError) -> T {
+    panic!(
+        "#[redlock]: cannot take the lock, and this function's return type cannot report it: {error}"
+    )
+}

@@ -1,0 +1,6 @@
+use configurable_redlock::redlock;
+
+#[redlock(name = "", timeout = -1, silent)]
+async fn job() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use configurable_redlock::redlock;
+
+#[redlock(timeout = -1, silent)]
+async fn job() {}
+
+fn main() {}

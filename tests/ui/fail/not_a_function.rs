@@ -1,0 +1,6 @@
+use configurable_redlock::redlock;
+
+#[redlock(name = "a")]
+struct Job;
+
+fn main() {}
