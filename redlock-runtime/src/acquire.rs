@@ -7,6 +7,7 @@ use std::{
 
 use crate::{
     MasterFailure,
+    background::Ticket,
     config::Shared,
     master::Master,
     quorum::{Verdict, fan_out},
@@ -111,17 +112,24 @@ pub(crate) async fn attempt(
     }
     // Failed: undo every master that may hold our value, including late replies.
     for (master, _) in masters.iter().zip(&maybe_set).filter(|(_, set)| **set) {
-        spawn_release(master, key, value);
+        spawn_undo(shared.background.start(key), master, key, value);
     }
-    let (late_masters, late_key, late_value) =
-        (masters.clone(), Arc::clone(key), Arc::clone(value));
+    // The stragglers' ticket keeps this process's next attempt on the key waiting for them.
+    let late = (
+        masters.clone(),
+        Arc::clone(key),
+        Arc::clone(value),
+        Arc::clone(&shared.background),
+        shared.background.start(key),
+    );
     stragglers.finish_in_background(move |index, reply| {
+        let (masters, key, value, background, _stragglers) = &late;
         let maybe_set = match reply {
             Ok(set) => set,
             Err(error) => error.maybe_applied(),
         };
         if maybe_set {
-            spawn_release(&late_masters[index], &late_key, &late_value);
+            spawn_undo(background.start(key), &masters[index], key, value);
         }
     });
     if granted >= quorum || failures.len() > masters.len() - quorum {
@@ -133,9 +141,10 @@ pub(crate) async fn attempt(
 
 /// Deletes our value from one master in the background: the undo of a failed attempt. It rides
 /// the same connection as the `SET`, so it cannot overtake it.
-fn spawn_release(master: &Arc<Master>, key: &Arc<str>, value: &Arc<str>) {
+fn spawn_undo(ticket: Ticket, master: &Arc<Master>, key: &Arc<str>, value: &Arc<str>) {
     let (master, key, value) = (Arc::clone(master), Arc::clone(key), Arc::clone(value));
     tokio::spawn(async move {
+        let _ticket = ticket;
         let (key, value) = (&key, &value);
         let undone = master
             .call(|mut connection| async move {

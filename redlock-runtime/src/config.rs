@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use crate::{LockError, LockRequest, master::Master};
+use crate::{LockError, LockRequest, background::BackgroundReleases, master::Master};
 
 /// The URL used when neither `REDLOCK_URLS` nor `REDIS_URL` is set.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
@@ -130,6 +130,7 @@ pub struct Redlock {
 pub(crate) struct Shared {
     pub(crate) masters: Vec<Arc<Master>>,
     pub(crate) config: Config,
+    pub(crate) background: Arc<BackgroundReleases>,
 }
 
 impl Shared {
@@ -180,7 +181,11 @@ impl Redlock {
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            shared: Arc::new(Shared { masters, config }),
+            shared: Arc::new(Shared {
+                masters,
+                config,
+                background: Arc::default(),
+            }),
         })
     }
 

@@ -179,7 +179,9 @@ impl Drop for LockGuard {
     fn drop(&mut self) {
         if let Some(held) = self.held.take() {
             let runtime = held.runtime.clone();
+            let ticket = held.shared.background.start(&held.key);
             runtime.spawn(async move {
+                let _ticket = ticket;
                 if let Err(error) = compare_and(&held, &scripts::RELEASE, None).await {
                     tracing::warn!(lock = %held.name, %error, "redlock: background release failed; the lock expires with its TTL");
                 }

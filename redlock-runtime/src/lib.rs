@@ -27,6 +27,7 @@
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
 mod acquire;
+mod background;
 pub mod blocking;
 mod config;
 mod error;

@@ -137,6 +137,11 @@ impl LockRequest {
         let mut waiting = None;
         loop {
             let value: Arc<str> = Uuid::new_v4().hyphenated().to_string().into();
+            // Our own background releases of this key go first (see `background`).
+            shared
+                .background
+                .settled(&key, shared.config.master_timeout)
+                .await;
             let outcome = attempt(shared, &key, &value, ttl).await;
             let now = Instant::now();
             let pause_for = pause.after(&outcome);

@@ -1,0 +1,276 @@
+//! `#[redlock]` against real Redis: each mode of the return-type table and each function shape.
+
+mod common;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use common::{get, redlock};
+use configurable_redlock::{LockError, Redlock, blocking, lock_key, redlock};
+use redlock_runtime::test_util::Masters;
+
+#[redlock(name = "report:{day}", timeout = -1, silent, client = client)]
+async fn silent_report(client: &Redlock, day: u32, runs: &AtomicU32) -> u32 {
+    runs.fetch_add(1, Ordering::SeqCst);
+    day
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_skips_the_body_and_returns_default_when_held() {
+    let masters = Masters::start(1);
+    let client = redlock(&masters);
+    let runs = AtomicU32::new(0);
+
+    assert_eq!(silent_report(&client, 7, &runs).await, 7);
+    let held = client.lock("report:7").await.unwrap();
+    assert_eq!(
+        silent_report(&client, 7, &runs).await,
+        0,
+        "skipped: u32::default()"
+    );
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the body did not run the second time"
+    );
+    // Another argument is another lock: not held.
+    assert_eq!(silent_report(&client, 8, &runs).await, 8);
+    held.release().await.unwrap();
+}
+
+#[redlock(name = "invoice:{id}", timeout = 0.2, client = client)]
+async fn bill(client: &Redlock, id: u64) -> Result<u64, LockError> {
+    Ok(id * 100)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_function_returns_the_timeout_error() {
+    let masters = Masters::start(1);
+    let client = redlock(&masters);
+    let held = client.lock("invoice:1").await.unwrap();
+
+    let started = Instant::now();
+    let err = bill(&client, 1).await.unwrap_err();
+    assert!(
+        matches!(err, LockError::Timeout { ref name, .. } if name == "invoice:1"),
+        "{err}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(200));
+
+    held.release().await.unwrap();
+    assert_eq!(bill(&client, 1).await.unwrap(), 100);
+    assert_eq!(
+        get(&masters, 0, &lock_key("invoice:1")),
+        None,
+        "released after the body"
+    );
+}
+
+#[derive(Debug)]
+struct AppError(String);
+
+impl From<LockError> for AppError {
+    fn from(error: LockError) -> Self {
+        AppError(error.to_string())
+    }
+}
+
+#[redlock(name = "silent-result", timeout = -1, silent, client = client)]
+async fn silent_result(client: &Redlock) -> Result<Vec<u8>, AppError> {
+    Ok(vec![1])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_never_hides_an_outage() {
+    let mut masters = Masters::start(1);
+    let client = redlock(&masters);
+    let held = client.lock("silent-result").await.unwrap();
+    assert_eq!(
+        silent_result(&client).await.unwrap(),
+        Vec::<u8>::new(),
+        "held: Ok(default)"
+    );
+    held.release().await.unwrap();
+
+    masters[0].kill();
+    let err = silent_result(&client).await.unwrap_err();
+    assert!(
+        err.0.contains("cannot reach a quorum"),
+        "an outage is an error: {}",
+        err.0
+    );
+}
+
+#[redlock(name = "forever", client = client)]
+async fn wait_forever(client: &Redlock, order: Arc<std::sync::Mutex<Vec<&'static str>>>) {
+    order.lock().unwrap().push("body");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_timeout_waits_for_the_lock() {
+    let masters = Masters::start(1);
+    let client = redlock(&masters);
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let held = client.lock("forever").await.unwrap();
+
+    let waiter = tokio::spawn({
+        let (client, order) = (client.clone(), Arc::clone(&order));
+        async move { wait_forever(&client, order).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    order.lock().unwrap().push("released");
+    held.release().await.unwrap();
+    waiter.await.unwrap();
+
+    assert_eq!(*order.lock().unwrap(), ["released", "body"]);
+}
+
+#[redlock(name = "sync:{n}", timeout = -1, silent, client = client)]
+fn sync_job(client: &blocking::Redlock, n: u32) -> Option<u32> {
+    Some(n)
+}
+
+#[test]
+fn a_plain_fn_locks_through_the_blocking_api() {
+    let masters = Masters::start(1);
+    let client = blocking::Redlock::new(masters.urls()).unwrap();
+
+    assert_eq!(sync_job(&client, 3), Some(3));
+    let held = client.lock("sync:3").acquire().unwrap();
+    assert_eq!(sync_job(&client, 3), None, "held: skipped");
+    held.release().unwrap();
+    assert_eq!(sync_job(&client, 3), Some(3));
+}
+
+struct Worker {
+    locks: Redlock,
+    handled: u32,
+}
+
+impl Worker {
+    #[redlock(name = "worker", client = &self.locks, timeout = -1, silent, guard = lock)]
+    async fn handle(&mut self) -> Option<String> {
+        assert!(!lock.is_lost());
+        lock.extend().await.ok()?;
+        self.handled += 1;
+        Some(lock.value().to_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_with_a_client_field_binds_the_guard() {
+    let masters = Masters::start(1);
+    let mut worker = Worker {
+        locks: redlock(&masters),
+        handled: 0,
+    };
+
+    let value = worker.handle().await.expect("acquired");
+    assert_eq!(value.len(), 36, "the guard's UUID value");
+    assert_eq!(worker.handled, 1);
+    let held = worker.locks.lock("worker").await.unwrap();
+    assert_eq!(worker.handle().await, None);
+    assert_eq!(worker.handled, 1);
+    held.release().await.unwrap();
+}
+
+#[redlock(name = "panics", client = client, timeout = -1, silent)]
+async fn panics_inside(client: &Redlock) {
+    panic!("boom in the body");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_body_releases_the_lock_and_propagates() {
+    let masters = Masters::start(1);
+    let client = redlock(&masters);
+
+    let task = tokio::spawn({
+        let client = client.clone();
+        async move { panics_inside(&client).await }
+    });
+    assert!(task.await.unwrap_err().is_panic());
+
+    let next = client.lock("panics").timeout(1).await;
+    assert!(next.is_ok(), "released after the panic: {next:?}");
+}
+
+#[redlock(name = "early", client = client, timeout = -1)]
+async fn early_exit(client: &Redlock, fail: bool) -> Result<&'static str, LockError> {
+    if fail {
+        Err(LockError::Lost {
+            name: "simulated".into(),
+        })?;
+    }
+    Ok("done")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn question_mark_in_the_body_returns_and_releases() {
+    let masters = Masters::start(1);
+    let client = redlock(&masters);
+
+    assert!(early_exit(&client, true).await.is_err());
+    assert_eq!(
+        early_exit(&client, false).await.unwrap(),
+        "done",
+        "released by the early return"
+    );
+}
+
+#[async_trait::async_trait]
+trait Job {
+    async fn run(&self, id: u64) -> Result<u64, LockError>;
+}
+
+#[async_trait::async_trait]
+impl Job for Worker {
+    #[redlock(name = "job:{id}", client = &self.locks, timeout = -1)]
+    async fn run(&self, id: u64) -> Result<u64, LockError> {
+        Ok(id + u64::from(self.handled))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_trait_method_is_locked() {
+    let masters = Masters::start(1);
+    let worker = Worker {
+        locks: redlock(&masters),
+        handled: 1,
+    };
+
+    assert_eq!(worker.run(41).await.unwrap(), 42);
+    let held = worker.locks.lock("job:41").await.unwrap();
+    assert!(matches!(
+        worker.run(41).await,
+        Err(LockError::Timeout { .. })
+    ));
+    held.release().await.unwrap();
+}
+
+#[redlock(name = "tail", client = client, timeout = -1)]
+fn tail_async(
+    client: &Redlock,
+    n: u8,
+) -> impl std::future::Future<Output = Result<u8, LockError>> + '_ {
+    async move { Ok(n) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_ending_in_an_async_block_is_locked_when_awaited() {
+    let masters = Masters::start(1);
+    let client = redlock(&masters);
+
+    let future = tail_async(&client, 5);
+    let held = client.lock("tail").await.unwrap();
+    assert!(
+        matches!(future.await, Err(LockError::Timeout { .. })),
+        "the lock is taken when awaited"
+    );
+    held.release().await.unwrap();
+    assert_eq!(tail_async(&client, 5).await.unwrap(), 5);
+}
