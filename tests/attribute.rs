@@ -252,6 +252,7 @@ async fn an_async_trait_method_is_locked() {
     held.release().await.unwrap();
 }
 
+#[allow(clippy::manual_async_fn)] // this shape is what the test is about
 #[redlock(name = "tail", client = client, timeout = -1)]
 fn tail_async(
     client: &Redlock,

@@ -124,6 +124,9 @@ fn wrap(plan: &Plan, block: &Block) -> Vec<Stmt> {
             ::core::result::Result::Err(__redlock_error) => return #on_failure,
         };
         #bind_guard
+        // A body that diverges (`panic!`, `loop {}`) is fine as written; only the wrapping
+        // makes it a sub-expression.
+        #[allow(clippy::diverging_sub_expression)]
         let __redlock_result #annotation = #block;
         #[allow(unreachable_code)]
         #release;
