@@ -16,6 +16,27 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
+/// ```no_run
+/// use configurable_redlock::{redlock, LockError};
+///
+/// // One worker at a time sends the digest; the others skip it silently.
+/// #[redlock(name = "digest:{day}", timeout = -1, silent)]
+/// async fn send_digest(day: u32) {
+///     // ... runs only under the lock `redlock:ConfigurableLock.digest:<day>` ...
+/// }
+///
+/// // Wait up to 5 s; else `Err(LockError::Timeout { .. })`, converted into the error type.
+/// #[redlock(name = "invoice:{id}", timeout = 5)]
+/// fn bill(id: u64) -> Result<u64, LockError> {
+///     Ok(id)
+/// }
+///
+/// # #[tokio::main] async fn main() {
+/// send_digest(7).await;
+/// let billed = bill(42);
+/// # }
+/// ```
+#[doc(inline)]
 pub use redlock_macros::redlock;
 pub use redlock_runtime::*;
 

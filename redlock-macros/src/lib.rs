@@ -12,22 +12,6 @@ use proc_macro::TokenStream;
 
 /// Runs the function's body only while this process holds a distributed lock.
 ///
-/// ```ignore
-/// use configurable_redlock::{redlock, LockError};
-///
-/// // One worker at a time sends the digest; the others skip it silently.
-/// #[redlock(name = "digest:{day}", timeout = -1, silent)]
-/// async fn send_digest(day: u32) {
-///     // ... runs only under the lock `redlock:ConfigurableLock.digest:<day>` ...
-/// }
-///
-/// // Wait up to 5 s, else `Err(LockError::Timeout { .. })` converted into `E`.
-/// #[redlock(name = "invoice:{id}", timeout = 5)]
-/// fn bill(id: u64) -> Result<(), LockError> {
-///     Ok(())
-/// }
-/// ```
-///
 /// # What it expands to
 ///
 /// The function keeps its attributes, visibility, signature and generics. Its body becomes:
