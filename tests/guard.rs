@@ -105,6 +105,7 @@ async fn extend_renews_the_ttl_and_reports_a_lost_lock() {
     let mut guard = redlock
         .lock("extended")
         .auto_release_time(Duration::from_millis(400))
+        .auto_extend(false)
         .await
         .unwrap();
 
@@ -135,6 +136,7 @@ async fn validity_runs_out_without_extension() {
     let guard = redlock
         .lock("short")
         .auto_release_time(Duration::from_millis(100))
+        .auto_extend(false)
         .await
         .unwrap();
     assert!(!guard.is_lost());

@@ -74,13 +74,14 @@ async fn bounded_wait_gets_the_lock_released_in_time() {
 async fn forever_waits_past_the_holders_ttl() {
     let masters = Masters::start(1);
     let redlock = redlock(&masters);
-    // A holder that never releases: its key expires after its TTL.
-    let held = redlock
-        .lock("forever")
-        .auto_release_time(Duration::from_millis(700))
-        .await
+    // A holder that crashed: its key stays until its TTL ends (700 ms).
+    let _: () = redis::cmd("SET")
+        .arg(configurable_redlock::lock_key("forever"))
+        .arg("crashed-holder")
+        .arg("PX")
+        .arg(700)
+        .query(&mut masters[0].connection())
         .unwrap();
-    std::mem::forget(held);
 
     let started = Instant::now();
     let guard = redlock.lock("forever").timeout(0).await.unwrap();

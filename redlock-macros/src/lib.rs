@@ -35,8 +35,8 @@ use proc_macro::TokenStream;
 /// | `guard` | an identifier bound to `&mut LockGuard` in the body | none |
 /// | `crate` | path string of the runtime, for users of `redlock-runtime` without the facade | `"::configurable_redlock"` |
 ///
-/// `auto_extend` is accepted now; renewal arrives with the guard's watchdog, and until then
-/// the lock keeps its fixed TTL (the Python library's behaviour).
+/// With `auto_extend` (the default) the guard's watchdog renews the lock every third of its
+/// TTL while the body runs; `auto_extend = false` keeps the fixed TTL of the Python library.
 ///
 /// # When the lock is not acquired
 ///

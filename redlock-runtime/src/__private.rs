@@ -13,7 +13,7 @@ pub struct LockSpec {
     pub timeout: Timeout,
     pub auto_release_time: Duration,
     pub stats_name: Option<String>,
-    /// Renew the lock while the body runs; honoured once the guard has a watchdog.
+    /// Renew the lock while the body runs.
     pub auto_extend: bool,
 }
 
@@ -82,7 +82,8 @@ fn request(client: &Redlock, spec: LockSpec) -> crate::LockRequest {
     let request = client
         .lock(spec.name)
         .timeout(spec.timeout)
-        .auto_release_time(spec.auto_release_time);
+        .auto_release_time(spec.auto_release_time)
+        .auto_extend(spec.auto_extend);
     match spec.stats_name {
         Some(stats_name) => request.stats_name(stats_name),
         None => request,

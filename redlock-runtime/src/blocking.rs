@@ -153,6 +153,19 @@ impl LockRequest {
         }
     }
 
+    /// See [`crate::LockRequest::auto_extend`].
+    ///
+    /// ```no_run
+    /// # let redlock = redlock_runtime::blocking::Redlock::from_env()?;
+    /// let guard = redlock.lock("a").auto_extend(false).acquire()?;
+    /// # Ok::<(), redlock_runtime::LockError>(())
+    /// ```
+    pub fn auto_extend(self, auto_extend: bool) -> Self {
+        Self {
+            inner: self.inner.auto_extend(auto_extend),
+        }
+    }
+
     /// See [`crate::LockRequest::stats_name`].
     ///
     /// ```no_run

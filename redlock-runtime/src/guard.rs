@@ -1,4 +1,5 @@
-//! A held lock: release, extend, and release in the background when dropped.
+//! A held lock: its watchdog, the lost-lock signal, release, extend, and the background
+//! release when dropped.
 
 use std::{
     sync::Arc,
@@ -6,7 +7,7 @@ use std::{
 };
 
 use redis::Script;
-use tokio::runtime::Handle;
+use tokio::{runtime::Handle, sync::watch, task::AbortHandle};
 
 use crate::{
     LockError, MasterFailure,
@@ -20,28 +21,50 @@ use crate::{
 /// outcome; dropping it releases in the background at once (an early return, `?`, a panic, a
 /// cancelled future), and `Drop` never blocks.
 ///
+/// While the guard lives, a watchdog renews the lock every third of its TTL (unless the
+/// request said `auto_extend(false)`). When the lock is lost (deleted or replaced on a quorum,
+/// or not renewable before its validity ends) [`is_lost`](Self::is_lost) turns true,
+/// [`lost`](Self::lost) resolves and a `tracing` error is logged.
+///
 /// ```no_run
 /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
-/// let mut guard = redlock.lock("reindex").await?;
-/// assert!(!guard.is_lost());
-/// guard.extend().await?; // a fresh TTL for a long job
+/// let guard = redlock.lock("reindex").await?;
+/// tokio::select! {
+///     _ = guard.lost() => return Err(redlock_runtime::LockError::Lost { name: "reindex".into() }),
+///     _ = async { /* the long critical section */ } => {}
+/// }
 /// guard.release().await?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
 #[must_use = "dropping the guard releases the lock at once"]
 pub struct LockGuard {
+    /// Taken only by `release`, which consumes the guard.
     held: Option<Held>,
 }
 
+/// What identifies the lock on the masters; shared with the watchdog.
 #[derive(Debug)]
-struct Held {
+struct Lease {
     shared: Arc<Shared>,
     name: String,
     key: Arc<str>,
     value: Arc<str>,
     ttl: Duration,
+}
+
+/// What is known of the lock's hold, updated by the watchdog and by `extend`.
+#[derive(Debug, Clone, Copy)]
+struct Hold {
     valid_until: Instant,
+    lost: bool,
+}
+
+#[derive(Debug)]
+struct Held {
+    lease: Arc<Lease>,
+    hold: Arc<watch::Sender<Hold>>,
+    watchdog: Option<AbortHandle>,
     /// Where `Drop` spawns the release; captured while acquiring, inside a runtime.
     runtime: Handle,
 }
@@ -54,15 +77,26 @@ impl LockGuard {
         value: Arc<str>,
         ttl: Duration,
         valid_until: Instant,
+        auto_extend: bool,
     ) -> Self {
+        let lease = Arc::new(Lease {
+            shared,
+            name,
+            key,
+            value,
+            ttl,
+        });
+        let hold = Arc::new(watch::Sender::new(Hold {
+            valid_until,
+            lost: false,
+        }));
+        let watchdog = auto_extend
+            .then(|| tokio::spawn(watchdog(Arc::clone(&lease), Arc::clone(&hold))).abort_handle());
         Self {
             held: Some(Held {
-                shared,
-                name,
-                key,
-                value,
-                ttl,
-                valid_until,
+                lease,
+                hold,
+                watchdog,
                 runtime: Handle::current(),
             }),
         }
@@ -83,7 +117,7 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub fn name(&self) -> &str {
-        &self.held().name
+        &self.held().lease.name
     }
 
     /// The random value (a UUID v4) that marks this holder in Redis.
@@ -95,11 +129,11 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub fn value(&self) -> &str {
-        &self.held().value
+        &self.held().lease.value
     }
 
     /// Until when the lock is certainly ours: the Redlock validity (TTL minus the time the
-    /// acquisition or the last extension took, minus the clock-drift allowance).
+    /// acquisition or the last renewal took, minus the clock-drift allowance).
     ///
     /// ```no_run
     /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
@@ -108,11 +142,11 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub fn valid_until(&self) -> Instant {
-        self.held().valid_until
+        self.held().hold.borrow().valid_until
     }
 
-    /// Whether the lock can no longer be counted on: its validity has run out without an
-    /// [`extend`](Self::extend).
+    /// Whether the lock can no longer be counted on: found deleted or replaced, or its
+    /// validity ran out before a renewal.
     ///
     /// ```no_run
     /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
@@ -123,38 +157,49 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub fn is_lost(&self) -> bool {
-        Instant::now() >= self.held().valid_until
+        let hold = *self.held().hold.borrow();
+        hold.lost || Instant::now() >= hold.valid_until
     }
 
-    /// Resets the lock's TTL to its `auto_release_time` on every master, if it is still ours on
-    /// a quorum; otherwise [`LockError::Lost`] (and the guard no longer counts as valid).
+    /// Resolves as soon as the lock is lost (see [`is_lost`](Self::is_lost)); never while it
+    /// is held. Race it against the critical section to stop work that lost its lock.
     ///
     /// ```no_run
     /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
-    /// let mut guard = redlock.lock("long-job").await?;
+    /// let guard = redlock.lock("report").await?;
+    /// tokio::select! {
+    ///     _ = guard.lost() => eprintln!("lost the lock: stopping"),
+    ///     _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn lost(&self) {
+        let mut hold = self.held().hold.subscribe();
+        loop {
+            let Hold { valid_until, lost } = *hold.borrow_and_update();
+            if lost || Instant::now() >= valid_until {
+                return;
+            }
+            tokio::select! {
+                changed = hold.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep_until(valid_until.into()) => {}
+            }
+        }
+    }
+
+    /// Resets the lock's TTL to its `auto_release_time` on every master, if it is still ours on
+    /// a quorum; otherwise [`LockError::Lost`] (and the guard counts as lost). The watchdog
+    /// does this on its own; call it when `auto_extend` is off.
+    ///
+    /// ```no_run
+    /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
+    /// let mut guard = redlock.lock("long-job").auto_extend(false).await?;
     /// guard.extend().await?;
     /// # Ok(()) }
     /// ```
     pub async fn extend(&mut self) -> Result<(), LockError> {
-        let held = self
-            .held
-            .as_mut()
-            .expect("a LockGuard holds its lock until consumed");
-        let started = Instant::now();
-        let ttl_ms = u64::try_from(held.ttl.as_millis()).unwrap_or(u64::MAX);
-        match compare_and(held, &scripts::EXTEND, Some(ttl_ms)).await {
-            Ok(()) => {
-                let validity = held.ttl.saturating_sub(started.elapsed() + drift(held.ttl));
-                held.valid_until = started + validity;
-                Ok(())
-            }
-            Err(error) => {
-                if let LockError::Lost { .. } = error {
-                    held.valid_until = started;
-                }
-                Err(error)
-            }
-        }
+        let held = self.held();
+        renew(&held.lease, &held.hold).await
     }
 
     /// Releases the lock on every master. [`LockError::Lost`] if it was no longer ours on a
@@ -171,21 +216,89 @@ impl LockGuard {
             .held
             .take()
             .expect("a LockGuard holds its lock until consumed");
-        compare_and(&held, &scripts::RELEASE, None).await
+        held.stop_watchdog();
+        compare_and(&held.lease, &scripts::RELEASE, None).await
+    }
+}
+
+impl Held {
+    fn stop_watchdog(&self) {
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.abort();
+        }
     }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        if let Some(held) = self.held.take() {
-            let runtime = held.runtime.clone();
-            let ticket = held.shared.background.start(&held.key);
-            runtime.spawn(async move {
-                let _ticket = ticket;
-                if let Err(error) = compare_and(&held, &scripts::RELEASE, None).await {
-                    tracing::warn!(lock = %held.name, %error, "redlock: background release failed; the lock expires with its TTL");
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        held.stop_watchdog();
+        let lease = held.lease;
+        let ticket = lease.shared.background.start(&lease.key);
+        held.runtime.spawn(async move {
+            let _ticket = ticket;
+            if let Err(error) = compare_and(&lease, &scripts::RELEASE, None).await {
+                tracing::warn!(lock = %lease.name, %error, "redlock: background release failed; the lock expires with its TTL");
+            }
+        });
+    }
+}
+
+/// Extends the lock and records the outcome: a fresh validity, or the loss.
+async fn renew(lease: &Lease, hold: &watch::Sender<Hold>) -> Result<(), LockError> {
+    let started = Instant::now();
+    let ttl_ms = u64::try_from(lease.ttl.as_millis()).unwrap_or(u64::MAX);
+    let renewed = compare_and(lease, &scripts::EXTEND, Some(ttl_ms)).await;
+    match &renewed {
+        Ok(()) => {
+            let validity = lease
+                .ttl
+                .saturating_sub(started.elapsed() + drift(lease.ttl));
+            hold.send_modify(|hold| hold.valid_until = hold.valid_until.max(started + validity));
+        }
+        Err(LockError::Lost { .. }) => mark_lost(lease, hold, "the key was deleted or replaced"),
+        Err(_) => {}
+    }
+    renewed
+}
+
+fn mark_lost(lease: &Lease, hold: &watch::Sender<Hold>, why: &str) {
+    let newly = hold.send_if_modified(|hold| !std::mem::replace(&mut hold.lost, true));
+    if newly {
+        tracing::error!(lock = %lease.name, why, "redlock: lock lost");
+    }
+}
+
+/// Renews the lock every third of its TTL while the guard lives; after a failed renewal it
+/// retries sooner, until the validity ends and the lock counts as lost.
+async fn watchdog(lease: Arc<Lease>, hold: Arc<watch::Sender<Hold>>) {
+    let interval = lease.ttl / 3;
+    let retry = lease
+        .shared
+        .config
+        .retry_delay
+        .max(Duration::from_millis(1));
+    let mut next = Instant::now() + interval;
+    loop {
+        tokio::time::sleep_until(next.into()).await;
+        match renew(&lease, &hold).await {
+            Ok(()) => next = Instant::now() + interval,
+            Err(LockError::Lost { .. }) => return,
+            Err(error) => {
+                let valid_until = hold.borrow().valid_until;
+                if Instant::now() >= valid_until {
+                    mark_lost(
+                        &lease,
+                        &hold,
+                        "no quorum renewed it before its validity ended",
+                    );
+                    return;
                 }
-            });
+                tracing::warn!(lock = %lease.name, %error, "redlock: renewal failed; retrying");
+                next = (Instant::now() + retry).min(valid_until);
+            }
         }
     }
 }
@@ -194,18 +307,18 @@ impl Drop for LockGuard {
 /// on every master: `Ok` once a quorum answered 1, `Lost` once a quorum is impossible because
 /// masters answered 0 (not ours), else `Unavailable`.
 async fn compare_and(
-    held: &Held,
+    lease: &Lease,
     script: &'static Script,
     extra: Option<u64>,
 ) -> Result<(), LockError> {
-    let masters = &held.shared.masters;
-    let quorum = held.shared.quorum();
+    let masters = &lease.shared.masters;
+    let quorum = lease.shared.quorum();
     let (mut owned, mut not_owned) = (0, 0);
     let mut failures: Vec<MasterFailure> = Vec::new();
     let stragglers = fan_out(
         masters,
         |master| {
-            let (key, value) = (Arc::clone(&held.key), Arc::clone(&held.value));
+            let (key, value) = (Arc::clone(&lease.key), Arc::clone(&lease.value));
             async move {
                 master
                     .call(|mut connection| async move {
@@ -238,11 +351,11 @@ async fn compare_and(
         Ok(())
     } else if not_owned > masters.len() - quorum {
         Err(LockError::Lost {
-            name: held.name.clone(),
+            name: lease.name.clone(),
         })
     } else {
         Err(LockError::Unavailable {
-            name: held.name.clone(),
+            name: lease.name.clone(),
             quorum,
             masters: masters.len(),
             failures,

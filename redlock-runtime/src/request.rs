@@ -26,6 +26,7 @@ pub const DEFAULT_AUTO_RELEASE_TIME: Duration = Duration::from_secs(30);
 /// | [`timeout`](Self::timeout) | [`Timeout::Forever`] |
 /// | [`auto_release_time`](Self::auto_release_time) | 30 s |
 /// | [`stats_name`](Self::stats_name) | the lock name |
+/// | [`auto_extend`](Self::auto_extend) | `true` |
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -47,6 +48,7 @@ pub struct LockRequest {
     timeout: Result<Timeout, LockError>,
     auto_release_time: Duration,
     stats_name: Option<String>,
+    auto_extend: bool,
 }
 
 impl LockRequest {
@@ -57,6 +59,7 @@ impl LockRequest {
             timeout: Ok(Timeout::Forever),
             auto_release_time: DEFAULT_AUTO_RELEASE_TIME,
             stats_name: None,
+            auto_extend: true,
         }
     }
 
@@ -108,6 +111,20 @@ impl LockRequest {
         self
     }
 
+    /// Whether the guard's watchdog renews the lock every third of its TTL while it is held.
+    /// Default `true`; `false` keeps the fixed TTL of the Python library (renew with
+    /// [`LockGuard::extend`]).
+    ///
+    /// ```no_run
+    /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
+    /// let guard = redlock.lock("a").auto_extend(false).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn auto_extend(mut self, auto_extend: bool) -> Self {
+        self.auto_extend = auto_extend;
+        self
+    }
+
     async fn acquire(self) -> Result<LockGuard, LockError> {
         let Self {
             client,
@@ -115,6 +132,7 @@ impl LockRequest {
             timeout,
             auto_release_time: ttl,
             stats_name,
+            auto_extend,
         } = self;
         let timeout = timeout?;
         if name.is_empty() {
@@ -149,7 +167,15 @@ impl LockRequest {
                 Attempt::Acquired { valid_until } => {
                     drop(waiting);
                     let shared = Arc::clone(shared);
-                    return Ok(LockGuard::new(shared, name, key, value, ttl, valid_until));
+                    return Ok(LockGuard::new(
+                        shared,
+                        name,
+                        key,
+                        value,
+                        ttl,
+                        valid_until,
+                        auto_extend,
+                    ));
                 }
                 Attempt::Busy => LockError::Timeout {
                     name: name.clone(),

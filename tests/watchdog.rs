@@ -1,0 +1,138 @@
+//! The watchdog renews a held lock, and the guard learns at once when the lock is lost.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{get, redlock};
+use configurable_redlock::{LockError, lock_key};
+use redlock_runtime::test_util::Masters;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_keeps_a_lock_for_three_times_its_ttl() {
+    let masters = Masters::start(3);
+    let redlock = redlock(&masters);
+    let guard = redlock
+        .lock("renewed")
+        .auto_release_time(Duration::from_millis(300))
+        .await
+        .unwrap();
+
+    tokio::time::sleep(Duration::from_millis(900)).await;
+
+    assert!(!guard.is_lost());
+    for index in 0..3 {
+        assert_eq!(
+            get(&masters, index, &lock_key("renewed")).as_deref(),
+            Some(guard.value())
+        );
+    }
+    let other = redlock.lock("renewed").timeout(-1).await;
+    assert!(
+        matches!(other, Err(LockError::Timeout { .. })),
+        "still held: {other:?}"
+    );
+    guard.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_auto_extend_the_lock_expires_with_its_ttl() {
+    let masters = Masters::start(1);
+    let redlock = redlock(&masters);
+    let guard = redlock
+        .lock("fixed")
+        .auto_release_time(Duration::from_millis(300))
+        .auto_extend(false)
+        .await
+        .unwrap();
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    assert!(guard.is_lost());
+    assert_eq!(get(&masters, 0, &lock_key("fixed")), None);
+    let started = Instant::now();
+    assert!(matches!(guard.release().await, Err(LockError::Lost { .. })));
+    assert!(started.elapsed() < Duration::from_millis(50));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stolen_key_is_detected_within_one_renewal_interval() {
+    let masters = Masters::start(3);
+    let redlock = redlock(&masters);
+    let guard = redlock
+        .lock("stolen")
+        .auto_release_time(Duration::from_millis(600))
+        .await
+        .unwrap();
+    // Another client overwrites the key on a majority (e.g. after a failover).
+    for index in 0..2 {
+        let _: () = redis::cmd("SET")
+            .arg(lock_key("stolen"))
+            .arg("intruder")
+            .query(&mut masters[index].connection())
+            .unwrap();
+    }
+    let stolen_at = Instant::now();
+
+    tokio::time::timeout(Duration::from_secs(2), guard.lost())
+        .await
+        .expect("lost() resolves");
+
+    let detected_in = stolen_at.elapsed();
+    assert!(
+        detected_in <= Duration::from_millis(200 + 100),
+        "one renewal interval (200 ms): {detected_in:?}"
+    );
+    assert!(guard.is_lost());
+    let started = Instant::now();
+    assert!(matches!(guard.release().await, Err(LockError::Lost { .. })));
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "release of a lost lock is one round trip"
+    );
+    assert_eq!(
+        get(&masters, 0, &lock_key("stolen")).as_deref(),
+        Some("intruder"),
+        "never deletes another holder's key"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_that_cannot_reach_a_quorum_loses_the_lock_when_validity_ends() {
+    let mut masters = Masters::start(3);
+    let redlock = redlock(&masters);
+    let guard = redlock
+        .lock("cut-off")
+        .auto_release_time(Duration::from_millis(400))
+        .await
+        .unwrap();
+    let valid_until = guard.valid_until();
+    masters[0].kill();
+    masters[1].kill();
+
+    tokio::time::timeout(Duration::from_secs(2), guard.lost())
+        .await
+        .expect("lost() resolves");
+
+    assert!(
+        Instant::now() >= valid_until,
+        "not before its validity ends"
+    );
+    assert!(guard.is_lost());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_never_resolves_while_the_lock_is_held() {
+    let masters = Masters::start(1);
+    let redlock = redlock(&masters);
+    let guard = redlock
+        .lock("kept")
+        .auto_release_time(Duration::from_millis(200))
+        .await
+        .unwrap();
+
+    let resolved = tokio::time::timeout(Duration::from_millis(700), guard.lost()).await;
+
+    assert!(resolved.is_err(), "the watchdog kept it");
+    guard.release().await.unwrap();
+}
