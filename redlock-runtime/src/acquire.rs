@@ -24,60 +24,118 @@ pub(crate) fn drift(ttl: Duration) -> Duration {
     ttl / 100 + Duration::from_millis(2)
 }
 
+/// How long a waiter keeps its place in a queue without an attempt: a waiter that was killed
+/// leaves the queue (and the live-waiter counts) this long after its last sign of life.
+pub(crate) const WAITER_LEASE: Duration = Duration::from_secs(3);
+
+/// The keys of one lock: the Python library's lock key, and ours beside it. Ours are named
+/// `{<lock key>}:<suffix>` so that in Redis Cluster they hash to the lock key's slot.
+#[derive(Debug)]
+pub(crate) struct LockKeys {
+    pub(crate) lock: Arc<str>,
+    /// The waiters in ticket order.
+    pub(crate) queue: Arc<str>,
+    /// When each waiter's place expires.
+    pub(crate) leases: Arc<str>,
+    /// Where a release is announced.
+    pub(crate) channel: Arc<str>,
+}
+
+impl LockKeys {
+    pub(crate) fn new(name: &str) -> Arc<Self> {
+        let lock = lock_key(name);
+        Arc::new(Self {
+            queue: format!("{{{lock}}}:queue").into(),
+            leases: format!("{{{lock}}}:leases").into(),
+            channel: format!("{{{lock}}}:released").into(),
+            lock: lock.into(),
+        })
+    }
+}
+
+/// A request that waits: its place in the lock's queue, the same on every master.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    pub(crate) id: Arc<str>,
+    /// When the wait started (ms since the Unix epoch): earlier tickets go first.
+    pub(crate) ticket: f64,
+}
+
 /// The result of one attempt round over all masters.
 #[derive(Debug)]
 pub(crate) enum Attempt {
     /// A quorum accepted our value; the lock is ours until `valid_until`.
     Acquired { valid_until: Instant },
-    /// A quorum is impossible because enough masters answered that another client holds it.
-    Busy,
+    /// A quorum is impossible because enough masters answered that another client holds it
+    /// (or that earlier waiters go first).
+    Busy {
+        /// The shortest remaining TTL of the holder among the refusals (zero: free, but
+        /// another waiter's turn).
+        expires_in: Duration,
+        /// How many waiters are ahead of us (the fewest among the refusals).
+        ahead: u64,
+    },
     /// A quorum is impossible because masters failed (or answered too late to leave validity).
     Unavailable(Vec<MasterFailure>),
 }
 
-/// Tries once to set `key` to `value` on a quorum of masters, undoing any partial success.
+/// Tries once to set the lock to `value` on a quorum of masters, undoing any partial success.
 pub(crate) async fn attempt(
     shared: &Shared,
-    key: &Arc<str>,
+    keys: &Arc<LockKeys>,
     value: &Arc<str>,
     ttl: Duration,
+    waiter: Option<&Waiter>,
 ) -> Attempt {
     let masters = &shared.masters;
     let quorum = shared.quorum();
     // Masters that may hold our value: must be undone if the attempt fails.
     let mut maybe_set = vec![false; masters.len()];
     let (mut granted, mut refused) = (0, 0);
+    let (mut expires_in, mut ahead) = (u64::MAX, u64::MAX);
     let mut failures = Vec::new();
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    let (waiter_id, ticket): (Arc<str>, f64) = match waiter {
+        Some(waiter) => (Arc::clone(&waiter.id), waiter.ticket),
+        None => ("".into(), 0.0),
+    };
+    let lease_ms = WAITER_LEASE.as_millis() as u64;
     let started = Instant::now();
 
     let stragglers = fan_out(
         masters,
         |master| {
-            let (key, value) = (Arc::clone(key), Arc::clone(value));
+            let (keys, value, waiter_id) =
+                (Arc::clone(keys), Arc::clone(value), Arc::clone(&waiter_id));
             async move {
                 master
                     .call(|mut connection| async move {
-                        redis::cmd("SET")
-                            .arg(&*key)
+                        scripts::ACQUIRE
+                            .key(&*keys.lock)
+                            .key(&*keys.queue)
+                            .key(&*keys.leases)
                             .arg(&*value)
-                            .arg("NX")
-                            .arg("PX")
                             .arg(ttl_ms)
-                            .query_async::<Option<String>>(&mut connection)
+                            .arg(&*waiter_id)
+                            .arg(ticket)
+                            .arg(lease_ms)
+                            .invoke_async::<(u8, u64, u64)>(&mut connection)
                             .await
-                            .map(|ok| ok.is_some())
                     })
                     .await
             }
         },
         |index, reply| {
             match reply {
-                Ok(true) => {
+                Ok((1, _, _)) => {
                     granted += 1;
                     maybe_set[index] = true;
                 }
-                Ok(false) => refused += 1,
+                Ok((_, holder_ttl, rank)) => {
+                    refused += 1;
+                    expires_in = expires_in.min(holder_ttl);
+                    ahead = ahead.min(rank);
+                }
                 Err(error) => {
                     maybe_set[index] = error.maybe_applied();
                     failures.push(masters[index].failure(&error));
@@ -112,51 +170,78 @@ pub(crate) async fn attempt(
     }
     // Failed: undo every master that may hold our value, including late replies.
     for (master, _) in masters.iter().zip(&maybe_set).filter(|(_, set)| **set) {
-        spawn_undo(shared.background.start(key), master, key, value);
+        spawn_undo(shared.background.start(&keys.lock), master, keys, value);
     }
     // The stragglers' ticket keeps this process's next attempt on the key waiting for them.
     let late = (
         masters.clone(),
-        Arc::clone(key),
+        Arc::clone(keys),
         Arc::clone(value),
         Arc::clone(&shared.background),
-        shared.background.start(key),
+        shared.background.start(&keys.lock),
     );
     stragglers.finish_in_background(move |index, reply| {
-        let (masters, key, value, background, _stragglers) = &late;
+        let (masters, keys, value, background, _stragglers) = &late;
         let maybe_set = match reply {
-            Ok(set) => set,
+            Ok((granted, _, _)) => granted == 1,
             Err(error) => error.maybe_applied(),
         };
         if maybe_set {
-            spawn_undo(background.start(key), &masters[index], key, value);
+            spawn_undo(background.start(&keys.lock), &masters[index], keys, value);
         }
     });
     if granted >= quorum || failures.len() > masters.len() - quorum {
         Attempt::Unavailable(failures)
     } else {
-        Attempt::Busy
+        Attempt::Busy {
+            expires_in: Duration::from_millis(expires_in),
+            ahead,
+        }
     }
 }
 
 /// Deletes our value from one master in the background: the undo of a failed attempt. It rides
 /// the same connection as the `SET`, so it cannot overtake it.
-fn spawn_undo(ticket: Ticket, master: &Arc<Master>, key: &Arc<str>, value: &Arc<str>) {
-    let (master, key, value) = (Arc::clone(master), Arc::clone(key), Arc::clone(value));
+fn spawn_undo(ticket: Ticket, master: &Arc<Master>, keys: &Arc<LockKeys>, value: &Arc<str>) {
+    let (master, keys, value) = (Arc::clone(master), Arc::clone(keys), Arc::clone(value));
     tokio::spawn(async move {
         let _ticket = ticket;
-        let (key, value) = (&key, &value);
+        let (keys, value) = (&keys, &value);
         let undone = master
             .call(|mut connection| async move {
                 scripts::RELEASE
-                    .key(&**key)
+                    .key(&*keys.lock)
                     .arg(&**value)
+                    .arg(&*keys.channel)
                     .invoke_async::<i64>(&mut connection)
                     .await
             })
             .await;
         if let Err(error) = undone {
-            tracing::warn!(master = %master.label, %key, %error, "redlock: could not undo a failed attempt; the key expires with its TTL");
+            tracing::warn!(master = %master.label, key = %keys.lock, %error, "redlock: could not undo a failed attempt; the key expires with its TTL");
         }
     });
+}
+
+/// Removes a waiter that gave up from the queue on every master, in the background.
+pub(crate) fn spawn_leave_queue(shared: &Shared, keys: &Arc<LockKeys>, waiter_id: &Arc<str>) {
+    for master in &shared.masters {
+        let (master, keys, id) = (Arc::clone(master), Arc::clone(keys), Arc::clone(waiter_id));
+        tokio::spawn(async move {
+            let (keys, id) = (&keys, &id);
+            let left = master
+                .call(|mut connection| async move {
+                    scripts::LEAVE_QUEUE
+                        .key(&*keys.queue)
+                        .key(&*keys.leases)
+                        .arg(&**id)
+                        .invoke_async::<i64>(&mut connection)
+                        .await
+                })
+                .await;
+            if let Err(error) = left {
+                tracing::debug!(master = %master.label, %error, "redlock: could not leave the queue; the place expires with its lease");
+            }
+        });
+    }
 }

@@ -2,7 +2,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use crate::{LockError, LockRequest, background::BackgroundReleases, master::Master};
+use crate::{
+    LockError, LockRequest, background::BackgroundReleases, master::Master, wake::Wakeups,
+};
 
 /// The URL used when neither `REDLOCK_URLS` nor `REDIS_URL` is set.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
@@ -131,6 +133,7 @@ pub(crate) struct Shared {
     pub(crate) masters: Vec<Arc<Master>>,
     pub(crate) config: Config,
     pub(crate) background: Arc<BackgroundReleases>,
+    pub(crate) wakeups: Arc<Wakeups>,
 }
 
 impl Shared {
@@ -173,15 +176,20 @@ impl Redlock {
         if config.urls.is_empty() {
             return Err(LockError::NoMasters);
         }
-        let masters = config
+        let masters: Vec<Arc<Master>> = config
             .urls
             .iter()
             .map(|url| {
                 Master::new(url, config.master_timeout, config.connect_timeout).map(Arc::new)
             })
             .collect::<Result<_, _>>()?;
+        let subscriber_clients = masters
+            .iter()
+            .map(|master| (master.client.clone(), master.label.clone()))
+            .collect();
         Ok(Self {
             shared: Arc::new(Shared {
+                wakeups: Arc::new(Wakeups::new(subscriber_clients, config.master_timeout)),
                 masters,
                 config,
                 background: Arc::default(),

@@ -11,7 +11,7 @@ use tokio::{runtime::Handle, sync::watch, task::AbortHandle};
 
 use crate::{
     LockError, MasterFailure,
-    acquire::drift,
+    acquire::{LockKeys, drift},
     config::Shared,
     quorum::{Verdict, fan_out},
     scripts,
@@ -48,7 +48,7 @@ pub struct LockGuard {
 struct Lease {
     shared: Arc<Shared>,
     name: String,
-    key: Arc<str>,
+    keys: Arc<LockKeys>,
     value: Arc<str>,
     ttl: Duration,
 }
@@ -73,7 +73,7 @@ impl LockGuard {
     pub(crate) fn new(
         shared: Arc<Shared>,
         name: String,
-        key: Arc<str>,
+        keys: Arc<LockKeys>,
         value: Arc<str>,
         ttl: Duration,
         valid_until: Instant,
@@ -82,7 +82,7 @@ impl LockGuard {
         let lease = Arc::new(Lease {
             shared,
             name,
-            key,
+            keys,
             value,
             ttl,
         });
@@ -217,7 +217,8 @@ impl LockGuard {
             .take()
             .expect("a LockGuard holds its lock until consumed");
         held.stop_watchdog();
-        compare_and(&held.lease, &scripts::RELEASE, None).await
+        let lease = &held.lease;
+        compare_and(lease, &scripts::RELEASE, &lease.keys.channel).await
     }
 }
 
@@ -236,10 +237,10 @@ impl Drop for LockGuard {
         };
         held.stop_watchdog();
         let lease = held.lease;
-        let ticket = lease.shared.background.start(&lease.key);
+        let ticket = lease.shared.background.start(&lease.keys.lock);
         held.runtime.spawn(async move {
             let _ticket = ticket;
-            if let Err(error) = compare_and(&lease, &scripts::RELEASE, None).await {
+            if let Err(error) = compare_and(&lease, &scripts::RELEASE, &lease.keys.channel).await {
                 tracing::warn!(lock = %lease.name, %error, "redlock: background release failed; the lock expires with its TTL");
             }
         });
@@ -249,8 +250,8 @@ impl Drop for LockGuard {
 /// Extends the lock and records the outcome: a fresh validity, or the loss.
 async fn renew(lease: &Lease, hold: &watch::Sender<Hold>) -> Result<(), LockError> {
     let started = Instant::now();
-    let ttl_ms = u64::try_from(lease.ttl.as_millis()).unwrap_or(u64::MAX);
-    let renewed = compare_and(lease, &scripts::EXTEND, Some(ttl_ms)).await;
+    let ttl_ms = lease.ttl.as_millis().to_string();
+    let renewed = compare_and(lease, &scripts::EXTEND, &ttl_ms).await;
     match &renewed {
         Ok(()) => {
             let validity = lease
@@ -306,11 +307,7 @@ async fn watchdog(lease: Arc<Lease>, hold: Arc<watch::Sender<Hold>>) {
 /// Runs a compare-and-X script (`KEYS[1]` = key, `ARGV[1]` = our value, `ARGV[2]` = `extra`)
 /// on every master: `Ok` once a quorum answered 1, `Lost` once a quorum is impossible because
 /// masters answered 0 (not ours), else `Unavailable`.
-async fn compare_and(
-    lease: &Lease,
-    script: &'static Script,
-    extra: Option<u64>,
-) -> Result<(), LockError> {
+async fn compare_and(lease: &Lease, script: &'static Script, extra: &str) -> Result<(), LockError> {
     let masters = &lease.shared.masters;
     let quorum = lease.shared.quorum();
     let (mut owned, mut not_owned) = (0, 0);
@@ -318,16 +315,20 @@ async fn compare_and(
     let stragglers = fan_out(
         masters,
         |master| {
-            let (key, value) = (Arc::clone(&lease.key), Arc::clone(&lease.value));
+            let (keys, value, extra) = (
+                Arc::clone(&lease.keys),
+                Arc::clone(&lease.value),
+                extra.to_owned(),
+            );
             async move {
                 master
                     .call(|mut connection| async move {
-                        let mut invocation = script.key(&*key);
-                        invocation.arg(&*value);
-                        if let Some(extra) = extra {
-                            invocation.arg(extra);
-                        }
-                        invocation.invoke_async::<i64>(&mut connection).await
+                        script
+                            .key(&*keys.lock)
+                            .arg(&*value)
+                            .arg(extra)
+                            .invoke_async::<i64>(&mut connection)
+                            .await
                     })
                     .await
             }

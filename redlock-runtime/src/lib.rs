@@ -40,6 +40,7 @@ mod stats;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 mod timeout;
+mod wake;
 
 pub use config::{Config, DEFAULT_URL, Redlock};
 pub use error::{LockError, MasterFailure};

@@ -32,6 +32,8 @@ enum Link {
 pub(crate) struct Master {
     /// The URL with its password redacted: the only form ever shown.
     pub(crate) label: String,
+    /// For the release subscriber, which needs a connection of its own.
+    pub(crate) client: redis::Client,
     pool: Pool,
     link: watch::Sender<Link>,
     /// Bound on one call: getting the connection plus one round trip.
@@ -83,6 +85,7 @@ impl Master {
         let connection_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(connect_timeout))
             .set_response_timeout(None);
+        let client = redis::Client::open(url).map_err(|err| invalid(err.to_string()))?;
         let manager = Manager::new_with_config(url, connection_config)
             .map_err(|err| invalid(err.to_string()))?;
         let pool = Pool::builder(manager)
@@ -92,6 +95,7 @@ impl Master {
             .map_err(|err| invalid(err.to_string()))?;
         Ok(Self {
             label,
+            client,
             pool,
             link: watch::Sender::new(Link::Down),
             call_timeout,

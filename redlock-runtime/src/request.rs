@@ -4,16 +4,19 @@ use std::{
     future::{Future, IntoFuture},
     pin::Pin,
     sync::Arc,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use uuid::Uuid;
 
+use tokio::runtime::Handle;
+
 use crate::{
     LockError, LockGuard, Redlock, Timeout,
-    acquire::{Attempt, attempt, drift, lock_key},
-    config::Config,
+    acquire::{Attempt, LockKeys, WAITER_LEASE, Waiter, attempt, drift, spawn_leave_queue},
+    config::{Config, Shared},
     stats::WaitingStats,
+    wake::Watch,
 };
 
 /// The default TTL of a lock (the Python library's `auto_release_time`).
@@ -145,60 +148,186 @@ impl LockRequest {
             return Err(LockError::InvalidAutoReleaseTime { name, value: ttl });
         }
         let shared = &client.shared;
-        let key: Arc<str> = lock_key(&name).into();
+        let keys = LockKeys::new(&name);
         let started = Instant::now();
         let deadline = match timeout {
             Timeout::After(wait) => Some(started + wait),
             Timeout::Forever | Timeout::Skip => None,
         };
-        let mut pause = Pause::new(&shared.config);
-        let mut waiting = None;
+        let mut backoff = Backoff::new(&shared.config);
+        let mut waiting: Option<Waiting> = None;
         loop {
             let value: Arc<str> = Uuid::new_v4().hyphenated().to_string().into();
             // Our own background releases of this key go first (see `background`).
             shared
                 .background
-                .settled(&key, shared.config.master_timeout)
+                .settled(&keys.lock, shared.config.master_timeout)
                 .await;
-            let outcome = attempt(shared, &key, &value, ttl).await;
+            let waiter = waiting.as_ref().map(|waiting| &waiting.waiter);
+            let outcome = attempt(shared, &keys, &value, ttl, waiter).await;
             let now = Instant::now();
-            let pause_for = pause.after(&outcome);
-            let error = match outcome {
+            let (error, wake) = match outcome {
                 Attempt::Acquired { valid_until } => {
-                    drop(waiting);
+                    if let Some(mut waiting) = waiting {
+                        // The acquire script took us out of the queue where it granted the
+                        // lock; with several masters, a master that refused still has our
+                        // place, which must not stay at the head of its queue.
+                        waiting.place.left = shared.masters.len() == 1;
+                    }
                     let shared = Arc::clone(shared);
                     return Ok(LockGuard::new(
                         shared,
                         name,
-                        key,
+                        keys,
                         value,
                         ttl,
                         valid_until,
                         auto_extend,
                     ));
                 }
-                Attempt::Busy => LockError::Timeout {
-                    name: name.clone(),
-                    waited: now - started,
-                },
-                Attempt::Unavailable(failures) => LockError::Unavailable {
-                    name: name.clone(),
-                    quorum: shared.quorum(),
-                    masters: shared.masters.len(),
-                    failures,
-                },
+                Attempt::Busy { expires_in, ahead } => {
+                    backoff.reset();
+                    let error = LockError::Timeout {
+                        name: name.clone(),
+                        waited: now - started,
+                    };
+                    (
+                        error,
+                        Wake::OnRelease {
+                            ahead,
+                            fallback: now + fallback_after(expires_in),
+                        },
+                    )
+                }
+                Attempt::Unavailable(failures) => {
+                    let error = LockError::Unavailable {
+                        name: name.clone(),
+                        quorum: shared.quorum(),
+                        masters: shared.masters.len(),
+                        failures,
+                    };
+                    (error, Wake::At(now + backoff.next()))
+                }
             };
             if timeout == Timeout::Skip || deadline.is_some_and(|deadline| now >= deadline) {
                 return Err(error);
             }
-            tracing::debug!(lock = %name, %error, ?pause_for, "redlock: waiting");
-            waiting.get_or_insert_with(|| {
-                WaitingStats::begin(shared, stats_name.as_deref().unwrap_or(&name))
-            });
-            // The last attempt is made at the deadline itself, not a pause after it.
-            let wake = now + pause_for;
-            tokio::time::sleep_until(deadline.map_or(wake, |deadline| wake.min(deadline)).into())
-                .await;
+            match &mut waiting {
+                Some(waiting) => {
+                    tracing::trace!(lock = %name, %error, "redlock: waiting");
+                    waiting.pause(wake, deadline, shared.quorum()).await;
+                }
+                None => {
+                    // The first refusal: watch releases and join the queue, then attempt again
+                    // at once, so that no release between the two attempts goes unseen.
+                    let stats_name = stats_name.as_deref().unwrap_or(&name);
+                    waiting = Some(Waiting::start(shared, &keys, stats_name).await);
+                }
+            }
+        }
+    }
+}
+
+/// A waiting request: its place in the queue, its watch on releases, its statistics. Dropping
+/// it (deadline, cancellation, panic) leaves the queue and uncounts the waiter.
+struct Waiting {
+    waiter: Waiter,
+    releases: Watch,
+    place: QueuePlace,
+    _stats: WaitingStats,
+}
+
+/// When a waiter attempts again.
+enum Wake {
+    /// At a release that may be ours (after `ahead` other waiters had their turn), or at
+    /// `fallback` (the holder's TTL ends, or the heartbeat that keeps our place).
+    OnRelease { ahead: u64, fallback: Instant },
+    /// At this instant (backoff while masters fail).
+    At(Instant),
+}
+
+impl Waiting {
+    async fn start(shared: &Arc<Shared>, keys: &Arc<LockKeys>, stats_name: &str) -> Self {
+        let stats = WaitingStats::begin(shared, stats_name);
+        let releases = shared.wakeups.watch(&keys.channel).await;
+        let ticket = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_secs_f64() * 1000.0);
+        let waiter = Waiter {
+            id: Uuid::new_v4().hyphenated().to_string().into(),
+            ticket,
+        };
+        let place = QueuePlace {
+            shared: Arc::clone(shared),
+            keys: Arc::clone(keys),
+            id: Arc::clone(&waiter.id),
+            runtime: Handle::current(),
+            left: false,
+        };
+        Self {
+            waiter,
+            releases,
+            place,
+            _stats: stats,
+        }
+    }
+
+    /// Sleeps until `wake` or the deadline, whichever comes first.
+    async fn pause(&mut self, wake: Wake, deadline: Option<Instant>, quorum: usize) {
+        let (until, ahead) = match wake {
+            Wake::OnRelease { ahead, fallback } => (fallback, Some(ahead)),
+            Wake::At(at) => (at, None),
+        };
+        let until = deadline.map_or(until, |deadline| until.min(deadline));
+        let sleep = tokio::time::sleep_until(until.into());
+        let Some(ahead) = ahead else {
+            return sleep.await;
+        };
+        // Each release is announced by (at least) a quorum of masters; ours comes after the
+        // releases of the holder and of the `ahead` waiters before us.
+        let enough = ahead.saturating_mul(quorum as u64) + 1;
+        let seen = self.releases.releases_seen();
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => return,
+                () = self.releases.next_release() => {
+                    if self.releases.releases_seen() - seen >= enough {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How long to sleep, at most, when the lock is held and no release is announced: until the
+/// holder's TTL ends (a holder that never announces, such as the Python library or a crashed
+/// process), and never longer than the heartbeat that keeps our place in the queue.
+fn fallback_after(expires_in: Duration) -> Duration {
+    let heartbeat = WAITER_LEASE / 3;
+    if expires_in.is_zero() {
+        heartbeat
+    } else {
+        (expires_in + Duration::from_millis(1)).min(heartbeat)
+    }
+}
+
+/// A place in the lock's queue on every master; left in the background when dropped, unless
+/// the acquire script already removed it.
+struct QueuePlace {
+    shared: Arc<Shared>,
+    keys: Arc<LockKeys>,
+    id: Arc<str>,
+    runtime: Handle,
+    left: bool,
+}
+
+impl Drop for QueuePlace {
+    fn drop(&mut self) {
+        if !self.left {
+            let _context = self.runtime.enter();
+            spawn_leave_queue(&self.shared, &self.keys, &self.id);
         }
     }
 }
@@ -212,38 +341,31 @@ impl IntoFuture for LockRequest {
     }
 }
 
-/// The pause between two attempts: a jittered short delay while another client holds the
-/// lock; a capped, jittered exponential backoff while masters fail.
-struct Pause {
-    retry_delay: Duration,
-    max_backoff: Duration,
+/// A capped, jittered exponential backoff while masters fail.
+struct Backoff {
+    base: Duration,
+    cap: Duration,
     failures_in_a_row: u32,
 }
 
-impl Pause {
+impl Backoff {
     fn new(config: &Config) -> Self {
         Self {
-            retry_delay: config.retry_delay,
-            max_backoff: config.max_backoff,
+            base: config.retry_delay,
+            cap: config.max_backoff,
             failures_in_a_row: 0,
         }
     }
 
-    fn after(&mut self, outcome: &Attempt) -> Duration {
-        let mean = match outcome {
-            Attempt::Unavailable(_) => {
-                self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
-                let factor = 1u32 << self.failures_in_a_row.min(16);
-                self.retry_delay
-                    .saturating_mul(factor)
-                    .min(self.max_backoff)
-            }
-            Attempt::Busy | Attempt::Acquired { .. } => {
-                self.failures_in_a_row = 0;
-                self.retry_delay
-            }
-        };
-        // Uniform in [mean / 2, mean * 3 / 2): contenders that collided spread apart.
+    fn reset(&mut self) {
+        self.failures_in_a_row = 0;
+    }
+
+    fn next(&mut self) -> Duration {
+        let factor = 1u32 << self.failures_in_a_row.min(16);
+        self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
+        let mean = self.base.saturating_mul(factor).min(self.cap);
+        // Uniform in [mean / 2, mean * 3 / 2): clients that failed together spread apart.
         mean / 2 + mean.mul_f64(fastrand::f64())
     }
 }

@@ -4,7 +4,15 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Compare-and-delete: releases the lock only if it still holds our value.
+/// `SET NX PX` in the order of the waiters' queue; reports the holder's remaining TTL.
+pub(crate) static ACQUIRE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/acquire.lua")));
+
+/// A waiter that gives up leaves the queue.
+pub(crate) static LEAVE_QUEUE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/leave_queue.lua")));
+
+/// Compare-and-delete: releases the lock only if it still holds our value, and wakes waiters.
 pub(crate) static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
 

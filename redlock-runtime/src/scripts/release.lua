@@ -1,6 +1,9 @@
--- Delete the lock only if it still holds our value (compare-and-delete).
--- KEYS[1]: lock key; ARGV[1]: our value. Returns 1 if deleted, 0 if not ours.
+-- Delete the lock only if it still holds our value (compare-and-delete), and wake the waiters.
+-- KEYS[1]: lock key; ARGV[1]: our value; ARGV[2]: the lock's release channel.
+-- Returns 1 if deleted, 0 if not ours.
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[2], '')
+  return 1
 end
 return 0

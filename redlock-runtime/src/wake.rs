@@ -1,0 +1,215 @@
+//! Wake-ups on release. A release publishes on the lock's channel; each process keeps one
+//! subscriber connection per master, shared by all its waiters, and subscribes to a lock's
+//! channel only while someone in the process waits for it, so memory stays flat however many
+//! distinct names are locked.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard, OnceLock},
+    time::Duration,
+};
+
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// What a subscriber task is asked to do, in order.
+enum Command {
+    /// Subscribe, then confirm.
+    Subscribe(Arc<str>, oneshot::Sender<()>),
+    Unsubscribe(Arc<str>),
+}
+
+/// The channels some waiter of this process watches, each with a count of releases seen.
+#[derive(Debug, Default)]
+struct Registry(Mutex<HashMap<Arc<str>, Interest>>);
+
+#[derive(Debug)]
+struct Interest {
+    waiters: usize,
+    releases: watch::Sender<u64>,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Interest>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The wake-up service of one client: its subscriber tasks start on first use.
+#[derive(Debug)]
+pub(crate) struct Wakeups {
+    clients: Vec<(redis::Client, String)>,
+    registry: Arc<Registry>,
+    subscribers: OnceLock<Vec<mpsc::UnboundedSender<Command>>>,
+    confirm_within: Duration,
+}
+
+/// One waiter's interest in a lock's releases; dropping it ends the interest.
+#[derive(Debug)]
+pub(crate) struct Watch {
+    wakeups: Arc<Wakeups>,
+    channel: Arc<str>,
+    releases: watch::Receiver<u64>,
+}
+
+impl Wakeups {
+    /// `clients`: one per master with its redacted label; `confirm_within`: how long a new
+    /// waiter waits for its subscriptions before it attempts anyway.
+    pub(crate) fn new(clients: Vec<(redis::Client, String)>, confirm_within: Duration) -> Self {
+        Self {
+            clients,
+            registry: Arc::default(),
+            subscribers: OnceLock::new(),
+            confirm_within,
+        }
+    }
+
+    /// Starts watching `channel`: subscribes on every master if no other waiter of this
+    /// process already does, and waits (bounded) until the subscriptions are confirmed, so
+    /// that the attempt that follows cannot miss a release.
+    pub(crate) async fn watch(self: &Arc<Self>, channel: &Arc<str>) -> Watch {
+        let mut confirmations = Vec::new();
+        let releases = {
+            let mut registry = self.registry.lock();
+            let interest = registry.entry(Arc::clone(channel)).or_insert_with(|| {
+                for subscriber in self.subscribers() {
+                    let (confirmed, confirmation) = oneshot::channel();
+                    let _ = subscriber.send(Command::Subscribe(Arc::clone(channel), confirmed));
+                    confirmations.push(confirmation);
+                }
+                Interest {
+                    waiters: 0,
+                    releases: watch::Sender::new(0),
+                }
+            });
+            interest.waiters += 1;
+            interest.releases.subscribe()
+        };
+        let all_confirmed = futures_util::future::join_all(confirmations);
+        let _ = tokio::time::timeout(self.confirm_within, all_confirmed).await;
+        Watch {
+            wakeups: Arc::clone(self),
+            channel: Arc::clone(channel),
+            releases,
+        }
+    }
+
+    fn subscribers(&self) -> &[mpsc::UnboundedSender<Command>] {
+        self.subscribers.get_or_init(|| {
+            self.clients
+                .iter()
+                .map(|(client, label)| {
+                    let (commands, received) = mpsc::unbounded_channel();
+                    let (client, label) = (client.clone(), label.clone());
+                    tokio::spawn(subscriber(
+                        client,
+                        label,
+                        received,
+                        Arc::clone(&self.registry),
+                    ));
+                    commands
+                })
+                .collect()
+        })
+    }
+}
+
+impl Watch {
+    /// How many releases were announced since this watch started.
+    pub(crate) fn releases_seen(&self) -> u64 {
+        *self.releases.borrow()
+    }
+
+    /// Resolves at the next announced release.
+    pub(crate) async fn next_release(&mut self) {
+        if self.releases.changed().await.is_err() {
+            // Cannot happen while this watch counts as a waiter; never spin if it does.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut registry = self.wakeups.registry.lock();
+        let Some(interest) = registry.get_mut(&self.channel) else {
+            return;
+        };
+        interest.waiters -= 1;
+        if interest.waiters == 0 {
+            registry.remove(&self.channel);
+            // Sent under the registry lock, so it is ordered with any new subscription.
+            for subscriber in self.wakeups.subscribers.get().into_iter().flatten() {
+                let _ = subscriber.send(Command::Unsubscribe(Arc::clone(&self.channel)));
+            }
+        }
+    }
+}
+
+/// One master's subscriber connection: carries out the commands in order, routes each
+/// message to the waiters of its channel, and reconnects (resubscribing) when it breaks.
+async fn subscriber(
+    client: redis::Client,
+    label: String,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    registry: Arc<Registry>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let pubsub = match client.get_async_pubsub().await {
+            Ok(pubsub) => pubsub,
+            Err(error) => {
+                tracing::warn!(master = %label, %error, "redlock: cannot open the release subscriber; waiters fall back to timers");
+                // Keep the queue moving: a waiter must never wait on a subscription that cannot happen.
+                let deadline = tokio::time::sleep(backoff);
+                tokio::pin!(deadline);
+                loop {
+                    tokio::select! {
+                        () = &mut deadline => break,
+                        command = commands.recv() => match command {
+                            None => return,
+                            Some(Command::Subscribe(_, confirmed)) => { let _ = confirmed.send(()); }
+                            Some(Command::Unsubscribe(_)) => {}
+                        },
+                    }
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        let (mut sink, mut messages) = pubsub.split();
+        let watched: Vec<Arc<str>> = registry.lock().keys().cloned().collect();
+        let mut healthy = watched.is_empty()
+            || sink
+                .subscribe(watched.iter().map(|c| &**c).collect::<Vec<_>>())
+                .await
+                .is_ok();
+        while healthy {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    None => return,
+                    Some(Command::Subscribe(channel, confirmed)) => {
+                        healthy = sink.subscribe(&*channel).await.is_ok();
+                        let _ = confirmed.send(());
+                    }
+                    Some(Command::Unsubscribe(channel)) => {
+                        healthy = sink.unsubscribe(&*channel).await.is_ok();
+                    }
+                },
+                message = messages.next() => match message {
+                    None => healthy = false,
+                    Some(message) => {
+                        let channel = message.get_channel_name();
+                        if let Some(interest) = registry.lock().get(channel) {
+                            interest.releases.send_modify(|seen| *seen += 1);
+                        }
+                    }
+                },
+            }
+        }
+        tracing::debug!(master = %label, "redlock: release subscriber disconnected; reconnecting");
+    }
+}

@@ -1,0 +1,69 @@
+//! Fair handoff: with 4 workers looping on one lock, a worker that releases and comes back
+//! cannot barge ahead of those already waiting, so every worker gets its share.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use redlock_runtime::test_util::Masters;
+
+/// Jain's fairness index: 1.0 when all shares are equal, 1/n when one worker gets everything.
+fn jain(counts: &[u64]) -> f64 {
+    let sum: f64 = counts.iter().map(|&c| c as f64).sum();
+    let squares: f64 = counts.iter().map(|&c| (c as f64).powi(2)).sum();
+    sum * sum / (counts.len() as f64 * squares)
+}
+
+async fn run_workers(masters: &Masters, hold: Duration, run_for: Duration) -> (Vec<u64>, Duration) {
+    let stop_at = Instant::now() + run_for;
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            // A client per worker: separate connections, as separate processes would have.
+            let redlock = common::redlock(masters);
+            tokio::spawn(async move {
+                let (mut count, mut longest_wait) = (0, Duration::ZERO);
+                while Instant::now() < stop_at {
+                    let asked = Instant::now();
+                    let guard = redlock.lock("fair").timeout(5).await.unwrap();
+                    longest_wait = longest_wait.max(asked.elapsed());
+                    tokio::time::sleep(hold).await;
+                    guard.release().await.unwrap();
+                    count += 1;
+                }
+                (count, longest_wait)
+            })
+        })
+        .collect();
+    let (mut counts, mut longest) = (Vec::new(), Duration::ZERO);
+    for worker in workers {
+        let (count, wait) = worker.await.unwrap();
+        counts.push(count);
+        longest = longest.max(wait);
+    }
+    (counts, longest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_workers_share_one_lock_fairly() {
+    for count in [1, 3] {
+        let masters = Masters::start(count);
+        let (counts, longest_wait) =
+            run_workers(&masters, Duration::from_millis(5), Duration::from_secs(2)).await;
+
+        let index = jain(&counts);
+        assert!(
+            index >= 0.95,
+            "{count} masters: Jain index {index:.3} for {counts:?}"
+        );
+        let fair_share = counts.iter().sum::<u64>() / 4;
+        assert!(
+            counts.iter().all(|&c| c * 2 >= fair_share),
+            "{count} masters: a starved worker in {counts:?}"
+        );
+        // Behind three others with 5 ms holds: a wait of a few holds, never the heartbeat.
+        assert!(
+            longest_wait < Duration::from_millis(500),
+            "{count} masters: longest wait {longest_wait:?}"
+        );
+    }
+}
