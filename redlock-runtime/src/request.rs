@@ -164,6 +164,11 @@ impl LockRequest {
                 .settled(&keys.lock, shared.config.master_timeout)
                 .await;
             let waiter = waiting.as_ref().map(|waiting| &waiting.waiter);
+            // Releases announced from here on may be the ones we wait for, even those that
+            // arrive before the attempt's reply.
+            let releases_before = waiting
+                .as_ref()
+                .map_or(0, |waiting| waiting.releases.releases_seen());
             let outcome = attempt(shared, &keys, &value, ttl, waiter).await;
             let now = Instant::now();
             let (error, wake) = match outcome {
@@ -191,13 +196,14 @@ impl LockRequest {
                         name: name.clone(),
                         waited: now - started,
                     };
-                    (
-                        error,
-                        Wake::OnRelease {
-                            ahead,
-                            fallback: now + fallback_after(expires_in),
-                        },
-                    )
+                    // Our turn comes after the holder's release (if the lock is held) and
+                    // after those of the waiters ahead of us.
+                    let held = u64::from(!expires_in.is_zero());
+                    let wake = Wake::OnRelease {
+                        releases: ahead + held,
+                        fallback: now + fallback_after(expires_in),
+                    };
+                    (error, wake)
                 }
                 Attempt::Unavailable(failures) => {
                     let error = LockError::Unavailable {
@@ -215,7 +221,9 @@ impl LockRequest {
             match &mut waiting {
                 Some(waiting) => {
                     tracing::trace!(lock = %name, %error, "redlock: waiting");
-                    waiting.pause(wake, deadline, shared.quorum()).await;
+                    waiting
+                        .pause(wake, deadline, shared.quorum(), releases_before)
+                        .await;
                 }
                 None => {
                     // The first refusal: watch releases and join the queue, then attempt again
@@ -239,9 +247,9 @@ struct Waiting {
 
 /// When a waiter attempts again.
 enum Wake {
-    /// At a release that may be ours (after `ahead` other waiters had their turn), or at
-    /// `fallback` (the holder's TTL ends, or the heartbeat that keeps our place).
-    OnRelease { ahead: u64, fallback: Instant },
+    /// At the release that makes it our turn (the `releases`-th from the last attempt), or
+    /// at `fallback` (the holder's TTL ends, or the heartbeat that keeps our place).
+    OnRelease { releases: u64, fallback: Instant },
     /// At this instant (backoff while masters fail).
     At(Instant),
 }
@@ -272,30 +280,32 @@ impl Waiting {
         }
     }
 
-    /// Sleeps until `wake` or the deadline, whichever comes first.
-    async fn pause(&mut self, wake: Wake, deadline: Option<Instant>, quorum: usize) {
-        let (until, ahead) = match wake {
-            Wake::OnRelease { ahead, fallback } => (fallback, Some(ahead)),
+    /// Sleeps until `wake` or the deadline, whichever comes first; `releases_before` is the
+    /// count of announced releases when the last attempt started.
+    async fn pause(
+        &mut self,
+        wake: Wake,
+        deadline: Option<Instant>,
+        quorum: usize,
+        releases_before: u64,
+    ) {
+        let (until, releases) = match wake {
+            Wake::OnRelease { releases, fallback } => (fallback, Some(releases)),
             Wake::At(at) => (at, None),
         };
         let until = deadline.map_or(until, |deadline| until.min(deadline));
         let sleep = tokio::time::sleep_until(until.into());
-        let Some(ahead) = ahead else {
+        let Some(releases) = releases else {
             return sleep.await;
         };
-        // Each release is announced by (at least) a quorum of masters; ours comes after the
-        // releases of the holder and of the `ahead` waiters before us.
-        let enough = ahead.saturating_mul(quorum as u64) + 1;
-        let seen = self.releases.releases_seen();
+        // Each release is announced by at least a quorum of masters (by all, mostly): wake
+        // once the count can include the one we need; waking early costs one attempt.
+        let enough = releases.saturating_sub(1).saturating_mul(quorum as u64) + 1;
         tokio::pin!(sleep);
-        loop {
+        while self.releases.releases_seen() - releases_before < enough {
             tokio::select! {
                 () = &mut sleep => return,
-                () = self.releases.next_release() => {
-                    if self.releases.releases_seen() - seen >= enough {
-                        return;
-                    }
-                }
+                () = self.releases.next_release() => {}
             }
         }
     }
