@@ -145,34 +145,42 @@ async fn contention(masters: &Masters, hold: Duration, run_for: Duration) {
         .map(|_| {
             let redlock = Redlock::new(masters.urls()).unwrap();
             tokio::spawn(async move {
-                let mut waits = Vec::new();
+                let (mut waits, mut held) = (Vec::new(), Duration::ZERO);
                 while Instant::now() < stop_at {
                     let asked = Instant::now();
                     let guard = redlock.lock("bench:fair").timeout(30).await.unwrap();
                     waits.push(asked.elapsed());
+                    let holding = Instant::now();
                     if !hold.is_zero() {
                         tokio::time::sleep(hold).await;
                     }
+                    held += holding.elapsed();
                     guard.release().await.unwrap();
                 }
-                waits
+                (waits, held)
             })
         })
         .collect();
-    let mut counts = Vec::new();
-    let mut waits = Vec::new();
+    let (mut counts, mut waits, mut held) = (Vec::new(), Vec::new(), Duration::ZERO);
     for worker in workers {
-        let worker_waits = worker.await.unwrap();
+        let (worker_waits, worker_held) = worker.await.unwrap();
         counts.push(worker_waits.len() as f64);
         waits.extend(worker_waits);
+        held += worker_held;
     }
     let total: f64 = counts.iter().sum();
     let jain = total * total / (counts.len() as f64 * counts.iter().map(|c| c * c).sum::<f64>());
     let throughput = total / run_for.as_secs_f64();
+    // tokio's timer rounds a 5 ms sleep up to its next millisecond tick: use the real hold.
+    let mean_hold = held.as_secs_f64() / total;
     let versus_hold = if hold.is_zero() {
         "-".to_owned()
     } else {
-        format!("{:.2}", throughput * hold.as_secs_f64())
+        format!(
+            "{:.2} (real hold {:.2} ms)",
+            throughput * mean_hold,
+            mean_hold * 1e3
+        )
     };
     let calls = command_calls(&masters[0]);
     let (sent, internal): (Vec<_>, Vec<_>) =

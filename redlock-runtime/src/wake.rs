@@ -27,7 +27,14 @@ struct Registry(Mutex<HashMap<Arc<str>, Interest>>);
 struct Interest {
     waiters: usize,
     releases: watch::Sender<u64>,
+    /// Bumped each time the last waiter leaves: a delayed unsubscribe goes ahead only if no
+    /// waiter came and went since it was planned.
+    idle_epoch: u64,
 }
+
+/// How long a channel stays subscribed after its last waiter left: a worker that waits on
+/// the same lock again and again does not pay a SUBSCRIBE and an UNSUBSCRIBE every time.
+const LINGER: Duration = Duration::from_secs(2);
 
 impl Registry {
     fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Interest>> {
@@ -82,6 +89,7 @@ impl Wakeups {
                 Interest {
                     waiters: 0,
                     releases: watch::Sender::new(0),
+                    idle_epoch: 0,
                 }
             });
             interest.waiters += 1;
@@ -138,11 +146,36 @@ impl Drop for Watch {
             return;
         };
         interest.waiters -= 1;
-        if interest.waiters == 0 {
-            registry.remove(&self.channel);
+        if interest.waiters > 0 {
+            return;
+        }
+        interest.idle_epoch += 1;
+        let epoch = interest.idle_epoch;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            drop(registry);
+            self.wakeups.unsubscribe_if_idle(&self.channel, epoch);
+            return;
+        };
+        let (wakeups, channel) = (Arc::clone(&self.wakeups), Arc::clone(&self.channel));
+        runtime.spawn(async move {
+            tokio::time::sleep(LINGER).await;
+            wakeups.unsubscribe_if_idle(&channel, epoch);
+        });
+    }
+}
+
+impl Wakeups {
+    /// Forgets `channel` and unsubscribes, unless a waiter came since the idle `epoch` began.
+    fn unsubscribe_if_idle(&self, channel: &Arc<str>, epoch: u64) {
+        let mut registry = self.registry.lock();
+        let idle = registry
+            .get(channel)
+            .is_some_and(|interest| interest.waiters == 0 && interest.idle_epoch == epoch);
+        if idle {
+            registry.remove(channel);
             // Sent under the registry lock, so it is ordered with any new subscription.
-            for subscriber in self.wakeups.subscribers.get().into_iter().flatten() {
-                let _ = subscriber.send(Command::Unsubscribe(Arc::clone(&self.channel)));
+            for subscriber in self.subscribers.get().into_iter().flatten() {
+                let _ = subscriber.send(Command::Unsubscribe(Arc::clone(channel)));
             }
         }
     }

@@ -5,6 +5,19 @@
 -- ARGV[4]: ticket (when the wait started, the same on every master); ARGV[5]: waiter lease ms.
 -- Returns {1, 0, 0} when acquired, else {0, remaining TTL ms of the holder (0 if free), rank in the queue}.
 local waiter = ARGV[3]
+-- The uncontended path: no queue, not waiting: exactly `SET NX PX`.
+if waiter == '' and redis.call('EXISTS', KEYS[2]) == 0 then
+  if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return {1, 0, 0}
+  end
+  local pttl = redis.call('PTTL', KEYS[1])
+  if pttl == -2 then
+    pttl = 1 -- expired just now: try again at once
+  elseif pttl == -1 then
+    pttl = 2147483647 -- a key without TTL (not ours): the heartbeat retries anyway
+  end
+  return {0, pttl, 0}
+end
 local now
 local function clock()
   if not now then
