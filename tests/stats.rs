@@ -100,3 +100,108 @@ async fn a_python_registry_entry_is_not_duplicated() {
         .unwrap();
     assert_eq!(length, 1);
 }
+
+const WAITER_ENV: &str = "REDLOCK_STATS_WAITER_URL";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_waiter_stops_counting_within_seconds() {
+    if let Ok(url) = std::env::var(WAITER_ENV) {
+        // The child: wait on the held lock until killed.
+        let redlock = Redlock::new([url]).unwrap();
+        let outcome = redlock.lock("killed-waiter").timeout(60).await;
+        panic!("the waiter should have been killed, got {outcome:?}");
+    }
+    let masters = Masters::start(1);
+    let redlock = common::redlock(&masters);
+    let _held = redlock.lock("killed-waiter").await.unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "a_killed_waiter_stops_counting_within_seconds"])
+        .env(WAITER_ENV, masters[0].url())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let counter = waiting_key("killed-waiter");
+    let counted = eventually(Duration::from_secs(5), || {
+        get(&masters, 0, &counter).as_deref() == Some("1")
+    })
+    .await;
+    assert!(counted, "the child waits");
+    let contended = redlock.waiting().await.unwrap();
+    assert_eq!(contended.len(), 1);
+    assert_eq!(
+        (contended[0].stats_name.as_str(), contended[0].waiters),
+        ("killed-waiter", 1)
+    );
+
+    child.kill().unwrap(); // SIGKILL: no cleanup runs in the child
+    child.wait().unwrap();
+    let killed_at = std::time::Instant::now();
+    let mut recovered = false;
+    while killed_at.elapsed() < Duration::from_secs(6) {
+        if redlock.waiting().await.unwrap().is_empty() {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        recovered,
+        "the dead waiter is uncounted within its lease (3 s)"
+    );
+    assert!(
+        killed_at.elapsed() >= Duration::from_secs(1),
+        "not before its lease could run out"
+    );
+    assert_eq!(
+        get(&masters, 0, &counter).as_deref(),
+        Some("0"),
+        "the compatible counter is repaired"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reader_includes_waiters_counted_by_python_processes() {
+    let masters = Masters::start(3);
+    let redlock = common::redlock(&masters);
+    // What the Python library writes while one of its processes waits on "emails", on master 2.
+    let mut raw = masters[2].connection();
+    let _: () = redis::cmd("INCRBY")
+        .arg(waiting_key("emails"))
+        .arg(1)
+        .query(&mut raw)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("Inserted.Waiting.ConfigurableLock.emails")
+        .arg(1)
+        .query(&mut raw)
+        .unwrap();
+    let _: () = redis::cmd("RPUSH")
+        .arg(REGISTRY_KEY)
+        .arg(r#""Waiting.ConfigurableLock.emails""#)
+        .query(&mut raw)
+        .unwrap();
+    // And a Rust waiter on the same stats name (counted on master 0).
+    let held = redlock.lock("emails").await.unwrap();
+    let waiter = tokio::spawn({
+        let redlock = redlock.clone();
+        async move { redlock.lock("emails").timeout(10).await.map(drop) }
+    });
+    let both = eventually(Duration::from_secs(2), || {
+        get(&masters, 0, &waiting_key("emails")).as_deref() == Some("1")
+    })
+    .await;
+    assert!(both);
+
+    let contended = redlock.waiting().await.unwrap();
+
+    assert_eq!(
+        contended,
+        [configurable_redlock::Contended {
+            stats_name: "emails".into(),
+            waiters: 2
+        }]
+    );
+    held.release().await.unwrap();
+    waiter.await.unwrap().unwrap();
+}

@@ -46,7 +46,7 @@ pub use config::{Config, DEFAULT_URL, Redlock};
 pub use error::{LockError, MasterFailure};
 pub use guard::LockGuard;
 pub use request::{DEFAULT_AUTO_RELEASE_TIME, LockRequest};
-pub use stats::{REGISTRY_KEY, waiting_key};
+pub use stats::{Contended, REGISTRY_KEY, waiting_key};
 pub use timeout::Timeout;
 
 /// The lock key of a lock name, as the Python library writes it: `redlock:ConfigurableLock.<name>`.

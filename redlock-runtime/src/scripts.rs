@@ -20,6 +20,6 @@ pub(crate) static RELEASE: LazyLock<Script> =
 pub(crate) static EXTEND: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
 
-/// Counts a waiter and registers its stats key once, atomically.
-pub(crate) static STATS_BEGIN: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/stats_begin.lua")));
+/// Waiting statistics: count a waiter in or out, keep it alive, repair the dead, read.
+pub(crate) static STATS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/stats.lua")));

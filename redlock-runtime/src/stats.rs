@@ -1,14 +1,22 @@
-//! Waiting statistics in the Python library's format: a counter of waiters per stats name and
-//! a registry of every stats key that ever had waiters.
+//! Waiting statistics in the Python library's format (a counter of waiters per stats name and
+//! a registry of every stats key that ever had waiters), made crash-safe by a live set of
+//! leased waiter entries, and the reader that reports contended locks.
 //!
-//! They live on the first master (the Python library also writes them to one master per
-//! process); readers sum over all masters.
+//! Writers use the first master (the Python library also writes to one master per process);
+//! the reader sums over all masters.
 
 use std::sync::Arc;
 
-use tokio::{runtime::Handle, task::JoinHandle};
+use tokio::{runtime::Handle, sync::oneshot};
+use uuid::Uuid;
 
-use crate::{config::Shared, master::Master, scripts};
+use crate::{
+    LockError, Redlock,
+    acquire::WAITER_LEASE,
+    config::Shared,
+    master::{CallError, Master},
+    scripts,
+};
 
 /// The list of every stats key that has had waiters (JSON strings, as Python's `json.dumps`).
 pub const REGISTRY_KEY: &str = "ConfigurableLockKeys";
@@ -19,87 +27,149 @@ pub const REGISTRY_KEY: &str = "ConfigurableLockKeys";
 /// assert_eq!(redlock_runtime::waiting_key("emails"), "Waiting.ConfigurableLock.emails");
 /// ```
 pub fn waiting_key(stats_name: &str) -> String {
-    format!("Waiting.ConfigurableLock.{stats_name}")
+    format!("{COUNTER_PREFIX}{stats_name}")
+}
+
+const COUNTER_PREFIX: &str = "Waiting.ConfigurableLock.";
+
+/// A contended lock, as the reader reports it.
+///
+/// ```no_run
+/// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
+/// for contended in redlock.waiting().await? {
+///     println!("{}: {} waiting", contended.stats_name, contended.waiters);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contended {
+    /// The stats name (the lock name unless a `stats_name` was given).
+    pub stats_name: String,
+    /// Processes or tasks waiting now, summed over all masters, Python waiters included.
+    pub waiters: i64,
+}
+
+/// Runs the stats script for one operation on one master.
+async fn stats_call(
+    master: &Arc<Master>,
+    counter: &str,
+    op: &str,
+    waiter: &str,
+) -> Result<i64, CallError> {
+    let lease_ms = WAITER_LEASE.as_millis() as u64;
+    master
+        .call(|mut connection| async move {
+            scripts::STATS
+                .key(counter)
+                .key(format!("{{{counter}}}:live"))
+                .key(format!("Inserted.{counter}"))
+                .key(REGISTRY_KEY)
+                .arg(op)
+                .arg(waiter)
+                .arg(lease_ms)
+                .arg(json_string(counter))
+                .invoke_async::<i64>(&mut connection)
+                .await
+        })
+        .await
 }
 
 /// Counts one waiter from creation until drop, whatever ends the wait: the lock acquired, the
-/// deadline passed, the future cancelled or a panic.
+/// deadline passed, the future cancelled or a panic. A task of its own counts in, keeps the
+/// waiter's lease alive, and counts out when the waiter is dropped, in that order.
 pub(crate) struct WaitingStats {
-    master: Arc<Master>,
-    counter: Arc<str>,
-    runtime: Handle,
-    /// The increment, running on its own so that the wait is not delayed by it; yields whether
-    /// it may have been applied (and so must be matched by a decrement).
-    increment: Option<JoinHandle<bool>>,
+    /// Dropping it tells the task to count out.
+    _ended: oneshot::Sender<()>,
 }
 
 impl WaitingStats {
     /// Starts counting a waiter for `stats_name`. Must be called inside a tokio runtime.
     pub(crate) fn begin(shared: &Shared, stats_name: &str) -> Self {
         let master = Arc::clone(&shared.masters[0]);
-        let counter: Arc<str> = waiting_key(stats_name).into();
-        let inserted = format!("Inserted.{counter}");
-        let entry = json_string(&counter);
-        let runtime = Handle::current();
-        let increment = runtime.spawn({
-            let (master, counter) = (Arc::clone(&master), Arc::clone(&counter));
-            async move {
-                let counter_key = Arc::clone(&counter);
-                let reply = master
-                    .call(|mut connection| async move {
-                        scripts::STATS_BEGIN
-                            .key(&*counter_key)
-                            .key(inserted)
-                            .key(REGISTRY_KEY)
-                            .arg(entry)
-                            .invoke_async::<i64>(&mut connection)
-                            .await
-                    })
-                    .await;
-                match reply {
-                    Ok(_) => true,
-                    Err(error) => {
-                        tracing::warn!(master = %master.label, %counter, %error, "redlock: cannot count a waiter");
-                        error.maybe_applied()
-                    }
+        let counter = waiting_key(stats_name);
+        let (ended, mut end) = oneshot::channel::<()>();
+        Handle::current().spawn(async move {
+            let waiter = Uuid::new_v4().hyphenated().to_string();
+            let mut op = "begin";
+            loop {
+                if let Err(error) = stats_call(&master, &counter, op, &waiter).await {
+                    tracing::debug!(master = %master.label, %counter, op, %error, "redlock: waiting statistics not updated");
+                }
+                op = "refresh";
+                tokio::select! {
+                    _ = &mut end => break,
+                    () = tokio::time::sleep(WAITER_LEASE / 3) => {}
                 }
             }
+            if let Err(error) = stats_call(&master, &counter, "end", &waiter).await {
+                tracing::warn!(master = %master.label, %counter, %error, "redlock: cannot uncount a waiter; its lease repairs the count");
+            }
         });
-        Self {
-            master,
-            counter,
-            runtime,
-            increment: Some(increment),
-        }
+        Self { _ended: ended }
     }
 }
 
-impl Drop for WaitingStats {
-    fn drop(&mut self) {
-        let Some(increment) = self.increment.take() else {
-            return;
-        };
-        let (master, counter) = (Arc::clone(&self.master), Arc::clone(&self.counter));
-        // The decrement waits for the increment, and then rides the same connection, so the
-        // two always apply in order.
-        self.runtime.spawn(async move {
-            if !increment.await.unwrap_or(true) {
-                return;
-            }
-            let counter = &counter;
-            let reply = master
+impl Redlock {
+    /// Every contended lock with its live waiters, summed over all masters: the seed-compatible
+    /// counters (Python waiters included), after uncounting waiters whose process died.
+    ///
+    /// ```no_run
+    /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
+    /// let contended = redlock.waiting().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn waiting(&self) -> Result<Vec<Contended>, LockError> {
+        let masters = &self.shared.masters;
+        let mut failures = Vec::new();
+        let mut counters: Vec<String> = Vec::new();
+        for master in masters {
+            let listed = master
                 .call(|mut connection| async move {
-                    redis::cmd("DECRBY")
-                        .arg(&**counter)
-                        .arg(1)
-                        .query_async::<i64>(&mut connection)
+                    redis::cmd("LRANGE")
+                        .arg(REGISTRY_KEY)
+                        .arg(0)
+                        .arg(-1)
+                        .query_async::<Vec<String>>(&mut connection)
                         .await
                 })
                 .await;
-            if let Err(error) = reply {
-                tracing::warn!(master = %master.label, %counter, %error, "redlock: cannot uncount a waiter");
+            match listed {
+                Ok(entries) => {
+                    counters.extend(entries.iter().filter_map(|entry| json_unstring(entry)))
+                }
+                Err(error) => failures.push(master.failure(&error)),
             }
-        });
+        }
+        if failures.len() == masters.len() {
+            return Err(LockError::Unavailable {
+                name: REGISTRY_KEY.into(),
+                quorum: 1,
+                masters: masters.len(),
+                failures,
+            });
+        }
+        counters.sort_unstable();
+        counters.dedup();
+        let mut contended = Vec::new();
+        for counter in counters {
+            let Some(stats_name) = counter.strip_prefix(COUNTER_PREFIX) else {
+                continue;
+            };
+            let mut waiters = 0;
+            for master in masters {
+                // 'read' also uncounts the waiters whose lease ran out.
+                if let Ok(count) = stats_call(master, &counter, "read", "").await {
+                    waiters += count;
+                }
+            }
+            if waiters > 0 {
+                contended.push(Contended {
+                    stats_name: stats_name.to_owned(),
+                    waiters,
+                });
+            }
+        }
+        Ok(contended)
     }
 }
 
@@ -130,9 +200,37 @@ pub(crate) fn json_string(text: &str) -> String {
     json
 }
 
+/// The text of a JSON string (the inverse of [`json_string`], for any valid JSON string);
+/// `None` if `json` is not one.
+pub(crate) fn json_unstring(json: &str) -> Option<String> {
+    let inner = json.strip_prefix('"')?.strip_suffix('"')?;
+    let mut units: Vec<u16> = Vec::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            units.extend(c.encode_utf16(&mut [0; 2]).iter());
+            continue;
+        }
+        let unit = match chars.next()? {
+            '"' => u16::from(b'"'),
+            '\\' => u16::from(b'\\'),
+            '/' => u16::from(b'/'),
+            'b' => 0x8,
+            'f' => 0xc,
+            'n' => u16::from(b'\n'),
+            'r' => u16::from(b'\r'),
+            't' => u16::from(b'\t'),
+            'u' => u16::from_str_radix(&chars.by_ref().take(4).collect::<String>(), 16).ok()?,
+            _ => return None,
+        };
+        units.push(unit);
+    }
+    String::from_utf16(&units).ok()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::json_string;
+    use super::{json_string, json_unstring};
 
     #[test]
     fn escapes_like_python_json_dumps() {
@@ -145,5 +243,20 @@ mod tests {
         assert_eq!(json_string("žaba"), r#""\u017eaba""#);
         assert_eq!(json_string("😀\n\u{1}"), r#""\ud83d\ude00\n\u0001""#);
         assert_eq!(json_string("\u{7f}"), r#""\u007f""#);
+    }
+
+    #[test]
+    fn reads_back_what_python_writes() {
+        for text in [
+            "Waiting.ConfigurableLock.a",
+            "q\"b\\s",
+            "žaba",
+            "😀\n\u{1}",
+            "\u{7f}",
+        ] {
+            assert_eq!(json_unstring(&json_string(text)).as_deref(), Some(text));
+        }
+        assert_eq!(json_unstring(r#""a\/b""#).as_deref(), Some("a/b"));
+        assert_eq!(json_unstring("not json"), None);
     }
 }
