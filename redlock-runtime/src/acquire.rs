@@ -39,6 +39,8 @@ pub(crate) struct LockKeys {
     pub(crate) leases: Arc<str>,
     /// Where a release is announced.
     pub(crate) channel: Arc<str>,
+    /// The fencing-token counter (created only when a holder asks for a token).
+    pub(crate) fence: Arc<str>,
 }
 
 impl LockKeys {
@@ -48,6 +50,7 @@ impl LockKeys {
             queue: format!("{{{lock}}}:queue").into(),
             leases: format!("{{{lock}}}:leases").into(),
             channel: format!("{{{lock}}}:released").into(),
+            fence: format!("{{{lock}}}:fence").into(),
             lock: lock.into(),
         })
     }

@@ -63,6 +63,8 @@ struct Hold {
 #[derive(Debug)]
 struct Held {
     lease: Arc<Lease>,
+    /// Taken on first request, then the same for this hold.
+    fencing_token: tokio::sync::OnceCell<u64>,
     hold: Arc<watch::Sender<Hold>>,
     watchdog: Option<AbortHandle>,
     /// Where `Drop` spawns the release; captured while acquiring, inside a runtime.
@@ -95,6 +97,7 @@ impl LockGuard {
         Self {
             held: Some(Held {
                 lease,
+                fencing_token: tokio::sync::OnceCell::new(),
                 hold,
                 watchdog,
                 runtime: Handle::current(),
@@ -187,6 +190,31 @@ impl LockGuard {
         }
     }
 
+    /// A fencing token for this hold: a number strictly greater than the token of any earlier
+    /// holder of this lock name, for as long as a majority of masters keep their data (the
+    /// assumption Redlock itself makes). Pass it to the storage you protect, which rejects
+    /// writes with a smaller token than it has seen: a holder that lost its lock (a long GC
+    /// pause, a network partition) cannot then overwrite the next holder's work.
+    ///
+    /// It costs nothing until asked for; then one round trip with one master, two with several
+    /// (the highest counter of a quorum is written back to a majority before it is returned).
+    /// The counter `{redlock:ConfigurableLock.<name>}:fence` is kept without TTL.
+    ///
+    /// ```no_run
+    /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
+    /// let guard = redlock.lock("ledger").await?;
+    /// let token = guard.fencing_token().await?;
+    /// // storage.write_if_newer(token, entry)
+    /// # Ok(()) }
+    /// ```
+    pub async fn fencing_token(&self) -> Result<u64, LockError> {
+        let held = self.held();
+        held.fencing_token
+            .get_or_try_init(|| take_fencing_token(&held.lease))
+            .await
+            .copied()
+    }
+
     /// Resets the lock's TTL to its `auto_release_time` on every master, if it is still ours on
     /// a quorum; otherwise [`LockError::Lost`] (and the guard counts as lost). The watchdog
     /// does this on its own; call it when `auto_extend` is off.
@@ -218,7 +246,9 @@ impl LockGuard {
             .expect("a LockGuard holds its lock until consumed");
         held.stop_watchdog();
         let lease = &held.lease;
-        compare_and(lease, &scripts::RELEASE, &lease.keys.channel).await
+        owned_round(lease, &scripts::RELEASE, &[&lease.keys.channel])
+            .await
+            .map(drop)
     }
 }
 
@@ -240,7 +270,8 @@ impl Drop for LockGuard {
         let ticket = lease.shared.background.start(&lease.keys.lock);
         held.runtime.spawn(async move {
             let _ticket = ticket;
-            if let Err(error) = compare_and(&lease, &scripts::RELEASE, &lease.keys.channel).await {
+            let released = owned_round(&lease, &scripts::RELEASE, &[&lease.keys.channel]).await;
+            if let Err(error) = released {
                 tracing::warn!(lock = %lease.name, %error, "redlock: background release failed; the lock expires with its TTL");
             }
         });
@@ -251,7 +282,9 @@ impl Drop for LockGuard {
 async fn renew(lease: &Lease, hold: &watch::Sender<Hold>) -> Result<(), LockError> {
     let started = Instant::now();
     let ttl_ms = lease.ttl.as_millis().to_string();
-    let renewed = compare_and(lease, &scripts::EXTEND, &ttl_ms).await;
+    let renewed = owned_round(lease, &scripts::EXTEND, &[&ttl_ms])
+        .await
+        .map(drop);
     match &renewed {
         Ok(()) => {
             let validity = lease
@@ -304,38 +337,57 @@ async fn watchdog(lease: Arc<Lease>, hold: Arc<watch::Sender<Hold>>) {
     }
 }
 
-/// Runs a compare-and-X script (`KEYS[1]` = key, `ARGV[1]` = our value, `ARGV[2]` = `extra`)
-/// on every master: `Ok` once a quorum answered 1, `Lost` once a quorum is impossible because
-/// masters answered 0 (not ours), else `Unavailable`.
-async fn compare_and(lease: &Lease, script: &'static Script, extra: &str) -> Result<(), LockError> {
+/// The next fencing token: the highest counter of a quorum after incrementing each, written
+/// back to a majority (with several masters) so that every later quorum sees it.
+async fn take_fencing_token(lease: &Lease) -> Result<u64, LockError> {
+    let token = owned_round(lease, &scripts::FENCE, &["next", "0"]).await?;
+    if lease.shared.masters.len() > 1 {
+        owned_round(lease, &scripts::FENCE, &["raise", &token.to_string()]).await?;
+    }
+    Ok(token)
+}
+
+/// Runs a script that acts only if the lock still holds our value (`KEYS[1]` = lock key,
+/// `KEYS[2]` = fence counter, `ARGV[1]` = our value, then `args`) on every master, and decides
+/// as soon as the outcome is certain: the highest reply once a quorum replied (a negative
+/// reply means "not ours"), `Lost` once a quorum said "not ours", else `Unavailable`.
+async fn owned_round(
+    lease: &Lease,
+    script: &'static Script,
+    args: &[&str],
+) -> Result<u64, LockError> {
     let masters = &lease.shared.masters;
     let quorum = lease.shared.quorum();
-    let (mut owned, mut not_owned) = (0, 0);
+    let (mut owned, mut not_owned, mut highest) = (0, 0, 0);
     let mut failures: Vec<MasterFailure> = Vec::new();
+    let args: Arc<[String]> = args.iter().map(|arg| (*arg).to_owned()).collect();
     let stragglers = fan_out(
         masters,
         |master| {
-            let (keys, value, extra) = (
+            let (keys, value, args) = (
                 Arc::clone(&lease.keys),
                 Arc::clone(&lease.value),
-                extra.to_owned(),
+                Arc::clone(&args),
             );
             async move {
                 master
                     .call(|mut connection| async move {
-                        script
-                            .key(&*keys.lock)
-                            .arg(&*value)
-                            .arg(extra)
-                            .invoke_async::<i64>(&mut connection)
-                            .await
+                        let mut invocation = script.key(&*keys.lock);
+                        invocation.key(&*keys.fence).arg(&*value);
+                        for arg in args.iter() {
+                            invocation.arg(arg);
+                        }
+                        invocation.invoke_async::<i64>(&mut connection).await
                     })
                     .await
             }
         },
         |index, reply| {
             match reply {
-                Ok(1) => owned += 1,
+                Ok(reply) if reply >= 0 => {
+                    owned += 1;
+                    highest = highest.max(reply.unsigned_abs());
+                }
                 Ok(_) => not_owned += 1,
                 Err(error) => failures.push(masters[index].failure(&error)),
             }
@@ -349,7 +401,7 @@ async fn compare_and(lease: &Lease, script: &'static Script, extra: &str) -> Res
     .await;
     stragglers.finish_in_background(|_, _| {});
     if owned >= quorum {
-        Ok(())
+        Ok(highest)
     } else if not_owned > masters.len() - quorum {
         Err(LockError::Lost {
             name: lease.name.clone(),

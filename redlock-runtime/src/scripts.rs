@@ -23,3 +23,7 @@ pub(crate) static EXTEND: LazyLock<Script> =
 /// Waiting statistics: count a waiter in or out, keep it alive, repair the dead, read.
 pub(crate) static STATS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/stats.lua")));
+
+/// Fencing tokens: the next value of the lock's counter, or raise the counter to a token.
+pub(crate) static FENCE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/fence.lua")));

@@ -1,0 +1,59 @@
+//! Fencing tokens: strictly increasing across successive holders of a name, also while a
+//! minority of masters is killed and restarted (with persistence, as Redlock assumes).
+
+mod common;
+
+use std::time::Duration;
+
+use redlock_runtime::test_util::{Masters, RedisServer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_increase_across_holders_on_one_master() {
+    let masters = Masters::start(1);
+    let redlock = common::redlock(&masters);
+    let mut last = 0;
+    for _ in 0..200 {
+        let guard = redlock.lock("ledger").timeout(-1).await.unwrap();
+        let token = guard.fencing_token().await.unwrap();
+        assert_eq!(
+            guard.fencing_token().await.unwrap(),
+            token,
+            "stable within a hold"
+        );
+        assert!(token > last, "{token} after {last}");
+        last = token;
+        guard.release().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_stay_monotonic_while_a_minority_is_killed_and_restarted() {
+    let persistent = ["--appendonly", "yes", "--appendfsync", "always"];
+    let servers: Vec<RedisServer> = (0..3)
+        .map(|_| RedisServer::start_with_args(&persistent))
+        .collect();
+    let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
+    let mut servers = servers;
+    let redlock = configurable_redlock::Redlock::with_config(configurable_redlock::Config {
+        master_timeout: Duration::from_millis(100),
+        ..configurable_redlock::Config::new(&urls)
+    })
+    .unwrap();
+
+    let (mut last, mut checked) = (0, 0);
+    for round in 0..2_000 {
+        if round % 250 == 125 {
+            servers[(round / 250) % 3].kill();
+        }
+        if round % 250 == 249 {
+            servers[(round / 250) % 3].restart();
+        }
+        let guard = redlock.lock("ledger").timeout(1).await.unwrap();
+        let token = guard.fencing_token().await.unwrap();
+        assert!(token > last, "round {round}: token {token} after {last}");
+        last = token;
+        checked += 1;
+        guard.release().await.unwrap();
+    }
+    assert_eq!(checked, 2_000);
+}
