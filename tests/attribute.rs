@@ -275,3 +275,57 @@ async fn a_function_ending_in_an_async_block_is_locked_when_awaited() {
     held.release().await.unwrap();
     assert_eq!(tail_async(&client, 5).await.unwrap(), 5);
 }
+
+#[redlock(name = "aborted", client = client, abort_on_lost, auto_release_time = 0.3, guard = lock)]
+async fn long_job(client: &Redlock, steps: &AtomicU32) -> Result<u32, LockError> {
+    let token = lock.fencing_token().await?;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        steps.fetch_add(1, Ordering::SeqCst);
+    }
+    Ok(u32::try_from(token).unwrap_or(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_on_lost_drops_the_body_and_returns_lost() {
+    let masters = Masters::start(1);
+    let client = redlock(&masters);
+    let steps = AtomicU32::new(0);
+    let stealer = tokio::spawn({
+        let masters_url = masters[0].url();
+        async move {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let mut raw = redis::Client::open(masters_url)
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            let _: () = redis::cmd("SET")
+                .arg(lock_key("aborted"))
+                .arg("intruder")
+                .query(&mut raw)
+                .unwrap();
+        }
+    });
+
+    let started = Instant::now();
+    let result = long_job(&client, &steps).await;
+    stealer.await.unwrap();
+
+    assert!(
+        matches!(result, Err(LockError::Lost { ref name }) if name == "aborted"),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(600),
+        "stopped at the next renewal: {:?}",
+        started.elapsed()
+    );
+    let done = steps.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        steps.load(Ordering::SeqCst),
+        done,
+        "the body future was dropped"
+    );
+    assert!(done < 100);
+}

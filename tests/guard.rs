@@ -102,7 +102,7 @@ async fn releasing_a_lock_no_longer_ours_is_lost_within_a_round_trip() {
 async fn extend_renews_the_ttl_and_reports_a_lost_lock() {
     let masters = Masters::start(1);
     let redlock = redlock(&masters);
-    let mut guard = redlock
+    let guard = redlock
         .lock("extended")
         .auto_release_time(Duration::from_millis(400))
         .auto_extend(false)

@@ -16,6 +16,7 @@ mod kw {
     syn::custom_keyword!(client);
     syn::custom_keyword!(auto_extend);
     syn::custom_keyword!(guard);
+    syn::custom_keyword!(abort_on_lost);
 }
 
 /// A number of seconds: its value, and the literal as written (sign included) for errors.
@@ -35,6 +36,7 @@ pub(crate) struct Args {
     pub(crate) client: Option<Expr>,
     pub(crate) auto_extend: Option<LitBool>,
     pub(crate) guard: Option<Ident>,
+    pub(crate) abort_on_lost: Option<Span>,
     pub(crate) krate: Option<Path>,
 }
 
@@ -62,15 +64,12 @@ impl Parse for Args {
                 )?;
             } else if lookahead.peek(kw::silent) {
                 let key = input.parse::<kw::silent>()?;
-                if input.peek(Token![=]) {
-                    let eq = input.parse::<Token![=]>()?;
-                    let value: Expr = input.parse()?;
-                    return Err(syn::Error::new(
-                        eq.span.join(value.span()).unwrap_or(eq.span),
-                        "`silent` is a flag and takes no value: write `silent`, or leave it out",
-                    ));
-                }
+                flag(input, "silent")?;
                 set_once(&mut args.silent, key.span, key.span, "silent")?;
+            } else if lookahead.peek(kw::abort_on_lost) {
+                let key = input.parse::<kw::abort_on_lost>()?;
+                flag(input, "abort_on_lost")?;
+                set_once(&mut args.abort_on_lost, key.span, key.span, "abort_on_lost")?;
             } else if lookahead.peek(kw::stats_name) {
                 let key = input.parse::<kw::stats_name>()?;
                 let value = string(value_of(input)?, "stats_name", "\"jobs\"")?;
@@ -135,11 +134,24 @@ impl Parse for Args {
     }
 }
 
-const OPTIONS: &str = "`name`, `timeout`, `auto_release_time`, `silent`, `stats_name`, `client`, `auto_extend`, `guard`, `crate`";
+const OPTIONS: &str = "`name`, `timeout`, `auto_release_time`, `silent`, `stats_name`, `client`, `auto_extend`, `guard`, `abort_on_lost`, `crate`";
 pub(crate) const TIMEOUT_CHOICES: &str =
     "-1 (skip if locked), 0 (wait forever) or a positive number of seconds (wait up to N s)";
 pub(crate) const TTL_CHOICES: &str =
     "a positive number of seconds, at least 0.003 (the default is 30)";
+
+/// A flag takes no value.
+fn flag(input: ParseStream<'_>, name: &str) -> syn::Result<()> {
+    if input.peek(Token![=]) {
+        let eq = input.parse::<Token![=]>()?;
+        let value: Expr = input.parse()?;
+        return Err(syn::Error::new(
+            eq.span.join(value.span()).unwrap_or(eq.span),
+            format!("`{name}` is a flag and takes no value: write `{name}`, or leave it out"),
+        ));
+    }
+    Ok(())
+}
 
 /// Rejects a second occurrence of an option.
 fn set_once<T>(slot: &mut Option<T>, value: T, key: Span, name: &str) -> syn::Result<()> {

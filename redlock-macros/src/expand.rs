@@ -113,13 +113,18 @@ fn wrap(plan: &Plan, block: &Block) -> Vec<Stmt> {
         Failure::Skip(span) => respan(quote!(#private::skip(__redlock_error)), span),
         Failure::Unrecoverable => quote!(#private::unrecoverable(__redlock_error)),
     };
-    let (mutability, bind_guard) = match &plan.guard {
-        Some(guard) => (quote!(mut), quote!(let #guard = &mut __redlock_guard;)),
-        None => (quote!(), quote!()),
-    };
+    let bind_guard = plan
+        .guard
+        .as_ref()
+        .map(|guard| quote!(let #guard = &__redlock_guard;));
     let annotation = plan.body_type.as_ref().map(|ty| quote!(: #ty));
+    let run_body = if plan.abort_on_lost {
+        quote!(#private::abort_on_lost(&__redlock_guard, async #block).await)
+    } else {
+        block.to_token_stream()
+    };
     let body = quote! {
-        let #mutability __redlock_guard = match #acquire {
+        let __redlock_guard = match #acquire {
             ::core::result::Result::Ok(__redlock_guard) => __redlock_guard,
             ::core::result::Result::Err(__redlock_error) => return #on_failure,
         };
@@ -127,7 +132,7 @@ fn wrap(plan: &Plan, block: &Block) -> Vec<Stmt> {
         // A body that diverges (`panic!`, `loop {}`) is fine as written; only the wrapping
         // makes it a sub-expression.
         #[allow(clippy::diverging_sub_expression)]
-        let __redlock_result #annotation = #block;
+        let __redlock_result #annotation = #run_body;
         #[allow(unreachable_code)]
         #release;
         __redlock_result

@@ -32,7 +32,8 @@ use proc_macro::TokenStream;
 /// | `stats_name` | string literal (format string allowed): the waiting-statistics name | the name |
 /// | `client` | an expression of type `Redlock`, `blocking::Redlock` or a reference to one: a `static`, `&self.locks`… | `Redlock::from_env()`, one per process |
 /// | `auto_extend` | `true` / `false`: renew the lock while the body runs | `true` |
-/// | `guard` | an identifier bound to `&mut LockGuard` in the body | none |
+/// | `guard` | an identifier bound to `&LockGuard` in the body (`is_lost`, `lost`, `extend`, `fencing_token`…) | none |
+/// | `abort_on_lost` | flag, for `async` functions returning `Result`: when the lock is lost, drop the body at its next `.await` and return `Err(LockError::Lost)` | off |
 /// | `crate` | path string of the runtime, for users of `redlock-runtime` without the facade | `"::configurable_redlock"` |
 ///
 /// With `auto_extend` (the default) the guard's watchdog renews the lock every third of its

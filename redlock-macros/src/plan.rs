@@ -56,6 +56,7 @@ pub(crate) struct Plan {
     pub(crate) client: Option<Expr>,
     pub(crate) auto_extend: bool,
     pub(crate) guard: Option<Ident>,
+    pub(crate) abort_on_lost: bool,
     pub(crate) failure: Failure,
     pub(crate) shape: Shape,
     /// The type of the body's value, when it can be written in a `let` (not `impl Trait`).
@@ -122,6 +123,13 @@ impl Plan {
             (Shape::Async, None)
         });
         let is_result = output.as_ref().is_some_and(is_result);
+        if let Some(abort_on_lost) = args.abort_on_lost {
+            if matches!(shape, Shape::Blocking) {
+                errors.push(syn::Error::new(abort_on_lost, "`abort_on_lost` needs an async body, which can be dropped at an `.await`: make the function `async`"));
+            } else if !is_result {
+                errors.push(syn::Error::new(abort_on_lost, "`abort_on_lost` returns `Err(LockError::Lost)`: the function must return `Result<_, E>` with `E: From<LockError>`"));
+            }
+        }
         let failure = match (is_result, args.silent) {
             (true, None) => Failure::Fail,
             (true, Some(silent)) => Failure::SkipOrFail(silent),
@@ -164,6 +172,7 @@ impl Plan {
             client: args.client,
             auto_extend: args.auto_extend.is_none_or(|value| value.value),
             guard: args.guard,
+            abort_on_lost: args.abort_on_lost.is_some(),
             failure,
             shape,
             body_type,

@@ -106,6 +106,20 @@ pub fn acquire_blocking(
     blocking::LockRequest::from(request(client?, spec)).acquire()
 }
 
+/// Runs the body of an `abort_on_lost` function: its result, or `Err(LockError::Lost)` (the
+/// body future dropped at its next `.await`) as soon as the guard learns the lock is lost.
+pub async fn abort_on_lost<T, E, F>(guard: &LockGuard, body: F) -> Result<T, E>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+    E: From<LockError>,
+{
+    tokio::select! {
+        biased;
+        output = body => output,
+        () = guard.lost() => Err(E::from(LockError::Lost { name: guard.name().to_owned() })),
+    }
+}
+
 /// Releases after the body of an `async fn`. The body's result stands: a release that fails
 /// cannot undo work already done, so it is reported as a `tracing` error.
 pub async fn release(guard: LockGuard) {

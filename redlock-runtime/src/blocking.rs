@@ -268,7 +268,7 @@ impl LockGuard {
     /// # Ok::<(), redlock_runtime::LockError>(())
     /// ```
     pub fn extend(&mut self) -> Result<(), LockError> {
-        let mut inner = self
+        let inner = self
             .inner
             .take()
             .expect("a LockGuard holds its lock until consumed");

@@ -221,11 +221,11 @@ impl LockGuard {
     ///
     /// ```no_run
     /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
-    /// let mut guard = redlock.lock("long-job").auto_extend(false).await?;
+    /// let guard = redlock.lock("long-job").auto_extend(false).await?;
     /// guard.extend().await?;
     /// # Ok(()) }
     /// ```
-    pub async fn extend(&mut self) -> Result<(), LockError> {
+    pub async fn extend(&self) -> Result<(), LockError> {
         let held = self.held();
         renew(&held.lease, &held.hold).await
     }
