@@ -67,3 +67,24 @@ async fn four_workers_share_one_lock_fairly() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_releasing_client_that_comes_back_at_once_cannot_barge() {
+    for count in [1, 3] {
+        let masters = Masters::start(count);
+        let (releaser, waiting) = (common::redlock(&masters), common::redlock(&masters));
+        let held = releaser.lock("turn").await.unwrap();
+        let waiter = tokio::spawn(async move { waiting.lock("turn").timeout(5).await });
+        tokio::time::sleep(Duration::from_millis(200)).await; // queued and subscribed
+
+        held.release().await.unwrap();
+        let barge = releaser.lock("turn").timeout(-1).await;
+
+        assert!(
+            barge.is_err(),
+            "{count} masters: the released lock went to the waiter, not back: {barge:?}"
+        );
+        let guard = waiter.await.unwrap().expect("the waiter gets its turn");
+        guard.release().await.unwrap();
+    }
+}

@@ -43,7 +43,27 @@ pub(crate) struct LockKeys {
     pub(crate) fence: Arc<str>,
 }
 
+/// How long a release reserves the lock for the first waiter of the queue: long enough for
+/// its attempt to arrive, short enough that a waiter that died meanwhile blocks no one long.
+pub(crate) const RESERVATION: Duration = Duration::from_secs(1);
+
 impl LockKeys {
+    /// An invocation of a script that acts only if the lock holds `value`: `KEYS` = lock,
+    /// fence, queue, leases; `ARGV[1]` = `value`, more arguments to follow.
+    pub(crate) fn owned_script<'a>(
+        &self,
+        script: &'a redis::Script,
+        value: &str,
+    ) -> redis::ScriptInvocation<'a> {
+        let mut invocation = script.key(&*self.lock);
+        invocation
+            .key(&*self.fence)
+            .key(&*self.queue)
+            .key(&*self.leases)
+            .arg(value);
+        invocation
+    }
+
     pub(crate) fn new(name: &str) -> Arc<Self> {
         let lock = lock_key(name);
         Arc::new(Self {
@@ -83,6 +103,7 @@ pub(crate) enum Attempt {
 }
 
 /// Tries once to set the lock to `value` on a quorum of masters, undoing any partial success.
+/// Without `waiter`, a plain `SET NX PX`; with one, the queued attempt of `acquire.lua`.
 pub(crate) async fn attempt(
     shared: &Shared,
     keys: &Arc<LockKeys>,
@@ -113,6 +134,18 @@ pub(crate) async fn attempt(
             async move {
                 master
                     .call(|mut connection| async move {
+                        if waiter_id.is_empty() {
+                            // Not queued: exactly the Python library's `SET NX PX`.
+                            let set: Option<String> = redis::cmd("SET")
+                                .arg(&*keys.lock)
+                                .arg(&*value)
+                                .arg("NX")
+                                .arg("PX")
+                                .arg(ttl_ms)
+                                .query_async(&mut connection)
+                                .await?;
+                            return Ok((u8::from(set.is_some()), 0, 0));
+                        }
                         scripts::ACQUIRE
                             .key(&*keys.lock)
                             .key(&*keys.queue)
@@ -212,10 +245,9 @@ fn spawn_undo(ticket: Ticket, master: &Arc<Master>, keys: &Arc<LockKeys>, value:
         let (keys, value) = (&keys, &value);
         let undone = master
             .call(|mut connection| async move {
-                scripts::RELEASE
-                    .key(&*keys.lock)
-                    .arg(&**value)
+                keys.owned_script(&scripts::RELEASE, value)
                     .arg(&*keys.channel)
+                    .arg(RESERVATION.as_millis() as u64)
                     .invoke_async::<i64>(&mut connection)
                     .await
             })

@@ -11,7 +11,7 @@ use tokio::{runtime::Handle, sync::watch, task::AbortHandle};
 
 use crate::{
     LockError, MasterFailure,
-    acquire::{LockKeys, drift},
+    acquire::{LockKeys, RESERVATION, drift},
     config::Shared,
     quorum::{Verdict, fan_out},
     scripts,
@@ -245,10 +245,7 @@ impl LockGuard {
             .take()
             .expect("a LockGuard holds its lock until consumed");
         held.stop_watchdog();
-        let lease = &held.lease;
-        owned_round(lease, &scripts::RELEASE, &[&lease.keys.channel])
-            .await
-            .map(drop)
+        release_everywhere(&held.lease).await
     }
 }
 
@@ -270,7 +267,7 @@ impl Drop for LockGuard {
         let ticket = lease.shared.background.start(&lease.keys.lock);
         held.runtime.spawn(async move {
             let _ticket = ticket;
-            let released = owned_round(&lease, &scripts::RELEASE, &[&lease.keys.channel]).await;
+            let released = release_everywhere(&lease).await;
             if let Err(error) = released {
                 tracing::warn!(lock = %lease.name, %error, "redlock: background release failed; the lock expires with its TTL");
             }
@@ -337,6 +334,18 @@ async fn watchdog(lease: Arc<Lease>, hold: Arc<watch::Sender<Hold>>) {
     }
 }
 
+/// Releases on every master, handing the lock over to the first waiter (see `release.lua`).
+async fn release_everywhere(lease: &Lease) -> Result<(), LockError> {
+    let reservation = RESERVATION.as_millis().to_string();
+    owned_round(
+        lease,
+        &scripts::RELEASE,
+        &[&lease.keys.channel, &reservation],
+    )
+    .await
+    .map(drop)
+}
+
 /// The next fencing token: the highest counter of a quorum after incrementing each, written
 /// back to a majority (with several masters) so that every later quorum sees it.
 async fn take_fencing_token(lease: &Lease) -> Result<u64, LockError> {
@@ -347,8 +356,8 @@ async fn take_fencing_token(lease: &Lease) -> Result<u64, LockError> {
     Ok(token)
 }
 
-/// Runs a script that acts only if the lock still holds our value (`KEYS[1]` = lock key,
-/// `KEYS[2]` = fence counter, `ARGV[1]` = our value, then `args`) on every master, and decides
+/// Runs a script that acts only if the lock still holds our value (see
+/// [`LockKeys::owned_script`], then `args`) on every master, and decides
 /// as soon as the outcome is certain: the highest reply once a quorum replied (a negative
 /// reply means "not ours"), `Lost` once a quorum said "not ours", else `Unavailable`.
 async fn owned_round(
@@ -372,8 +381,7 @@ async fn owned_round(
             async move {
                 master
                     .call(|mut connection| async move {
-                        let mut invocation = script.key(&*keys.lock);
-                        invocation.key(&*keys.fence).arg(&*value);
+                        let mut invocation = keys.owned_script(script, &value);
                         for arg in args.iter() {
                             invocation.arg(arg);
                         }

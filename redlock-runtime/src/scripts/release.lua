@@ -1,10 +1,26 @@
--- Delete the lock only if it still holds our value (compare-and-delete), and wake the waiters.
--- KEYS[1]: lock key (KEYS[2], the fence counter, is passed to every owned-lock script and unused
--- here); ARGV[1]: our value; ARGV[2]: the lock's release channel.
--- Returns 1 if deleted, -1 if not ours.
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], '')
-  return 1
+-- Release the lock only if it still holds our value, hand it over to the first waiter of the
+-- queue (if any) as `reserved:<waiter>` for a moment, and wake the waiters.
+-- KEYS[1]: lock key; KEYS[2]: fence counter (unused here); KEYS[3]: queue; KEYS[4]: leases.
+-- ARGV[1]: our value; ARGV[2]: the lock's release channel; ARGV[3]: how long a reservation lasts (ms).
+-- Returns 1 if released, -1 if not ours.
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return -1
 end
-return -1
+local head = nil
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)
+  if #expired > 0 then
+    redis.call('ZREM', KEYS[3], unpack(expired))
+    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+  end
+  head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+end
+if head then
+  redis.call('SET', KEYS[1], 'reserved:' .. head, 'PX', ARGV[3])
+else
+  redis.call('DEL', KEYS[1])
+end
+redis.call('PUBLISH', ARGV[2], '')
+return 1
