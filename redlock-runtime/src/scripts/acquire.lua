@@ -20,6 +20,12 @@ end
 redis.call('ZADD', KEYS[2], 'NX', ARGV[4], waiter)
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), waiter)
 local holder = redis.call('GET', KEYS[1])
+if holder and string.sub(holder, 1, 9) == 'reserved:'
+    and not redis.call('ZSCORE', KEYS[2], string.sub(holder, 10)) then
+  -- Reserved for a waiter that has left the queue (gave up, or its lease ran out): void.
+  redis.call('DEL', KEYS[1])
+  holder = false
+end
 local ours
 if holder then
   ours = holder == 'reserved:' .. waiter
