@@ -170,6 +170,20 @@ async fn a_cancelled_wait_restores_the_counter_and_leaves_nothing_behind() {
     );
     held.release().await.unwrap();
     assert_eq!(get(&masters, 0, &lock_key("cancelled")), None);
+    // No queue place, no live-waiter entry: only the seed's statistics keys remain.
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query(&mut masters[0].connection())
+        .unwrap();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "ConfigurableLockKeys",
+            "Inserted.Waiting.ConfigurableLock.cancelled",
+            "Waiting.ConfigurableLock.cancelled"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
