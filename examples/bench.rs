@@ -1,54 +1,118 @@
-//! This crate against the raw Redis floor, on private `redis-server`s:
-//! - uncontended acquire + release, interleaved with the floor in each repetition;
+//! This crate against the raw Redis floor and against `rslock`, side by side in one run, on
+//! private `redis-server`s started here (DESIGN §4):
+//! - uncontended acquire + release, 1 and 3 masters: floor, API, `#[redlock]`, rslock,
+//!   interleaved cycle by cycle;
+//! - skip when held (`timeout = -1`) against one raw `SET NX`;
 //! - handoff (holder releases -> the next waiter holds it) against a raw `PING`;
-//! - 4 workers on one lock: throughput, fairness (Jain), waits, Redis commands per acquisition.
+//! - 4 workers on one lock: throughput, fairness (Jain), waits, and the commands each
+//!   acquisition costs, counted with `MONITOR` (sent by clients / run inside scripts);
+//! - 1,000 tasks on distinct names in one process, against the floor at the same concurrency;
+//! - memory: RSS over 100,000 cycles on 100,000 distinct names.
 //!
-//! `cargo run --release --example bench [-- --cycles N --reps R --seconds S]`
+//! `cargo run --release --example bench [-- --quick] [-- --json PATH]`
 //!
-//! The floor is what any Redlock must send: `SET NX PX` then an `EVALSHA` compare-and-delete,
-//! on one multiplexed connection per master, masters in parallel.
+//! The floor is what any Redlock must send: `SET NX PX`, then an `EVALSHA` compare-and-delete,
+//! on one multiplexed connection per master, masters in parallel. rslock runs with its
+//! defaults (3 retries, retry delay up to 200 ms) except where a row says otherwise.
 
-use std::time::{Duration, Instant};
+use std::{
+    future::Future,
+    io::{BufRead, BufReader, Write},
+    net::TcpStream,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
-use configurable_redlock::{Redlock, Timeout};
+use configurable_redlock::{Redlock, Timeout, redlock};
 use futures_util::future::join_all;
 use redis::{Script, aio::MultiplexedConnection};
-use redlock_runtime::test_util::{Masters, RedisServer};
+use redlock_runtime::test_util::Masters;
+use rslock::LockManager;
 
 const RELEASE: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+const TTL: Duration = Duration::from_secs(30);
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// How much to measure: the full run, or a smoke run under a minute (`--quick`).
+struct Plan {
+    cycles: usize,
+    reps: usize,
+    handoffs: usize,
+    peer_handoffs: usize,
+    contention: Duration,
+    scale: Duration,
+    memory_cycles: usize,
 }
 
-async fn floor_cycle(connections: &mut [MultiplexedConnection], script: &Script, value: &str) {
-    join_all(connections.iter_mut().map(|c| async move {
-        let _: Option<String> = redis::cmd("SET")
-            .arg("bench:floor")
-            .arg(value)
-            .arg("NX")
-            .arg("PX")
-            .arg(30_000)
-            .query_async(c)
-            .await
-            .unwrap();
-    }))
-    .await;
-    join_all(connections.iter_mut().map(|c| async move {
-        let _: i64 = script
-            .key("bench:floor")
-            .arg(value)
-            .invoke_async(c)
-            .await
-            .unwrap();
-    }))
-    .await;
+impl Plan {
+    fn from_args() -> Self {
+        if std::env::args().any(|arg| arg == "--quick") {
+            Self {
+                cycles: 200,
+                reps: 2,
+                handoffs: 20,
+                peer_handoffs: 5,
+                contention: Duration::from_secs(1),
+                scale: Duration::from_secs(1),
+                memory_cycles: 10_000,
+            }
+        } else {
+            Self {
+                cycles: 2_000,
+                reps: 5,
+                handoffs: 200,
+                peer_handoffs: 30,
+                contention: Duration::from_secs(10),
+                scale: Duration::from_secs(5),
+                memory_cycles: 100_000,
+            }
+        }
+    }
+}
+
+/// The tables printed to stdout and, with `--json PATH`, written as JSON.
+#[derive(Default)]
+struct Report {
+    sections: Vec<(String, Vec<&'static str>, Vec<Vec<String>>)>,
+}
+
+impl Report {
+    fn section(&mut self, title: impl Into<String>, headers: Vec<&'static str>) {
+        let title = title.into();
+        println!(
+            "\n{title}\n\n| {} |\n|{}",
+            headers.join(" | "),
+            "---|".repeat(headers.len())
+        );
+        self.sections.push((title, headers, Vec::new()));
+    }
+
+    fn row(&mut self, cells: Vec<String>) {
+        println!("| {} |", cells.join(" | "));
+        self.sections.last_mut().expect("a section").2.push(cells);
+    }
+
+    fn json(&self) -> String {
+        let quote = |text: &str| format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""));
+        let list = |items: Vec<String>| format!("[{}]", items.join(","));
+        let sections = self.sections.iter().map(|(title, headers, rows)| {
+            let headers = list(headers.iter().map(|header| quote(header)).collect());
+            let rows = rows
+                .iter()
+                .map(|row| list(row.iter().map(|cell| quote(cell)).collect()))
+                .collect();
+            format!(
+                "{{\"title\":{},\"headers\":{headers},\"rows\":{}}}",
+                quote(title),
+                list(rows)
+            )
+        });
+        format!("{{\"sections\":{}}}\n", list(sections.collect()))
+    }
 }
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
@@ -61,105 +125,332 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn micros(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e6
+fn us(duration: Duration) -> String {
+    format!("{:.1} µs", duration.as_secs_f64() * 1e6)
 }
 
-/// p50 of `samples` raw `PING`s on one connection.
-async fn ping_p50(connection: &mut MultiplexedConnection, samples: usize) -> Duration {
-    let mut rtts = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        let started = Instant::now();
-        let _: String = redis::cmd("PING").query_async(connection).await.unwrap();
-        rtts.push(started.elapsed());
+fn ms(duration: Duration) -> String {
+    format!("{:.1} ms", duration.as_secs_f64() * 1e3)
+}
+
+/// Raw connections, one per master, for the floor.
+async fn raw_connections(masters: &Masters) -> Vec<MultiplexedConnection> {
+    let mut connections = Vec::new();
+    for url in masters.urls() {
+        let client = redis::Client::open(url).unwrap();
+        connections.push(client.get_multiplexed_async_connection().await.unwrap());
     }
-    percentile(&mut rtts, 0.5)
+    connections
 }
 
-/// Holder releases -> a queued waiter holds the lock, `samples` times.
-async fn handoffs(redlock: &Redlock, samples: usize) -> Vec<Duration> {
+async fn floor_cycle(connections: &[MultiplexedConnection], script: &Script, key: &str) {
+    let value = uuid::Uuid::new_v4().to_string();
+    let value = &value;
+    join_all(connections.iter().map(|connection| async move {
+        let _: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("NX")
+            .arg("PX")
+            .arg(TTL.as_millis() as u64)
+            .query_async(&mut connection.clone())
+            .await
+            .unwrap();
+    }))
+    .await;
+    join_all(connections.iter().map(|connection| async move {
+        let _: i64 = script
+            .key(key)
+            .arg(value)
+            .invoke_async(&mut connection.clone())
+            .await
+            .unwrap();
+    }))
+    .await;
+}
+
+#[redlock(name = "bench:macro", timeout = -1, silent, client = redlock)]
+async fn with_macro(redlock: &Redlock) -> bool {
+    true
+}
+
+async fn api_cycle(redlock: &Redlock, name: &str) {
+    let guard = redlock.lock(name).timeout(Timeout::Skip).await.unwrap();
+    guard.release().await.unwrap();
+}
+
+async fn rslock_cycle(manager: &LockManager) {
+    let lock = manager.lock("bench:rslock", TTL).await.unwrap();
+    manager.unlock(&lock).await;
+}
+
+async fn timed(samples: &mut Vec<Duration>, cycle: impl Future<Output = ()>) {
+    let started = Instant::now();
+    cycle.await;
+    samples.push(started.elapsed());
+}
+
+async fn uncontended(report: &mut Report, plan: &Plan, count: usize) {
+    let masters = Masters::start(count);
+    let redlock = Redlock::new(masters.urls()).unwrap();
+    let manager = LockManager::new(masters.urls());
+    let connections = raw_connections(&masters).await;
+    let script = Script::new(RELEASE);
+    let names = ["floor", "API", "#[redlock]", "rslock"];
+    let mut per_rep: Vec<Vec<(Duration, Duration, f64)>> = vec![Vec::new(); names.len()];
+    for rep in 0..=plan.reps {
+        let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(plan.cycles); names.len()];
+        for cycle in 0..plan.cycles {
+            // Rotate the order each cycle, so that no implementation always follows another.
+            for turn in 0..names.len() {
+                let which = (cycle + turn) % names.len();
+                let into = &mut samples[which];
+                match which {
+                    0 => timed(into, floor_cycle(&connections, &script, "bench:floor")).await,
+                    1 => timed(into, api_cycle(&redlock, "bench:api")).await,
+                    2 => timed(into, async { assert!(with_macro(&redlock).await) }).await,
+                    _ => timed(into, rslock_cycle(&manager)).await,
+                }
+            }
+        }
+        if rep == 0 {
+            continue; // warm-up: connections, script caches
+        }
+        for (which, mut latencies) in samples.into_iter().enumerate() {
+            let mean = latencies.iter().sum::<Duration>().as_secs_f64() / latencies.len() as f64;
+            let (p50, p99) = (
+                percentile(&mut latencies, 0.5),
+                percentile(&mut latencies, 0.99),
+            );
+            per_rep[which].push((p50, p99, 1.0 / mean));
+        }
+    }
+    let floor_p50: Vec<f64> = per_rep[0]
+        .iter()
+        .map(|(p50, _, _)| p50.as_secs_f64())
+        .collect();
+    for (name, reps) in names.iter().zip(&per_rep) {
+        let p50 = median(reps.iter().map(|(p50, _, _)| p50.as_secs_f64()).collect());
+        let p99 = median(reps.iter().map(|(_, p99, _)| p99.as_secs_f64()).collect());
+        let rate = median(reps.iter().map(|(_, _, rate)| *rate).collect());
+        let ratio = median(
+            reps.iter()
+                .zip(&floor_p50)
+                .map(|((p50, _, _), floor)| p50.as_secs_f64() / floor)
+                .collect(),
+        );
+        report.row(vec![
+            count.to_string(),
+            (*name).to_owned(),
+            us(Duration::from_secs_f64(p50)),
+            us(Duration::from_secs_f64(p99)),
+            format!("{rate:.0}/s"),
+            format!("{ratio:.3}"),
+        ]);
+    }
+}
+
+async fn skip_when_held(report: &mut Report, plan: &Plan) {
+    let masters = Masters::start(1);
+    let redlock = Redlock::new(masters.urls()).unwrap();
+    let mut manager = LockManager::new(masters.urls());
+    manager.set_retry(1, Duration::from_millis(1));
+    let connection = raw_connections(&masters).await.remove(0);
+    for key in [
+        "redlock:ConfigurableLock.bench:held",
+        "bench:held",
+        "bench:rslock-held",
+    ] {
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg("someone-else")
+            .query(&mut masters[0].connection())
+            .unwrap();
+    }
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); 3];
+    for _ in 0..plan.cycles * plan.reps {
+        timed(&mut samples[0], async {
+            let _: Option<String> = redis::cmd("SET")
+                .arg("bench:held")
+                .arg("x")
+                .arg("NX")
+                .arg("PX")
+                .arg(30_000)
+                .query_async(&mut connection.clone())
+                .await
+                .unwrap();
+        })
+        .await;
+        timed(&mut samples[1], async {
+            let skipped = redlock.lock("bench:held").timeout(Timeout::Skip).await;
+            assert!(skipped.is_err());
+        })
+        .await;
+        timed(&mut samples[2], async {
+            assert!(manager.lock("bench:rslock-held", TTL).await.is_err());
+        })
+        .await;
+    }
+    let floor = percentile(&mut samples[0], 0.5);
+    let names = ["raw SET NX", "API timeout -1", "rslock (1 try)"];
+    for (name, latencies) in names.iter().zip(&mut samples) {
+        let p50 = percentile(latencies, 0.5);
+        report.row(vec![
+            (*name).to_owned(),
+            us(p50),
+            us(percentile(latencies, 0.99)),
+            format!("{:.3}", p50.as_secs_f64() / floor.as_secs_f64()),
+        ]);
+    }
+}
+
+/// Holder releases -> a waiting task holds the lock, `samples` times, for either library.
+async fn handoffs(masters: &Masters, rslock: bool, samples: usize) -> Vec<Duration> {
+    let redlock = Redlock::new(masters.urls()).unwrap();
+    let manager = LockManager::new(masters.urls());
     let mut latencies = Vec::with_capacity(samples);
     for _ in 0..samples {
-        let held = redlock.lock("bench:handoff").await.unwrap();
-        let waiter = tokio::spawn({
-            let redlock = redlock.clone();
-            async move {
-                let guard = redlock.lock("bench:handoff").timeout(10).await.unwrap();
-                let at = Instant::now();
-                guard.release().await.unwrap();
-                at
-            }
-        });
-        tokio::time::sleep(Duration::from_millis(5)).await; // the waiter queues and subscribes
-        let released = Instant::now();
-        held.release().await.unwrap();
-        latencies.push(waiter.await.unwrap() - released);
+        let latency = if rslock {
+            let lock = manager.lock("bench:handoff", TTL).await.unwrap();
+            let waiter = tokio::spawn({
+                let manager = manager.clone();
+                async move {
+                    let guard = manager.acquire("bench:handoff", TTL).await.unwrap();
+                    let at = Instant::now();
+                    guard.release().await;
+                    at
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(5)).await; // the waiter is waiting
+            let released = Instant::now();
+            manager.unlock(&lock).await;
+            waiter.await.unwrap().saturating_duration_since(released)
+        } else {
+            let guard = redlock.lock("bench:handoff").await.unwrap();
+            let waiter = tokio::spawn({
+                let redlock = redlock.clone();
+                async move {
+                    let guard = redlock.lock("bench:handoff").timeout(10).await.unwrap();
+                    let at = Instant::now();
+                    guard.release().await.unwrap();
+                    at
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(5)).await; // queued and subscribed
+            let released = Instant::now();
+            guard.release().await.unwrap();
+            waiter.await.unwrap().saturating_duration_since(released)
+        };
+        latencies.push(latency);
     }
     latencies
 }
 
-/// Calls per command name from `INFO commandstats`.
-fn command_calls(server: &RedisServer) -> Vec<(String, u64)> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut server.connection())
-        .unwrap();
-    info.lines()
-        .filter_map(|line| {
-            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), calls))
+async fn handoff(report: &mut Report, plan: &Plan, count: usize) {
+    let masters = Masters::start(count);
+    let mut connection = raw_connections(&masters).await.remove(0);
+    let mut pings = Vec::new();
+    for _ in 0..1_000 {
+        timed(&mut pings, async {
+            let _: String = redis::cmd("PING")
+                .query_async(&mut connection)
+                .await
+                .unwrap();
         })
-        .collect()
+        .await;
+    }
+    let ping = percentile(&mut pings, 0.5);
+    for (name, rslock, samples) in [
+        ("API", false, plan.handoffs),
+        ("rslock", true, plan.peer_handoffs),
+    ] {
+        let _ = handoffs(&masters, rslock, 3).await; // warm-up
+        let mut latencies = handoffs(&masters, rslock, samples).await;
+        let (p50, p99) = (
+            percentile(&mut latencies, 0.5),
+            percentile(&mut latencies, 0.99),
+        );
+        report.row(vec![
+            count.to_string(),
+            name.to_owned(),
+            us(ping),
+            us(p50),
+            us(p99),
+            format!("{:.2}", p50.as_secs_f64() / ping.as_secs_f64()),
+            format!("{:.2}", p99.as_secs_f64() / ping.as_secs_f64()),
+        ]);
+    }
 }
 
-/// Commands a client sends itself (the rest of `commandstats` runs inside our scripts).
-fn sent_by_client(name: &str) -> bool {
-    matches!(
-        name,
-        "evalsha"
-            | "eval"
-            | "decrby"
-            | "incrby"
-            | "subscribe"
-            | "unsubscribe"
-            | "ping"
-            | "hello"
-            | "select"
-    ) || name.starts_with("script|")
-        || name.starts_with("client|")
+/// Counts the commands one server runs while `stop` is unset, with `MONITOR`: those sent by
+/// clients, and those run inside scripts (`[0 lua]`).
+fn monitor(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(u64, u64)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect MONITOR");
+    stream.write_all(b"MONITOR\r\n").expect("send MONITOR");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("read timeout");
+    std::thread::spawn(move || {
+        let (mut sent, mut in_scripts) = (0, 0);
+        let mut lines = BufReader::new(stream);
+        let mut line = String::new();
+        while !stop.load(Ordering::Relaxed) {
+            line.clear();
+            if lines.read_line(&mut line).is_err() || !line.starts_with('+') || line == "+OK\r\n" {
+                continue;
+            }
+            if line.contains(" lua] ") {
+                in_scripts += 1;
+            } else {
+                sent += 1;
+            }
+        }
+        (sent, in_scripts)
+    })
 }
 
-async fn contention(masters: &Masters, hold: Duration, run_for: Duration) {
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query(&mut masters[0].connection())
-        .unwrap();
+type Release = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// One worker's loop on the shared lock: its waits and its total hold time.
+async fn worker(
+    masters: Vec<String>,
+    rslock: bool,
+    hold: Duration,
+    stop_at: Instant,
+) -> (Vec<Duration>, Duration) {
+    let redlock = Redlock::new(&masters).unwrap();
+    let manager = LockManager::new(masters);
+    let (mut waits, mut held) = (Vec::new(), Duration::ZERO);
+    while Instant::now() < stop_at {
+        let asked = Instant::now();
+        let release: Release = if rslock {
+            let guard = manager.acquire("bench:fair", TTL).await.unwrap();
+            Box::new(move || Box::pin(guard.release()))
+        } else {
+            let guard = redlock.lock("bench:fair").timeout(60).await.unwrap();
+            Box::new(move || Box::pin(async move { guard.release().await.unwrap() }))
+        };
+        waits.push(asked.elapsed());
+        let holding = Instant::now();
+        if !hold.is_zero() {
+            tokio::time::sleep(hold).await;
+        }
+        held += holding.elapsed();
+        release().await;
+    }
+    (waits, held)
+}
+
+/// Runs 4 workers on one lock for `run_for`: acquisitions per worker, waits, total hold.
+async fn four_workers(
+    masters: &Masters,
+    rslock: bool,
+    hold: Duration,
+    run_for: Duration,
+) -> (Vec<f64>, Vec<Duration>, Duration) {
     let stop_at = Instant::now() + run_for;
     let workers: Vec<_> = (0..4)
-        .map(|_| {
-            let redlock = Redlock::new(masters.urls()).unwrap();
-            tokio::spawn(async move {
-                let (mut waits, mut held) = (Vec::new(), Duration::ZERO);
-                while Instant::now() < stop_at {
-                    let asked = Instant::now();
-                    let guard = redlock.lock("bench:fair").timeout(30).await.unwrap();
-                    waits.push(asked.elapsed());
-                    let holding = Instant::now();
-                    if !hold.is_zero() {
-                        tokio::time::sleep(hold).await;
-                    }
-                    held += holding.elapsed();
-                    guard.release().await.unwrap();
-                }
-                (waits, held)
-            })
-        })
+        .map(|_| tokio::spawn(worker(masters.urls(), rslock, hold, stop_at)))
         .collect();
     let (mut counts, mut waits, mut held) = (Vec::new(), Vec::new(), Duration::ZERO);
     for worker in workers {
@@ -168,147 +459,242 @@ async fn contention(masters: &Masters, hold: Duration, run_for: Duration) {
         waits.extend(worker_waits);
         held += worker_held;
     }
-    let total: f64 = counts.iter().sum();
-    let jain = total * total / (counts.len() as f64 * counts.iter().map(|c| c * c).sum::<f64>());
-    let throughput = total / run_for.as_secs_f64();
-    // tokio's timer rounds a 5 ms sleep up to its next millisecond tick: use the real hold.
-    let mean_hold = held.as_secs_f64() / total;
-    let versus_hold = if hold.is_zero() {
-        "-".to_owned()
-    } else {
-        format!(
-            "{:.2} (real hold {:.2} ms)",
-            throughput * mean_hold,
-            mean_hold * 1e3
-        )
-    };
-    let calls = command_calls(&masters[0]);
-    let (sent, internal): (Vec<_>, Vec<_>) =
-        calls.iter().partition(|(name, _)| sent_by_client(name));
-    let per_acquisition =
-        |list: &[&(String, u64)]| list.iter().map(|(_, calls)| *calls).sum::<u64>() as f64 / total;
-    let max = waits.iter().max().copied().unwrap_or_default();
-    println!(
-        "| {} | {} ms | {throughput:.0}/s | {versus_hold} | {jain:.3} | {counts:?} | {:.1} / {:.1} / {:.1} ms | {:.2} | {:.2} |",
-        masters.servers().len(),
-        hold.as_millis(),
-        percentile(&mut waits, 0.5).as_secs_f64() * 1e3,
-        percentile(&mut waits, 0.99).as_secs_f64() * 1e3,
-        max.as_secs_f64() * 1e3,
-        per_acquisition(&sent),
-        per_acquisition(&sent) + per_acquisition(&internal),
-    );
+    (counts, waits, held)
+}
+
+async fn contention(report: &mut Report, plan: &Plan, count: usize) {
+    for (name, rslock) in [("API", false), ("rslock", true)] {
+        for hold in [Duration::from_millis(5), Duration::ZERO] {
+            let masters = Masters::start(count);
+            let (counts, mut waits, held) =
+                four_workers(&masters, rslock, hold, plan.contention).await;
+            let total: f64 = counts.iter().sum();
+            let jain =
+                total * total / (counts.len() as f64 * counts.iter().map(|c| c * c).sum::<f64>());
+            let throughput = total / plan.contention.as_secs_f64();
+            // tokio's timer rounds a 5 ms sleep up to its next millisecond tick: use the real hold.
+            let mean_hold = held.as_secs_f64() / total.max(1.0);
+            let versus_hold = if hold.is_zero() {
+                "-".to_owned()
+            } else {
+                format!(
+                    "{:.2} (real hold {:.2} ms)",
+                    throughput * mean_hold,
+                    mean_hold * 1e3
+                )
+            };
+            // Commands per acquisition, in a separate second with MONITOR on master 0 (it slows
+            // the server, so it stays out of the figures above).
+            let stop = Arc::new(AtomicBool::new(false));
+            let counting = monitor(masters[0].port(), Arc::clone(&stop));
+            let (counted, _, _) =
+                four_workers(&masters, rslock, hold, Duration::from_secs(1)).await;
+            stop.store(true, Ordering::Relaxed);
+            let (sent, in_scripts) = counting.join().unwrap();
+            let acquisitions = counted.iter().sum::<f64>().max(1.0);
+            let max = waits.iter().max().copied().unwrap_or_default();
+            report.row(vec![
+                count.to_string(),
+                name.to_owned(),
+                ms(hold),
+                format!("{throughput:.0}/s"),
+                versus_hold,
+                format!("{jain:.3}"),
+                format!("{counts:?}"),
+                format!(
+                    "{} / {} / {}",
+                    ms(percentile(&mut waits, 0.5)),
+                    ms(percentile(&mut waits, 0.99)),
+                    ms(max)
+                ),
+                format!("{:.2}", sent as f64 / acquisitions),
+                format!("{:.2}", in_scripts as f64 / acquisitions),
+            ]);
+        }
+    }
+}
+
+/// Acquisitions per second of `tasks` concurrent tasks, each looping on its own name.
+async fn distinct_names<F, Fut>(tasks: usize, run_for: Duration, cycle: F) -> f64
+where
+    F: Fn(String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let cycle = Arc::new(cycle);
+    let stop_at = Instant::now() + run_for;
+    let workers: Vec<_> = (0..tasks)
+        .map(|task| {
+            let cycle = Arc::clone(&cycle);
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                while Instant::now() < stop_at {
+                    cycle(format!("bench:scale:{task}")).await;
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for worker in workers {
+        total += worker.await.unwrap();
+    }
+    total as f64 / run_for.as_secs_f64()
+}
+
+async fn scale(report: &mut Report, plan: &Plan) {
+    let masters = Masters::start(1);
+    let redlock = Redlock::new(masters.urls()).unwrap();
+    let connections = Arc::new(raw_connections(&masters).await);
+    let script = Arc::new(Script::new(RELEASE));
+    let floor = distinct_names(1_000, plan.scale, move |name| {
+        let (connections, script) = (Arc::clone(&connections), Arc::clone(&script));
+        async move { floor_cycle(&connections, &script, &name).await }
+    })
+    .await;
+    let ours = distinct_names(1_000, plan.scale, move |name| {
+        let redlock = redlock.clone();
+        async move { api_cycle(&redlock, &name).await }
+    })
+    .await;
+    report.row(vec![
+        "1000".into(),
+        format!("{floor:.0}/s"),
+        format!("{ours:.0}/s"),
+        format!("{:.3}", ours / floor),
+    ]);
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn memory(report: &mut Report, plan: &Plan) {
+    let masters = Masters::start(1);
+    let redlock = Redlock::new(masters.urls()).unwrap();
+    let mut checkpoints = Vec::new();
+    let per_task = plan.memory_cycles / 10 / 100;
+    for batch in 0..10 {
+        join_all((0..100).map(|task| {
+            let redlock = redlock.clone();
+            async move {
+                for cycle in 0..per_task {
+                    let name = format!("bench:memory:{batch}:{task}:{cycle}");
+                    api_cycle(&redlock, &name).await;
+                }
+            }
+        }))
+        .await;
+        checkpoints.push(rss_kib());
+    }
+    let mut row = vec![plan.memory_cycles.to_string()];
+    for kib in [checkpoints[0], checkpoints[4], checkpoints[9]] {
+        row.push(format!("{:.1} MiB", kib as f64 / 1024.0));
+    }
+    report.row(row);
+}
+
+fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|line| {
+                let model = line.strip_prefix("model name")?;
+                Some(model.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{model}, {cores} cores")
 }
 
 #[tokio::main]
 async fn main() {
-    let cycles = arg("--cycles", 2_000);
-    let reps = arg("--reps", 5);
-    println!(
-        "uncontended acquire+release, {cycles} cycles x {reps} repetitions, medians of per-repetition p50\n"
-    );
-    println!("| masters | floor p50 | crate p50 | crate/floor | floor p99 | crate p99 |");
-    println!("|---|---|---|---|---|---|");
-    for count in [1, 3] {
-        let masters = Masters::start(count);
-        let redlock = Redlock::new(masters.urls()).unwrap();
-        let script = Script::new(RELEASE);
-        let mut connections = Vec::new();
-        for url in masters.urls() {
-            let client = redis::Client::open(url).unwrap();
-            connections.push(client.get_multiplexed_async_connection().await.unwrap());
-        }
-        // Warm up both: connections, script caches.
-        for _ in 0..200 {
-            floor_cycle(&mut connections, &script, "warm").await;
-            redlock
-                .lock("bench")
-                .timeout(Timeout::Skip)
-                .await
-                .unwrap()
-                .release()
-                .await
-                .unwrap();
-        }
-        let (mut floor_p50, mut crate_p50, mut floor_p99, mut crate_p99) =
-            (vec![], vec![], vec![], vec![]);
-        for _ in 0..reps {
-            let mut floor = Vec::with_capacity(cycles);
-            let mut ours = Vec::with_capacity(cycles);
-            for _ in 0..cycles {
-                // Interleave per cycle so that machine noise hits both alike.
-                let value = uuid::Uuid::new_v4().to_string();
-                let started = Instant::now();
-                floor_cycle(&mut connections, &script, &value).await;
-                floor.push(started.elapsed());
-                let started = Instant::now();
-                let guard = redlock.lock("bench").timeout(Timeout::Skip).await.unwrap();
-                guard.release().await.unwrap();
-                ours.push(started.elapsed());
-            }
-            floor_p50.push(percentile(&mut floor, 0.5).as_secs_f64() * 1e6);
-            crate_p50.push(percentile(&mut ours, 0.5).as_secs_f64() * 1e6);
-            floor_p99.push(percentile(&mut floor, 0.99).as_secs_f64() * 1e6);
-            crate_p99.push(percentile(&mut ours, 0.99).as_secs_f64() * 1e6);
-        }
-        let ratios: Vec<f64> = crate_p50
-            .iter()
-            .zip(&floor_p50)
-            .map(|(c, f)| c / f)
-            .collect();
-        println!(
-            "| {count} | {:.1} µs | {:.1} µs | {:.3} | {:.1} µs | {:.1} µs |",
-            median(floor_p50),
-            median(crate_p50),
-            median(ratios),
-            median(floor_p99),
-            median(crate_p99)
-        );
-    }
+    let plan = Plan::from_args();
+    let mut report = Report::default();
+    println!("machine: {}", machine());
 
-    let samples = arg("--handoffs", 200);
-    println!("\nhandoff: holder releases -> the queued waiter holds the lock, {samples} samples\n");
-    println!("| masters | PING p50 | handoff p50 | handoff p99 | p50 / PING | p99 / PING |");
-    println!("|---|---|---|---|---|---|");
+    report.section(
+        format!(
+            "uncontended acquire + release ({} cycles x {} repetitions, medians of repetitions)",
+            plan.cycles, plan.reps
+        ),
+        vec![
+            "masters",
+            "implementation",
+            "p50",
+            "p99",
+            "cycles/s",
+            "p50 / floor",
+        ],
+    );
     for count in [1, 3] {
-        let masters = Masters::start(count);
-        let redlock = Redlock::new(masters.urls()).unwrap();
-        let client = redis::Client::open(masters.urls()[0].as_str()).unwrap();
-        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-        let _ = handoffs(&redlock, 20).await; // warm-up
-        let mut latencies = handoffs(&redlock, samples).await;
-        let ping = ping_p50(&mut connection, 1_000).await;
-        let (p50, p99) = (
-            percentile(&mut latencies, 0.5),
-            percentile(&mut latencies, 0.99),
-        );
-        println!(
-            "| {count} | {:.1} µs | {:.1} µs | {:.1} µs | {:.2} | {:.2} |",
-            micros(ping),
-            micros(p50),
-            micros(p99),
-            p50.as_secs_f64() / ping.as_secs_f64(),
-            p99.as_secs_f64() / ping.as_secs_f64()
-        );
+        uncontended(&mut report, &plan, count).await;
     }
-
-    let seconds = arg("--seconds", 10);
-    println!(
-        "\n4 workers (separate clients) on one lock for {seconds} s; commands per acquisition counted on master 0\n"
+    report.section(
+        "skip when held (timeout -1), 1 master",
+        vec!["implementation", "p50", "p99", "p50 / raw SET NX"],
     );
-    println!(
-        "| masters | hold | throughput | x hold | Jain | per worker | wait p50 / p99 / max | client cmds/acq | server cmds/acq |"
+    skip_when_held(&mut report, &plan).await;
+    report.section(
+        "handoff: holder releases -> the waiting task holds the lock",
+        vec![
+            "masters",
+            "implementation",
+            "PING p50",
+            "handoff p50",
+            "handoff p99",
+            "p50 / PING",
+            "p99 / PING",
+        ],
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
     for count in [1, 3] {
-        let masters = Masters::start(count);
-        for hold in [5, 0] {
-            contention(
-                &masters,
-                Duration::from_millis(hold),
-                Duration::from_secs(seconds as u64),
-            )
-            .await;
-        }
+        handoff(&mut report, &plan, count).await;
+    }
+    report.section(
+        format!(
+            "4 workers (separate clients) on one lock for {} s; commands per acquisition on master 0",
+            plan.contention.as_secs()
+        ),
+        vec![
+            "masters",
+            "implementation",
+            "hold",
+            "throughput",
+            "x 1/hold",
+            "Jain",
+            "per worker",
+            "wait p50 / p99 / max",
+            "cmds sent/acq",
+            "in scripts/acq",
+        ],
+    );
+    for count in [1, 3] {
+        contention(&mut report, &plan, count).await;
+    }
+    report.section(
+        "1,000 tasks on distinct names, 1 master",
+        vec!["tasks", "floor", "API", "API / floor"],
+    );
+    scale(&mut report, &plan).await;
+    report.section(
+        "memory: RSS over cycles on distinct names",
+        vec!["cycles", "after 10%", "after 50%", "after 100%"],
+    );
+    memory(&mut report, &plan).await;
+
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(path) = args
+        .iter()
+        .position(|arg| arg == "--json")
+        .and_then(|at| args.get(at + 1))
+    {
+        std::fs::write(path, report.json()).expect("write the JSON report");
+        println!("\nJSON written to {path}");
     }
 }
