@@ -1,5 +1,5 @@
 -- Release the lock only if it still holds our value, hand it over to the first waiter of the
--- queue (if any) as `reserved:<waiter>` for a moment, and wake the waiters.
+-- queue (if any) as `reserved:<waiter>` for a moment, and wake the waiters (if any).
 -- KEYS[1]: lock key; KEYS[2]: fence counter (unused here); KEYS[3]: queue; KEYS[4]: leases.
 -- ARGV[1]: our value; ARGV[2]: the lock's release channel; ARGV[3]: how long a reservation lasts (ms).
 -- Returns 1 if released, -1 if not ours.
@@ -7,7 +7,8 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return -1
 end
 local head = nil
-if redis.call('EXISTS', KEYS[3]) == 1 then
+local queued = redis.call('EXISTS', KEYS[3]) == 1
+if queued then
   local time = redis.call('TIME')
   local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
   local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)
@@ -22,5 +23,10 @@ if head then
 else
   redis.call('DEL', KEYS[1])
 end
-redis.call('PUBLISH', ARGV[2], '')
+-- Only queued waiters listen. A waiter subscribes before it joins the queue, so a release
+-- that finds no queue either precedes its queued attempt (which then finds the lock free) or
+-- has nobody to wake.
+if queued then
+  redis.call('PUBLISH', ARGV[2], '')
+end
 return 1
