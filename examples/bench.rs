@@ -77,7 +77,13 @@ impl Plan {
 /// The tables printed to stdout and, with `--json PATH`, written as JSON.
 #[derive(Default)]
 struct Report {
-    sections: Vec<(String, Vec<&'static str>, Vec<Vec<String>>)>,
+    sections: Vec<Section>,
+}
+
+struct Section {
+    title: String,
+    headers: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
 }
 
 impl Report {
@@ -88,29 +94,43 @@ impl Report {
             headers.join(" | "),
             "---|".repeat(headers.len())
         );
-        self.sections.push((title, headers, Vec::new()));
+        self.sections.push(Section {
+            title,
+            headers,
+            rows: Vec::new(),
+        });
     }
 
     fn row(&mut self, cells: Vec<String>) {
         println!("| {} |", cells.join(" | "));
-        self.sections.last_mut().expect("a section").2.push(cells);
+        self.sections
+            .last_mut()
+            .expect("a section")
+            .rows
+            .push(cells);
     }
 
     fn json(&self) -> String {
         let quote = |text: &str| format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""));
         let list = |items: Vec<String>| format!("[{}]", items.join(","));
-        let sections = self.sections.iter().map(|(title, headers, rows)| {
-            let headers = list(headers.iter().map(|header| quote(header)).collect());
-            let rows = rows
-                .iter()
-                .map(|row| list(row.iter().map(|cell| quote(cell)).collect()))
-                .collect();
-            format!(
-                "{{\"title\":{},\"headers\":{headers},\"rows\":{}}}",
-                quote(title),
-                list(rows)
-            )
-        });
+        let sections = self.sections.iter().map(
+            |Section {
+                 title,
+                 headers,
+                 rows,
+             }| {
+                let headers = list(headers.iter().map(|header| quote(header)).collect());
+                let rows = rows
+                    .iter()
+                    .map(|row| list(row.iter().map(|cell| quote(cell)).collect()))
+                    .collect();
+                format!(
+                    "{{\"title\":{},\"headers\":{headers},\"rows\":{}}}",
+                    quote(title),
+                    list(rows)
+                )
+            },
+        );
         format!("{{\"sections\":{}}}\n", list(sections.collect()))
     }
 }
