@@ -4,7 +4,7 @@
 //!   interleaved cycle by cycle;
 //! - skip when held (`timeout = -1`) against one raw `SET NX`;
 //! - handoff (holder releases -> the next waiter holds it) against a raw `PING`;
-//! - 4 workers on one lock: throughput, fairness (Jain), waits, and the commands each
+//! - 4 worker processes on one lock: throughput, fairness (Jain), waits, and the commands each
 //!   acquisition costs, counted with `MONITOR` (sent by clients / run inside scripts);
 //! - 1,000 tasks on distinct names in one process, against the floor at the same concurrency;
 //! - memory: RSS over 100,000 cycles on 100,000 distinct names.
@@ -20,11 +20,12 @@ use std::{
     io::{BufRead, BufReader, Write},
     net::TcpStream,
     pin::Pin,
+    process::{Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use configurable_redlock::{Redlock, Timeout, redlock};
@@ -461,25 +462,67 @@ async fn worker(
     (waits, held)
 }
 
-/// Runs 4 workers on one lock for `run_for`: acquisitions per worker, waits, total hold.
+/// Runs 4 worker processes on one lock for `run_for`: acquisitions per worker, waits, total
+/// hold. Each is this executable with `--contention-worker` (see `contention_worker`).
 async fn four_workers(
     masters: &Masters,
     rslock: bool,
     hold: Duration,
     run_for: Duration,
 ) -> (Vec<f64>, Vec<Duration>, Duration) {
-    let stop_at = Instant::now() + run_for;
-    let workers: Vec<_> = (0..4)
-        .map(|_| tokio::spawn(worker(masters.urls(), rslock, hold, stop_at)))
+    // One start and one deadline on the wall clock, shared by the processes (started early
+    // enough for all of them to be ready).
+    let start_at = SystemTime::now() + Duration::from_millis(500);
+    let epoch_ms = |at: SystemTime| at.duration_since(UNIX_EPOCH).unwrap().as_millis();
+    let (start_ms, stop_ms) = (epoch_ms(start_at), epoch_ms(start_at + run_for));
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(std::env::current_exe().unwrap())
+                .arg("--contention-worker")
+                .arg(if rslock { "rslock" } else { "api" })
+                .arg(hold.as_micros().to_string())
+                .arg(start_ms.to_string())
+                .arg(stop_ms.to_string())
+                .arg(masters.urls().join(","))
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start a worker process")
+        })
+        .map(|child| tokio::task::spawn_blocking(move || child.wait_with_output()))
         .collect();
     let (mut counts, mut waits, mut held) = (Vec::new(), Vec::new(), Duration::ZERO);
-    for worker in workers {
-        let (worker_waits, worker_held) = worker.await.unwrap();
+    for child in children {
+        let output = child.await.unwrap().expect("worker output");
+        assert!(output.status.success(), "a worker process failed");
+        let text = String::from_utf8(output.stdout).unwrap();
+        let mut numbers = text.split_whitespace().map(|n| n.parse::<u64>().unwrap());
+        held += Duration::from_micros(numbers.next().unwrap());
+        let worker_waits: Vec<Duration> = numbers.map(Duration::from_micros).collect();
         counts.push(worker_waits.len() as f64);
         waits.extend(worker_waits);
-        held += worker_held;
     }
     (counts, waits, held)
+}
+
+/// The worker process: loops on the lock from the shared start to the shared deadline, then
+/// prints its total hold and each wait, in microseconds.
+async fn contention_worker(args: &[String]) {
+    let rslock = args[0] == "rslock";
+    let hold = Duration::from_micros(args[1].parse().unwrap());
+    let from_now = |arg: &String| {
+        let at = UNIX_EPOCH + Duration::from_millis(arg.parse().unwrap());
+        Instant::now() + at.duration_since(SystemTime::now()).unwrap_or_default()
+    };
+    let (start_at, stop_at) = (from_now(&args[2]), from_now(&args[3]));
+    let urls: Vec<String> = args[4].split(',').map(str::to_owned).collect();
+    tokio::time::sleep_until(start_at.into()).await;
+    let (waits, held) = worker(urls, rslock, hold, stop_at).await;
+    let mut line = held.as_micros().to_string();
+    for wait in waits {
+        line.push(' ');
+        line.push_str(&wait.as_micros().to_string());
+    }
+    println!("{line}");
 }
 
 async fn contention(report: &mut Report, plan: &Plan, count: usize) {
@@ -635,6 +678,10 @@ fn machine() -> String {
 
 #[tokio::main]
 async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|arg| arg == "--contention-worker") {
+        return contention_worker(&args[at + 1..]).await;
+    }
     let plan = Plan::from_args();
     let mut report = Report::default();
     println!("machine: {}", machine());
@@ -678,7 +725,7 @@ async fn main() {
     }
     report.section(
         format!(
-            "4 workers (separate clients) on one lock for {} s; commands per acquisition on master 0",
+            "4 worker processes on one lock for {} s; commands per acquisition on master 0",
             plan.contention.as_secs()
         ),
         vec![
@@ -708,7 +755,6 @@ async fn main() {
     );
     memory(&mut report, &plan).await;
 
-    let args: Vec<String> = std::env::args().collect();
     if let Some(path) = args
         .iter()
         .position(|arg| arg == "--json")
