@@ -3,7 +3,8 @@
 //! times (at-least-once delivery, as real queues do), so workers often receive a job that
 //! another worker is running: the attribute skips it silently.
 //!
-//! `cargo run --example job_workers` starts its own `redis-server` unless `REDIS_URL` is set,
+//! `cargo run --example job_workers` starts its own `redis-server` unless `REDLOCK_URLS` or
+//! `REDIS_URL` is set (it uses the first master),
 //! runs 4 worker processes, and prints a summary that shows no job ran twice.
 
 use std::{
@@ -13,7 +14,7 @@ use std::{
 
 use configurable_redlock::redlock;
 use redis::AsyncCommands;
-use redlock_runtime::test_util::RedisServer;
+use redlock_runtime::test_util::env_or_private_server;
 
 const QUEUE: &str = "example:jobs:queue";
 const DONE: &str = "example:jobs:done";
@@ -81,12 +82,8 @@ async fn main() {
         return;
     }
 
-    let private_server = std::env::var_os("REDIS_URL")
-        .is_none()
-        .then(RedisServer::start);
-    let url = private_server
-        .as_ref()
-        .map_or_else(|| std::env::var("REDIS_URL").unwrap(), RedisServer::url);
+    let (urls, _private_server) = env_or_private_server();
+    let url = urls[0].clone();
     let client = redis::Client::open(url.as_str()).expect("a Redis URL");
     let mut data = client
         .get_multiplexed_async_connection()

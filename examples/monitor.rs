@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use configurable_redlock::{LockError, Redlock};
-use redlock_runtime::test_util::RedisServer;
+use redlock_runtime::test_util::env_or_private_server;
 
 /// Workers that keep three locks contended, so that the demo has something to show.
 fn demo_workers(redlock: &Redlock) {
@@ -29,14 +29,8 @@ fn demo_workers(redlock: &Redlock) {
 
 #[tokio::main]
 async fn main() -> Result<(), LockError> {
-    let from_env = ["REDLOCK_URLS", "REDIS_URL"]
-        .iter()
-        .any(|name| std::env::var_os(name).is_some());
-    let private_server = (!from_env).then(RedisServer::start);
-    let redlock = match &private_server {
-        Some(server) => Redlock::new([server.url()])?,
-        None => Redlock::from_env()?,
-    };
+    let (urls, private_server) = env_or_private_server();
+    let redlock = Redlock::new(urls)?;
     if private_server.is_some() {
         demo_workers(&redlock);
     }

@@ -6,18 +6,12 @@
 use std::time::Duration;
 
 use configurable_redlock::{LockError, Redlock, Timeout};
-use redlock_runtime::test_util::RedisServer;
+use redlock_runtime::test_util::env_or_private_server;
 
 #[tokio::main]
 async fn main() -> Result<(), LockError> {
-    let from_env = ["REDLOCK_URLS", "REDIS_URL"]
-        .iter()
-        .any(|name| std::env::var_os(name).is_some());
-    let private_server = (!from_env).then(RedisServer::start);
-    let redlock = match &private_server {
-        Some(server) => Redlock::new([server.url()])?,
-        None => Redlock::from_env()?,
-    };
+    let (urls, private_server) = env_or_private_server();
+    let redlock = Redlock::new(urls)?;
     println!(
         "masters: {:?} (quorum {})",
         redlock.masters().collect::<Vec<_>>(),

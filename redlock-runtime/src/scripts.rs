@@ -4,17 +4,28 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// `SET NX PX` in the order of the waiters' queue; reports the holder's remaining TTL.
-pub(crate) static ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/acquire.lua")));
+/// A script that reads the queue of waiters, with the queue helpers prepended.
+macro_rules! queue_script {
+    ($file:literal) => {
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("scripts/queue.lua"),
+                include_str!($file)
+            ))
+        })
+    };
+}
+
+/// The queued attempt of a waiter; reports the holder's remaining TTL and the waiter's rank.
+pub(crate) static ACQUIRE: LazyLock<Script> = queue_script!("scripts/acquire.lua");
 
 /// A waiter that gives up leaves the queue.
 pub(crate) static LEAVE_QUEUE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/leave_queue.lua")));
 
-/// Compare-and-delete: releases the lock only if it still holds our value, and wakes waiters.
-pub(crate) static RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
+/// Compare-and-delete: releases the lock only if it still holds our value, hands it to the
+/// first waiter and wakes the waiters.
+pub(crate) static RELEASE: LazyLock<Script> = queue_script!("scripts/release.lua");
 
 /// Compare-and-extend: resets the TTL only if the lock still holds our value.
 pub(crate) static EXTEND: LazyLock<Script> =

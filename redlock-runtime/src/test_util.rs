@@ -249,6 +249,27 @@ impl Drop for RedisServer {
     }
 }
 
+/// The masters named by `REDLOCK_URLS` / `REDIS_URL` (see [`crate::Config::from_env`]), or
+/// else one private server started here, kept running while the returned server lives: what
+/// the examples run against on a fresh machine.
+///
+/// ```no_run
+/// let (urls, _private_server) = redlock_runtime::test_util::env_or_private_server();
+/// let redlock = redlock_runtime::Redlock::new(urls)?;
+/// # Ok::<(), redlock_runtime::LockError>(())
+/// ```
+pub fn env_or_private_server() -> (Vec<String>, Option<RedisServer>) {
+    let named = ["REDLOCK_URLS", "REDIS_URL"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some());
+    if named {
+        (crate::Config::from_env().urls, None)
+    } else {
+        let server = RedisServer::start();
+        (vec![server.url()], Some(server))
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())

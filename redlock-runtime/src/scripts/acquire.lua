@@ -9,14 +9,8 @@
 -- Returns {1, 0, 0} when acquired, else {0, remaining TTL ms of the holder (0 if free or
 -- reserved for another waiter), rank in the queue}.
 local waiter = ARGV[3]
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
--- Waiters whose lease ran out (killed, cancelled without cleanup) leave the queue.
-local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
-if #expired > 0 then
-  redis.call('ZREM', KEYS[2], unpack(expired))
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-end
+local now = now_ms()
+leave_expired(KEYS[2], KEYS[3], now)
 redis.call('ZADD', KEYS[2], 'NX', ARGV[4], waiter)
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), waiter)
 local holder = redis.call('GET', KEYS[1])

@@ -9,13 +9,7 @@ end
 local head = nil
 local queued = redis.call('EXISTS', KEYS[3]) == 1
 if queued then
-  local time = redis.call('TIME')
-  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-  local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)
-  if #expired > 0 then
-    redis.call('ZREM', KEYS[3], unpack(expired))
-    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
-  end
+  leave_expired(KEYS[3], KEYS[4], now_ms())
   head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
 end
 if head then
