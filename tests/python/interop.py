@@ -1,0 +1,56 @@
+"""The real Python library (configurable-redlock 1.0.0) driven by tests/python_interop.rs.
+
+Usage: interop.py URL COMMAND NAME [ARGS]
+  hold NAME SECONDS        take the lock (timeout 0), print "holding", hold, release, print "released"
+  try NAME                 one attempt (timeout -1): print "acquired" or "held"
+  wait NAME TIMEOUT        wait up to TIMEOUT s (timeout N): print "acquired" or "timeout"
+  stress NAME ROUNDS       ROUNDS locked non-atomic increments of "interop:counter", checking
+                           "interop:inside" (an atomic gauge) is 1 inside; print "done ROUNDS"
+"""
+import sys
+import time
+
+import redis
+from configurable_redlock import ConfigurableREDLock, ObjectLockTimeout
+
+
+def main():
+    url, command, name, *args = sys.argv[1:]
+    client = redis.Redis.from_url(url)
+    if command == "hold":
+        with ConfigurableREDLock(name=name, redis_client=client):
+            print("holding", flush=True)
+            time.sleep(float(args[0]))
+        print("released", flush=True)
+    elif command == "try":
+        try:
+            with ConfigurableREDLock(name=name, timeout=-1, redis_client=client) as cl:
+                cl()
+                print("acquired", flush=True)
+        except ObjectLockTimeout:
+            print("held", flush=True)
+    elif command == "wait":
+        try:
+            with ConfigurableREDLock(name=name, timeout=float(args[0]), redis_client=client) as cl:
+                cl()
+                print("acquired", flush=True)
+        except ObjectLockTimeout:
+            print("timeout", flush=True)
+    elif command == "stress":
+        rounds = int(args[0])
+        for _ in range(rounds):
+            with ConfigurableREDLock(name=name, timeout=30, redis_client=client) as cl:
+                cl()
+                inside = client.incr("interop:inside")
+                assert inside == 1, f"{inside} holders inside the critical section"
+                seen = int(client.get("interop:counter") or 0)
+                time.sleep(0.001)
+                client.set("interop:counter", seen + 1)
+                client.decr("interop:inside")
+        print(f"done {rounds}", flush=True)
+    else:
+        raise SystemExit(f"unknown command {command}")
+
+
+if __name__ == "__main__":
+    main()
