@@ -34,8 +34,9 @@ pub struct Config {
     /// Bound on establishing a connection; it continues in the background while calls give up
     /// after `master_timeout`. Default 1 s.
     pub connect_timeout: Duration,
-    /// Mean pause between attempts while a lock is held by another client (jittered ±50%).
-    /// Default 20 ms.
+    /// First pause of the exponential backoff while masters fail (jittered ±50%, doubled per
+    /// failure), and of the watchdog's retries of a failed renewal. Waiting for a lock that is
+    /// held does not poll: releases wake the waiters. Default 20 ms.
     pub retry_delay: Duration,
     /// Cap of the exponential backoff between attempts while masters are failing. Default 1 s.
     pub max_backoff: Duration,
