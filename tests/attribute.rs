@@ -87,7 +87,7 @@ async fn silent_result(client: &Redlock) -> Result<Vec<u8>, AppError> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_never_hides_an_outage() {
-    let mut masters = Masters::start(1);
+    let masters = Masters::start(1);
     let client = redlock(&masters);
     let held = client.lock("silent-result").await.unwrap();
     assert_eq!(

@@ -33,7 +33,7 @@ async fn tokens_stay_monotonic_while_a_minority_is_killed_and_restarted() {
         .map(|_| RedisServer::start_with_args(&persistent))
         .collect();
     let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
-    let mut servers = servers;
+    let servers = servers;
     let redlock = configurable_redlock::Redlock::with_config(configurable_redlock::Config {
         master_timeout: Duration::from_millis(100),
         ..configurable_redlock::Config::new(&urls)

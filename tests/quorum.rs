@@ -55,7 +55,7 @@ async fn acquires_and_releases_on_every_master() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minority_killed_still_grants_locks() {
     for (count, killed) in [(3, 1), (5, 2)] {
-        let mut masters = Masters::start(count);
+        let masters = Masters::start(count);
         let redlock = redlock(&masters);
         for index in 0..killed {
             masters[index].kill();
@@ -76,7 +76,7 @@ async fn a_minority_killed_still_grants_locks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_majority_killed_is_unavailable_without_hanging() {
-    let mut masters = Masters::start(3);
+    let masters = Masters::start(3);
     let redlock = redlock(&masters);
     let dead = [masters[0].url(), masters[1].url()];
     masters[0].kill();

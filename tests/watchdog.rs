@@ -99,7 +99,7 @@ async fn a_stolen_key_is_detected_within_one_renewal_interval() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewal_that_cannot_reach_a_quorum_loses_the_lock_when_validity_ends() {
-    let mut masters = Masters::start(3);
+    let masters = Masters::start(3);
     let redlock = redlock(&masters);
     let guard = redlock
         .lock("cut-off")

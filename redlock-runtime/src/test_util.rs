@@ -7,7 +7,7 @@
 //! ```no_run
 //! use redlock_runtime::test_util::Masters;
 //!
-//! let mut masters = Masters::start(3);
+//! let masters = Masters::start(3);
 //! let redlock = redlock_runtime::Redlock::new(masters.urls())?;
 //! masters[0].kill(); // a minority down: locks are still granted
 //! # Ok::<(), redlock_runtime::LockError>(())
@@ -15,10 +15,13 @@
 
 use std::{
     net::TcpListener,
-    ops::{Index, IndexMut},
+    ops::Index,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::{
+        Mutex, MutexGuard,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -34,7 +37,9 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     extra_args: Vec<String>,
-    child: Option<Child>,
+    /// Behind a lock so that a shared server (`Arc<Masters>`) can be killed and restarted
+    /// from a fault-injection thread.
+    child: Mutex<Option<Child>>,
 }
 
 impl RedisServer {
@@ -68,7 +73,7 @@ impl RedisServer {
             port: 0,
             dir,
             extra_args: args.iter().map(|arg| (*arg).to_owned()).collect(),
-            child: None,
+            child: Mutex::new(None),
         };
         // A free port can be taken by someone else before redis-server binds it: try again.
         for _ in 0..5 {
@@ -107,7 +112,13 @@ impl RedisServer {
     /// assert!(server.pid().is_some());
     /// ```
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child().as_ref().map(Child::id)
+    }
+
+    fn child(&self) -> MutexGuard<'_, Option<Child>> {
+        self.child
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A plain synchronous connection, to arrange and inspect data.
@@ -128,11 +139,11 @@ impl RedisServer {
     /// Kills the server with SIGKILL and reaps it; data without persistence is gone.
     ///
     /// ```no_run
-    /// let mut server = redlock_runtime::test_util::RedisServer::start();
+    /// let server = redlock_runtime::test_util::RedisServer::start();
     /// server.kill();
     /// ```
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
+    pub fn kill(&self) {
+        if let Some(mut child) = self.child().take() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -166,11 +177,11 @@ impl RedisServer {
     /// If it does not come back within 10 s.
     ///
     /// ```no_run
-    /// let mut server = redlock_runtime::test_util::RedisServer::start();
+    /// let server = redlock_runtime::test_util::RedisServer::start();
     /// server.kill();
     /// server.restart();
     /// ```
-    pub fn restart(&mut self) {
+    pub fn restart(&self) {
         self.kill();
         if !self.spawn_and_wait() {
             panic!("redis-server did not restart; its log:\n{}", self.log());
@@ -196,7 +207,7 @@ impl RedisServer {
     }
 
     /// Spawns the process and waits until it answers; false if it exited first.
-    fn spawn_and_wait(&mut self) -> bool {
+    fn spawn_and_wait(&self) -> bool {
         let binary = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
         let child = Command::new(&binary)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
@@ -215,11 +226,12 @@ impl RedisServer {
                     "cannot run `{binary}` ({err}): install redis-server or set REDIS_SERVER_BIN"
                 )
             });
-        self.child = Some(child);
+        *self.child() = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Some(Ok(Some(_exited))) = self.child.as_mut().map(Child::try_wait) {
-                self.child = None;
+            let exited = self.child().as_mut().map(Child::try_wait);
+            if let Some(Ok(Some(_exited))) = exited {
+                *self.child() = None;
                 return false;
             }
             let pong = redis::Client::open(self.url())
@@ -280,7 +292,7 @@ fn free_port() -> u16 {
 /// Several independent masters for quorum tests; index them to kill, pause or restart one.
 ///
 /// ```no_run
-/// let mut masters = redlock_runtime::test_util::Masters::start(5);
+/// let masters = redlock_runtime::test_util::Masters::start(5);
 /// masters[0].kill();
 /// masters[1].pause();
 /// ```
@@ -296,6 +308,18 @@ impl Masters {
     /// ```
     pub fn start(count: usize) -> Self {
         Self((0..count).map(|_| RedisServer::start()).collect())
+    }
+
+    /// Servers started by the caller (e.g. with persistence) as a set of masters.
+    ///
+    /// ```no_run
+    /// use redlock_runtime::test_util::{Masters, RedisServer};
+    ///
+    /// let persistent = ["--appendonly", "yes"];
+    /// let masters = Masters::from_servers((0..3).map(|_| RedisServer::start_with_args(&persistent)).collect());
+    /// ```
+    pub fn from_servers(servers: Vec<RedisServer>) -> Self {
+        Self(servers)
     }
 
     /// One URL per server, in order.
@@ -325,11 +349,5 @@ impl Index<usize> for Masters {
 
     fn index(&self, index: usize) -> &RedisServer {
         &self.0[index]
-    }
-}
-
-impl IndexMut<usize> for Masters {
-    fn index_mut(&mut self, index: usize) -> &mut RedisServer {
-        &mut self.0[index]
     }
 }

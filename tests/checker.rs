@@ -1,0 +1,280 @@
+//! The mutual-exclusion checker under faults: worker tasks in 3 OS processes take one lock
+//! over several masters, and record every hold as an interval on the system-wide monotonic
+//! clock, with its fencing token, around a deliberately non-atomic counter (kept on a separate
+//! Redis server that no fault touches). The checker asserts zero overlapping intervals,
+//! counter == acquisitions, and tokens increasing in hold order, while masters are killed and
+//! restarted or paused.
+//!
+//! The test re-runs its own executable as the worker processes (with `WORKER_ENV` set).
+
+mod common;
+
+use std::{
+    process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use configurable_redlock::{Config, Redlock};
+use redis::AsyncCommands;
+use redlock_runtime::test_util::{Masters, RedisServer};
+use rustix::time::{ClockId, clock_gettime};
+
+const WORKER_ENV: &str = "REDLOCK_CHECKER_WORKER";
+const PROCESSES: usize = 3;
+const TASKS: usize = 3;
+const COUNTER: &str = "checker:counter";
+
+/// Nanoseconds on CLOCK_MONOTONIC: one clock for every process of this machine.
+fn monotonic_ns() -> u128 {
+    let now = clock_gettime(ClockId::Monotonic);
+    now.tv_sec as u128 * 1_000_000_000 + now.tv_nsec as u128
+}
+
+/// One hold, as a worker reports it.
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    start: u128,
+    end: u128,
+    token: u64,
+}
+
+/// The worker process: `TASKS` tasks, each taking the lock `rounds` times.
+async fn worker(masters: Vec<String>, data_url: String, name: String, rounds: usize) {
+    let redlock = Redlock::with_config(Config {
+        master_timeout: Duration::from_millis(100),
+        ..Config::new(masters)
+    })
+    .unwrap();
+    let data = redis::Client::open(data_url).unwrap();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let (redlock, data, name) = (redlock.clone(), data.clone(), name.clone());
+            tokio::spawn(async move {
+                let mut data = data.get_multiplexed_async_connection().await.unwrap();
+                let mut holds = Vec::new();
+                while holds.len() < rounds {
+                    let guard = redlock
+                        .lock(&name)
+                        .timeout(30)
+                        .auto_release_time(Duration::from_secs(2))
+                        .await
+                        .unwrap();
+                    // No token, no work: with masters down the lock may no longer stand on a
+                    // quorum (its holders killed); the token round is what says so.
+                    let Ok(token) = guard.fencing_token().await else {
+                        guard.release().await.ok();
+                        continue;
+                    };
+                    let start = monotonic_ns();
+                    let seen: Option<u64> = data.get(COUNTER).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    let _: () = data.set(COUNTER, seen.unwrap_or(0) + 1).await.unwrap();
+                    let end = monotonic_ns();
+                    guard.release().await.ok(); // a lost lock still ends its interval here
+                    holds.push(Hold { start, end, token });
+                }
+                holds
+            })
+        })
+        .collect();
+    for task in tasks {
+        for hold in task.await.unwrap() {
+            println!("HOLD {} {} {}", hold.start, hold.end, hold.token);
+        }
+    }
+}
+
+/// In a worker process (started by `check` with `WORKER_ENV`), runs the worker and returns
+/// true: the test that re-ran its own executable then ends there.
+async fn ran_as_worker() -> bool {
+    let Ok(spec) = std::env::var(WORKER_ENV) else {
+        return false;
+    };
+    let parts: Vec<&str> = spec.split('|').collect();
+    let masters = parts[0].split(',').map(str::to_owned).collect();
+    worker(
+        masters,
+        parts[1].to_owned(),
+        parts[2].to_owned(),
+        parts[3].parse().unwrap(),
+    )
+    .await;
+    true
+}
+
+/// Runs the checker (this test's executable re-run as `PROCESSES` workers, `test` naming the
+/// test) while `faults` runs on a thread until told to stop; returns the holds checked.
+async fn check(
+    test: &str,
+    masters: Masters,
+    rounds: usize,
+    faults: impl FnOnce(&Masters, &AtomicBool) + Send + 'static,
+) -> usize {
+    let data = RedisServer::start();
+    let masters = Arc::new(masters);
+    let name = format!("checked-{}", uuid::Uuid::new_v4());
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|_| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", test, "--nocapture"])
+                .env(
+                    WORKER_ENV,
+                    format!(
+                        "{}|{}|{name}|{rounds}",
+                        masters.urls().join(","),
+                        data.url()
+                    ),
+                )
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start a worker process")
+        })
+        .collect();
+    let done = Arc::new(AtomicBool::new(false));
+    let injector = std::thread::spawn({
+        let (masters, done) = (Arc::clone(&masters), Arc::clone(&done));
+        move || faults(&masters, &done)
+    });
+    let mut holds = Vec::new();
+    for child in children {
+        let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "a worker failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for line in stdout.lines().filter_map(|line| line.strip_prefix("HOLD ")) {
+            let numbers: Vec<u128> = line.split(' ').map(|n| n.parse().unwrap()).collect();
+            holds.push(Hold {
+                start: numbers[0],
+                end: numbers[1],
+                token: numbers[2] as u64,
+            });
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    injector.join().unwrap();
+
+    assert_eq!(
+        holds.len(),
+        PROCESSES * TASKS * rounds,
+        "every round reported its hold"
+    );
+    holds.sort_by_key(|hold| hold.start);
+    for pair in holds.windows(2) {
+        assert!(
+            pair[0].end <= pair[1].start,
+            "overlapping holds: {:?} and {:?}",
+            pair[0],
+            pair[1]
+        );
+        assert!(
+            pair[0].token < pair[1].token,
+            "fencing tokens out of hold order: {:?} then {:?}",
+            pair[0],
+            pair[1]
+        );
+    }
+    let counter: u64 = redis::cmd("GET")
+        .arg(COUNTER)
+        .query(&mut data.connection())
+        .unwrap();
+    assert_eq!(counter as usize, holds.len(), "increments lost");
+    holds.len()
+}
+
+/// Sleeps `duration` in small steps; false once `done` is set.
+fn pause_unless_done(done: &AtomicBool, duration: Duration) -> bool {
+    let deadline = std::time::Instant::now() + duration;
+    while std::time::Instant::now() < deadline {
+        if done.load(Ordering::Relaxed) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    !done.load(Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_overlap_on_healthy_masters() {
+    if ran_as_worker().await {
+        return;
+    }
+    let checked = check(
+        "no_overlap_on_healthy_masters",
+        Masters::start(3),
+        40,
+        |_, _| {},
+    )
+    .await;
+    assert_eq!(checked, PROCESSES * TASKS * 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_overlap_while_a_minority_is_killed_and_restarted() {
+    if ran_as_worker().await {
+        return;
+    }
+    // Persistent masters: the Redlock assumption under which fencing tokens stay monotonic.
+    let persistent = ["--appendonly", "yes", "--appendfsync", "always"];
+    let masters = Masters::from_servers(
+        (0..5)
+            .map(|_| RedisServer::start_with_args(&persistent))
+            .collect(),
+    );
+    let checked = check(
+        "no_overlap_while_a_minority_is_killed_and_restarted",
+        masters,
+        60,
+        |masters, done| {
+            // Two of five masters down at a time, each restarted after 300 ms.
+            for round in 0.. {
+                let (first, second) = (round % 5, (round + 2) % 5);
+                masters[first].kill();
+                masters[second].kill();
+                let go_on = pause_unless_done(done, Duration::from_millis(300));
+                masters[first].restart();
+                masters[second].restart();
+                if !go_on || !pause_unless_done(done, Duration::from_millis(200)) {
+                    return;
+                }
+            }
+        },
+    )
+    .await;
+    assert_eq!(checked, PROCESSES * TASKS * 60);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_overlap_while_a_master_is_paused_and_resumed() {
+    if ran_as_worker().await {
+        return;
+    }
+    let checked = check(
+        "no_overlap_while_a_master_is_paused_and_resumed",
+        Masters::start(3),
+        60,
+        |masters, done| {
+            for round in 0.. {
+                let paused = &masters[round % 3];
+                paused.pause();
+                let go_on = pause_unless_done(done, Duration::from_millis(400));
+                paused.resume();
+                if !go_on || !pause_unless_done(done, Duration::from_millis(200)) {
+                    return;
+                }
+            }
+        },
+    )
+    .await;
+    assert_eq!(checked, PROCESSES * TASKS * 60);
+}
