@@ -213,3 +213,38 @@ async fn bad_input_matrix() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_user_with_a_password_in_the_url_locks() {
+    let acl = [
+        "--user",
+        "locker",
+        "on",
+        ">locker-pw",
+        "~*",
+        "&*",
+        "+@all",
+        "--user",
+        "default",
+        "off",
+    ];
+    let server = RedisServer::start_with_args(&acl);
+    let url = format!("redis://locker:locker-pw@127.0.0.1:{}", server.port());
+    let redlock = Redlock::new([&url]).unwrap();
+
+    let guard = redlock.lock("acl").timeout(-1).await.unwrap();
+    guard.release().await.unwrap();
+    assert_eq!(
+        redlock.masters().collect::<Vec<_>>(),
+        [format!("redis://locker:***@127.0.0.1:{}", server.port())]
+    );
+
+    let wrong = Redlock::new([format!(
+        "redis://locker:nope-pw@127.0.0.1:{}",
+        server.port()
+    )])
+    .unwrap();
+    let err = wrong.lock("acl").timeout(-1).await.unwrap_err();
+    assert!(matches!(err, LockError::Unavailable { .. }), "{err}");
+    assert!(!format!("{err} {err:?}").contains("nope-pw"));
+}
