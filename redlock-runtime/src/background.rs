@@ -4,9 +4,12 @@
 //! Without that wait, a function that returns early and is called again at once could send
 //! its new `SET` before the spawned release of the old lock, find its own stale key, and skip.
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use std::sync::Arc;
 use tokio::sync::watch;
 
 /// The background releases in flight, counted per lock key.
