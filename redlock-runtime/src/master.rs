@@ -168,6 +168,11 @@ impl Master {
         // Connecting runs in its own task so that it survives callers that time out.
         let master = Arc::clone(self);
         tokio::spawn(async move {
+            // Should the attempt panic, the link must not stay `Connecting` forever.
+            let mut attempt = Attempt {
+                master: Arc::clone(&master),
+                finished: false,
+            };
             let next = match tokio::time::timeout(master.connect_timeout, master.pool.get()).await {
                 Ok(Ok(connection)) => Link::Up(Arc::new(connection)),
                 Ok(Err(err)) => Link::Failed(err.to_string()),
@@ -178,6 +183,7 @@ impl Master {
             if let Link::Failed(reason) = &next {
                 tracing::warn!(master = %master.label, %reason, "redlock: cannot connect to Redis master");
             }
+            attempt.finished = true;
             master.link.send_replace(next);
         });
     }
@@ -196,6 +202,21 @@ impl Master {
         // Dropping the last handle returns the connection to the pool, whose recycle check
         // then discards it.
         drop(dropped);
+    }
+}
+
+/// A connection attempt: if it ends without a result (a panic), the link is marked failed.
+struct Attempt {
+    master: Arc<Master>,
+    finished: bool,
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if !self.finished {
+            let failed = Link::Failed("the connection attempt panicked".into());
+            self.master.link.send_replace(failed);
+        }
     }
 }
 

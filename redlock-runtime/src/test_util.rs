@@ -37,6 +37,8 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     extra_args: Vec<String>,
+    /// Serves TLS only (`rediss://`), with a certificate of a throwaway CA.
+    tls: bool,
     /// Behind a lock so that a shared server (`Arc<Masters>`) can be killed and restarted
     /// from a fault-injection thread.
     child: Mutex<Option<Child>>,
@@ -62,6 +64,32 @@ impl RedisServer {
     /// let server = redlock_runtime::test_util::RedisServer::start_with_args(&["--requirepass", "s3cret"]);
     /// ```
     pub fn start_with_args(args: &[&str]) -> Self {
+        Self::start_with(args, false)
+    }
+
+    /// Starts a server that speaks TLS only, with a certificate (for `127.0.0.1` and
+    /// `localhost`) signed by a throwaway CA made with `openssl`; trust [`tls_ca`](Self::tls_ca)
+    /// (e.g. `SSL_CERT_FILE`) to connect.
+    ///
+    /// ```no_run
+    /// let server = redlock_runtime::test_util::RedisServer::start_tls();
+    /// assert!(server.url().starts_with("rediss://"));
+    /// ```
+    pub fn start_tls() -> Self {
+        Self::start_with(&[], true)
+    }
+
+    /// The CA certificate of a [`start_tls`](Self::start_tls) server.
+    ///
+    /// ```no_run
+    /// let server = redlock_runtime::test_util::RedisServer::start_tls();
+    /// assert!(server.tls_ca().exists());
+    /// ```
+    pub fn tls_ca(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    fn start_with(args: &[&str], tls: bool) -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "redlock-test-{}-{}",
@@ -73,8 +101,12 @@ impl RedisServer {
             port: 0,
             dir,
             extra_args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+            tls,
             child: Mutex::new(None),
         };
+        if tls {
+            server.make_certificates();
+        }
         // A free port can be taken by someone else before redis-server binds it: try again.
         for _ in 0..5 {
             server.port = free_port();
@@ -92,7 +124,8 @@ impl RedisServer {
     /// assert!(server.url().starts_with("redis://127.0.0.1:"));
     /// ```
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The port the server listens on.
@@ -198,6 +231,69 @@ impl RedisServer {
         assert!(status.success(), "kill -{signal} {pid} failed");
     }
 
+    /// A CA and a server certificate for 127.0.0.1 / localhost, in the server's directory.
+    fn make_certificates(&self) {
+        let openssl = |args: &[&str]| {
+            let status = Command::new("openssl")
+                .args(args)
+                .current_dir(&self.dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("run openssl (needed for TLS test servers)");
+            assert!(status.success(), "openssl {args:?} failed");
+        };
+        std::fs::write(
+            self.dir.join("san.cnf"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .expect("write san.cnf");
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=redlock-test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "san.cnf",
+            "-out",
+            "server.crt",
+        ]);
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.join("redis.log")
     }
@@ -209,8 +305,31 @@ impl RedisServer {
     /// Spawns the process and waits until it answers; false if it exited first.
     fn spawn_and_wait(&self) -> bool {
         let binary = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+        // A fresh log per start: readiness of a TLS server is read from it.
+        let _ = std::fs::remove_file(self.log_path());
+        let port = self.port.to_string();
+        let listen: Vec<&str> = if self.tls {
+            vec![
+                "--port",
+                "0",
+                "--tls-port",
+                &port,
+                "--tls-cert-file",
+                "server.crt",
+                "--tls-key-file",
+                "server.key",
+                "--tls-ca-cert-file",
+                "ca.crt",
+                "--tls-auth-clients",
+                "no",
+            ]
+        } else {
+            vec!["--port", &port]
+        };
         let child = Command::new(&binary)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .current_dir(&self.dir)
+            .args(&listen)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
             .arg(&self.dir)
@@ -233,6 +352,14 @@ impl RedisServer {
             if let Some(Ok(Some(_exited))) = exited {
                 *self.child() = None;
                 return false;
+            }
+            if self.tls {
+                // The harness's own client does not speak TLS: trust the server's log.
+                if self.log().contains("Ready to accept connections") {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
             }
             let pong = redis::Client::open(self.url())
                 .and_then(|client| client.get_connection_with_timeout(Duration::from_millis(200)))
