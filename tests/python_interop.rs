@@ -183,12 +183,7 @@ async fn waiting_statistics_are_read_across_languages() {
     })
     .await;
     assert!(counted, "the Rust waiter is counted where Python counts");
-    let registry: Vec<String> = redis::cmd("LRANGE")
-        .arg("ConfigurableLockKeys")
-        .arg(0)
-        .arg(-1)
-        .query(&mut masters[0].connection())
-        .unwrap();
+    let registry = common::registry(&masters, 0);
     assert_eq!(
         registry,
         [r#""Waiting.ConfigurableLock.stats""#],

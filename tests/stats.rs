@@ -36,12 +36,7 @@ async fn concurrent_first_waiters_register_the_key_once_and_are_all_counted() {
     for waiter in waiters {
         waiter.await.unwrap().unwrap();
     }
-    let registry: Vec<String> = redis::cmd("LRANGE")
-        .arg(REGISTRY_KEY)
-        .arg(0)
-        .arg(-1)
-        .query(&mut masters[0].connection())
-        .unwrap();
+    let registry = common::registry(&masters, 0);
     assert_eq!(
         registry,
         [r#""Waiting.ConfigurableLock.crowded""#],

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{eventually, get, redlock};
-use configurable_redlock::{REGISTRY_KEY, lock_key, waiting_key};
+use configurable_redlock::{lock_key, waiting_key};
 use redlock_runtime::test_util::Masters;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,12 +72,7 @@ async fn waiting_statistics_use_the_seed_keys() {
         .as_deref(),
         Some("1")
     );
-    let registry: Vec<String> = redis::cmd("LRANGE")
-        .arg(REGISTRY_KEY)
-        .arg(0)
-        .arg(-1)
-        .query(&mut masters[0].connection())
-        .unwrap();
+    let registry = common::registry(&masters, 0);
     assert_eq!(
         registry,
         [r#""Waiting.ConfigurableLock.reports \u017elu\u0165""#]

@@ -23,6 +23,16 @@ pub fn get(masters: &Masters, index: usize, key: &str) -> Option<String> {
         .expect("GET")
 }
 
+/// The registry of stats keys (`ConfigurableLockKeys`) on one server, as stored.
+pub fn registry(masters: &Masters, index: usize) -> Vec<String> {
+    redis::cmd("LRANGE")
+        .arg(configurable_redlock::REGISTRY_KEY)
+        .arg(0)
+        .arg(-1)
+        .query(&mut masters[index].connection())
+        .expect("LRANGE")
+}
+
 /// Polls `condition` every 10 ms until it holds or `within` passes; returns whether it held.
 pub async fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
