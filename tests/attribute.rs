@@ -27,7 +27,8 @@ async fn silent_skips_the_body_and_returns_default_when_held() {
     let runs = AtomicU32::new(0);
 
     assert_eq!(silent_report(&client, 7, &runs).await, 7);
-    let held = client.lock("report:7").await.unwrap();
+    // Another process holds it (a client of its own: the same task asking again would be re-entry).
+    let held = redlock(&masters).lock("report:7").await.unwrap();
     assert_eq!(
         silent_report(&client, 7, &runs).await,
         0,
@@ -52,7 +53,7 @@ async fn bill(client: &Redlock, id: u64) -> Result<u64, LockError> {
 async fn a_result_function_returns_the_timeout_error() {
     let masters = Masters::start(1);
     let client = redlock(&masters);
-    let held = client.lock("invoice:1").await.unwrap();
+    let held = redlock(&masters).lock("invoice:1").await.unwrap();
 
     let started = Instant::now();
     let err = bill(&client, 1).await.unwrap_err();
@@ -89,7 +90,7 @@ async fn silent_result(client: &Redlock) -> Result<Vec<u8>, AppError> {
 async fn silent_never_hides_an_outage() {
     let masters = Masters::start(1);
     let client = redlock(&masters);
-    let held = client.lock("silent-result").await.unwrap();
+    let held = redlock(&masters).lock("silent-result").await.unwrap();
     assert_eq!(
         silent_result(&client).await.unwrap(),
         Vec::<u8>::new(),
@@ -141,7 +142,8 @@ fn a_plain_fn_locks_through_the_blocking_api() {
     let client = blocking::Redlock::new(masters.urls()).unwrap();
 
     assert_eq!(sync_job(&client, 3), Some(3));
-    let held = client.lock("sync:3").acquire().unwrap();
+    let other_process = blocking::Redlock::new(masters.urls()).unwrap();
+    let held = other_process.lock("sync:3").acquire().unwrap();
     assert_eq!(sync_job(&client, 3), None, "held: skipped");
     held.release().unwrap();
     assert_eq!(sync_job(&client, 3), Some(3));
@@ -173,7 +175,7 @@ async fn a_method_with_a_client_field_binds_the_guard() {
     let value = worker.handle().await.expect("acquired");
     assert_eq!(value.len(), 36, "the guard's UUID value");
     assert_eq!(worker.handled, 1);
-    let held = worker.locks.lock("worker").await.unwrap();
+    let held = redlock(&masters).lock("worker").await.unwrap();
     assert_eq!(worker.handle().await, None);
     assert_eq!(worker.handled, 1);
     held.release().await.unwrap();
@@ -244,7 +246,7 @@ async fn an_async_trait_method_is_locked() {
     };
 
     assert_eq!(worker.run(41).await.unwrap(), 42);
-    let held = worker.locks.lock("job:41").await.unwrap();
+    let held = redlock(&masters).lock("job:41").await.unwrap();
     assert!(matches!(
         worker.run(41).await,
         Err(LockError::Timeout { .. })
@@ -267,7 +269,7 @@ async fn a_function_ending_in_an_async_block_is_locked_when_awaited() {
     let client = redlock(&masters);
 
     let future = tail_async(&client, 5);
-    let held = client.lock("tail").await.unwrap();
+    let held = redlock(&masters).lock("tail").await.unwrap();
     assert!(
         matches!(future.await, Err(LockError::Timeout { .. })),
         "the lock is taken when awaited"

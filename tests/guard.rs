@@ -150,8 +150,10 @@ async fn a_cancelled_wait_restores_the_counter_and_leaves_nothing_behind() {
     let redlock = redlock(&masters);
     let held = redlock.lock("cancelled").await.unwrap();
 
+    // Another client waits (the same task waiting forever would be re-entry).
+    let waiter = common::redlock(&masters);
     let cancelled =
-        tokio::time::timeout(Duration::from_millis(300), redlock.lock("cancelled")).await;
+        tokio::time::timeout(Duration::from_millis(300), waiter.lock("cancelled")).await;
     assert!(cancelled.is_err(), "still waiting when cancelled");
 
     let counter = waiting_key("cancelled");

@@ -15,7 +15,7 @@ use std::{
 
 use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 
-use crate::{Config, LockError, Timeout};
+use crate::{Config, LockError, Timeout, reentry::Holder};
 
 /// A Redlock client for synchronous code; see [`crate::Redlock`] for the async one.
 ///
@@ -187,7 +187,10 @@ impl LockRequest {
     /// # Ok::<(), redlock_runtime::LockError>(())
     /// ```
     pub fn acquire(self) -> Result<LockGuard, LockError> {
-        let inner = wait(self.inner.into_future())??;
+        let mut request = self.inner;
+        // The work runs on the private runtime: the holder is the calling thread.
+        request.holder = Some(Holder::current_thread());
+        let inner = wait(request.into_future())??;
         Ok(LockGuard { inner: Some(inner) })
     }
 }

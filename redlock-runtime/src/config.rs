@@ -3,7 +3,8 @@
 use std::{sync::Arc, time::Duration};
 
 use crate::{
-    LockError, LockRequest, background::BackgroundReleases, master::Master, wake::Wakeups,
+    LockError, LockRequest, background::BackgroundReleases, master::Master, reentry::Holders,
+    wake::Wakeups,
 };
 
 /// The URL used when neither `REDLOCK_URLS` nor `REDIS_URL` is set.
@@ -135,6 +136,7 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) background: Arc<BackgroundReleases>,
     pub(crate) wakeups: Arc<Wakeups>,
+    pub(crate) holders: Holders,
 }
 
 impl Shared {
@@ -194,6 +196,7 @@ impl Redlock {
                 masters,
                 config,
                 background: Arc::default(),
+                holders: Holders::default(),
             }),
         })
     }

@@ -68,6 +68,18 @@ pub enum LockError {
         /// The lock name.
         name: String,
     },
+    /// This task (or, with the blocking API, this thread) already holds the lock, and asked
+    /// for it again with `Timeout::Forever`: it would wait for itself forever. (With `Skip` or
+    /// a deadline the answer is `Timeout`.) Futures joined inside one task (`join!`,
+    /// `select!`) count as that one task.
+    #[error(
+        "lock `{name}` is already held by this task or thread: acquiring it again would wait \
+         for itself forever; use the guard you hold, or release it first"
+    )]
+    Reentered {
+        /// The lock name.
+        name: String,
+    },
     /// The lock name is not usable.
     #[error("invalid lock name {name:?}: {reason}")]
     InvalidName {
@@ -135,6 +147,7 @@ impl From<LockError> for std::io::Error {
             LockError::Timeout { .. } => std::io::ErrorKind::TimedOut,
             LockError::Unavailable { .. } => std::io::ErrorKind::ConnectionRefused,
             LockError::Lost { .. } => std::io::ErrorKind::Other,
+            LockError::Reentered { .. } => std::io::ErrorKind::Deadlock,
             _ => std::io::ErrorKind::InvalidInput,
         };
         std::io::Error::new(kind, error)

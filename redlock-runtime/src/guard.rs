@@ -14,6 +14,7 @@ use crate::{
     acquire::{LockKeys, RESERVATION, drift},
     config::Shared,
     quorum::{Verdict, fan_out},
+    reentry::Holder,
     scripts,
 };
 
@@ -45,12 +46,12 @@ pub struct LockGuard {
 
 /// What identifies the lock on the masters; shared with the watchdog.
 #[derive(Debug)]
-struct Lease {
-    shared: Arc<Shared>,
-    name: String,
-    keys: Arc<LockKeys>,
-    value: Arc<str>,
-    ttl: Duration,
+pub(crate) struct Lease {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) name: String,
+    pub(crate) keys: Arc<LockKeys>,
+    pub(crate) value: Arc<str>,
+    pub(crate) ttl: Duration,
 }
 
 /// What is known of the lock's hold, updated by the watchdog and by `extend`.
@@ -69,25 +70,18 @@ struct Held {
     watchdog: Option<AbortHandle>,
     /// Where `Drop` spawns the release; captured while acquiring, inside a runtime.
     runtime: Handle,
+    /// Who acquired it, for re-entry detection (see `reentry`).
+    holder: Holder,
 }
 
 impl LockGuard {
     pub(crate) fn new(
-        shared: Arc<Shared>,
-        name: String,
-        keys: Arc<LockKeys>,
-        value: Arc<str>,
-        ttl: Duration,
+        lease: Lease,
         valid_until: Instant,
         auto_extend: bool,
+        holder: Holder,
     ) -> Self {
-        let lease = Arc::new(Lease {
-            shared,
-            name,
-            keys,
-            value,
-            ttl,
-        });
+        let lease = Arc::new(lease);
         let hold = Arc::new(watch::Sender::new(Hold {
             valid_until,
             lost: false,
@@ -101,6 +95,7 @@ impl LockGuard {
                 hold,
                 watchdog,
                 runtime: Handle::current(),
+                holder,
             }),
         }
     }
@@ -244,16 +239,19 @@ impl LockGuard {
             .held
             .take()
             .expect("a LockGuard holds its lock until consumed");
-        held.stop_watchdog();
+        held.stop_holding();
         release_everywhere(&held.lease).await
     }
 }
 
 impl Held {
-    fn stop_watchdog(&self) {
+    /// The end of the hold in this process: no more renewals, no more re-entry detection.
+    fn stop_holding(&self) {
         if let Some(watchdog) = &self.watchdog {
             watchdog.abort();
         }
+        let lease = &self.lease;
+        lease.shared.holders.remove(&lease.keys.lock, self.holder);
     }
 }
 
@@ -262,7 +260,7 @@ impl Drop for LockGuard {
         let Some(held) = self.held.take() else {
             return;
         };
-        held.stop_watchdog();
+        held.stop_holding();
         let lease = held.lease;
         let ticket = lease.shared.background.start(&lease.keys.lock);
         held.runtime.spawn(async move {

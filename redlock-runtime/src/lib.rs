@@ -34,6 +34,7 @@ mod error;
 mod guard;
 mod master;
 mod quorum;
+mod reentry;
 mod request;
 mod scripts;
 mod stats;

@@ -15,6 +15,8 @@ use crate::{
     LockError, LockGuard, Redlock, Timeout,
     acquire::{Attempt, LockKeys, WAITER_LEASE, Waiter, attempt, drift, spawn_leave_queue},
     config::{Config, Shared},
+    guard::Lease,
+    reentry::Holder,
     stats::WaitingStats,
     wake::Watch,
 };
@@ -52,6 +54,8 @@ pub struct LockRequest {
     auto_release_time: Duration,
     stats_name: Option<String>,
     auto_extend: bool,
+    /// Who asks: set by the blocking API (the calling thread); else the current task.
+    pub(crate) holder: Option<Holder>,
 }
 
 impl LockRequest {
@@ -63,6 +67,7 @@ impl LockRequest {
             auto_release_time: DEFAULT_AUTO_RELEASE_TIME,
             stats_name: None,
             auto_extend: true,
+            holder: None,
         }
     }
 
@@ -136,6 +141,7 @@ impl LockRequest {
             auto_release_time: ttl,
             stats_name,
             auto_extend,
+            holder,
         } = self;
         let timeout = timeout?;
         if name.is_empty() {
@@ -149,6 +155,12 @@ impl LockRequest {
         }
         let shared = &client.shared;
         let keys = LockKeys::new(&name);
+        let holder = holder.unwrap_or_else(Holder::current);
+        // Waiting without a deadline for a lock we hold ourselves would never end. (With `Skip`
+        // or a deadline the answer is the usual `Timeout`: the lock is held, by us.)
+        if timeout == Timeout::Forever && shared.holders.holds(&keys.lock, holder) {
+            return Err(LockError::Reentered { name });
+        }
         let started = Instant::now();
         let deadline = match timeout {
             Timeout::After(wait) => Some(started + wait),
@@ -179,16 +191,15 @@ impl LockRequest {
                         // place, which must not stay at the head of its queue.
                         waiting.place.left = shared.masters.len() == 1;
                     }
-                    let shared = Arc::clone(shared);
-                    return Ok(LockGuard::new(
-                        shared,
+                    shared.holders.insert(&keys.lock, holder);
+                    let lease = Lease {
+                        shared: Arc::clone(shared),
                         name,
                         keys,
                         value,
                         ttl,
-                        valid_until,
-                        auto_extend,
-                    ));
+                    };
+                    return Ok(LockGuard::new(lease, valid_until, auto_extend, holder));
                 }
                 Attempt::Busy { expires_in, ahead } => {
                     backoff.reset();

@@ -1,0 +1,121 @@
+//! Re-entry: a task (or a thread, in blocking code) waiting without deadline for a lock it
+//! already holds gets an error at once instead of waiting for itself forever; other tasks
+//! still exclude each other.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use configurable_redlock::{LockError, Redlock, blocking, redlock};
+use redlock_runtime::test_util::Masters;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_task_asking_again_fails_at_once() {
+    let masters = Masters::start(1);
+    let redlock = common::redlock(&masters);
+    let outer = redlock.lock("nested").await.unwrap();
+
+    let started = Instant::now();
+    let inner = redlock.lock("nested").timeout(0).await;
+
+    assert!(
+        matches!(inner, Err(LockError::Reentered { ref name }) if name == "nested"),
+        "{inner:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "at once, no wait"
+    );
+    assert!(!outer.is_lost());
+    outer.release().await.unwrap();
+    let again = redlock.lock("nested").timeout(-1).await;
+    assert!(again.is_ok(), "free once released: {again:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_tasks_still_wait_their_turn() {
+    let masters = Masters::start(1);
+    let redlock = common::redlock(&masters);
+    let held = redlock.lock("shared").await.unwrap();
+
+    let other = tokio::spawn({
+        let redlock = redlock.clone();
+        async move { redlock.lock("shared").timeout(5).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !other.is_finished(),
+        "another task waits, it is not re-entry"
+    );
+    held.release().await.unwrap();
+
+    let guard = other.await.unwrap().expect("the other task gets the lock");
+    guard.release().await.unwrap();
+}
+
+#[test]
+fn the_same_thread_asking_again_fails_at_once_in_blocking_code() {
+    let masters = Masters::start(1);
+    let redlock = blocking::Redlock::new(masters.urls()).unwrap();
+    let outer = redlock.lock("sync-nested").acquire().unwrap();
+
+    let inner = redlock.lock("sync-nested").acquire();
+    assert!(
+        matches!(inner, Err(LockError::Reentered { .. })),
+        "{inner:?}"
+    );
+
+    let other_thread = std::thread::spawn({
+        let redlock = redlock.clone();
+        move || redlock.lock("sync-nested").timeout(-1).acquire().map(drop)
+    });
+    let refused = other_thread.join().unwrap();
+    assert!(
+        matches!(refused, Err(LockError::Timeout { .. })),
+        "another thread is excluded: {refused:?}"
+    );
+    outer.release().unwrap();
+}
+
+#[redlock(name = "job:{id}", client = client)]
+async fn outer_job(client: &Redlock, id: u64) -> Result<u64, LockError> {
+    inner_job(client, id).await
+}
+
+#[redlock(name = "job:{id}", client = client)]
+async fn inner_job(client: &Redlock, id: u64) -> Result<u64, LockError> {
+    Ok(id)
+}
+
+#[redlock(name = "countdown", client = client)]
+async fn countdown(client: &Redlock, n: u32) -> Result<u32, LockError> {
+    if n == 0 {
+        return Ok(0);
+    }
+    Box::pin(countdown(client, n - 1)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_and_recursive_annotated_functions_get_the_error() {
+    let masters = Masters::start(1);
+    let client = common::redlock(&masters);
+
+    let started = Instant::now();
+    assert!(matches!(
+        outer_job(&client, 7).await,
+        Err(LockError::Reentered { .. })
+    ));
+    assert!(matches!(
+        countdown(&client, 3).await,
+        Err(LockError::Reentered { .. })
+    ));
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "no waiting on itself"
+    );
+    assert_eq!(
+        inner_job(&client, 7).await.unwrap(),
+        7,
+        "the lock was released after the error"
+    );
+}
