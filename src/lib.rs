@@ -12,6 +12,14 @@
 //! guard.release().await?;
 //! # Ok(()) }
 //! ```
+//!
+//! # Feature flags
+//!
+//! - `tls`: `rediss://` masters, with rustls (certificates checked against the platform's
+//!   roots, or the file named by `SSL_CERT_FILE`).
+//!
+//! The runtime crate `redlock-runtime` also has `test-util`: a `RedisServer` / `Masters`
+//! harness that runs real `redis-server` processes on free loopback ports, for your own tests.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
