@@ -119,3 +119,54 @@ async fn nested_and_recursive_annotated_functions_get_the_error() {
         "the lock was released after the error"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reentrant_request_nests_and_the_outermost_guard_releases() {
+    let masters = Masters::start(1);
+    let redlock = common::redlock(&masters);
+    let outer = redlock.lock("tree").await.unwrap();
+
+    let started = Instant::now();
+    let inner = redlock.lock("tree").reentrant(true).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "no wait on itself"
+    );
+    assert_eq!(inner.value(), outer.value(), "the same hold");
+    inner.release().await.unwrap();
+
+    let other = common::redlock(&masters);
+    let still_held = other.lock("tree").timeout(-1).await;
+    assert!(
+        matches!(still_held, Err(LockError::Timeout { .. })),
+        "the outer guard still holds it: {still_held:?}"
+    );
+    outer.release().await.unwrap();
+    let free = other.lock("tree").timeout(-1).await;
+    assert!(free.is_ok(), "released by the outermost guard: {free:?}");
+}
+
+#[redlock(name = "walk", client = client, reentrant)]
+async fn walk(client: &Redlock, depth: u32, other: &Redlock) -> Result<u32, LockError> {
+    // Held all the way down: another client is refused at every depth.
+    let refused = other.lock("walk").timeout(-1).await;
+    assert!(
+        matches!(refused, Err(LockError::Timeout { .. })),
+        "{refused:?}"
+    );
+    if depth == 0 {
+        return Ok(0);
+    }
+    Ok(1 + Box::pin(walk(client, depth - 1, other)).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reentrant_recursive_function_holds_the_lock_until_the_outermost_call_returns() {
+    let masters = Masters::start(1);
+    let (client, other) = (common::redlock(&masters), common::redlock(&masters));
+
+    assert_eq!(walk(&client, 3, &other).await.unwrap(), 3);
+
+    let free = other.lock("walk").timeout(-1).await;
+    assert!(free.is_ok(), "released after the outermost call: {free:?}");
+}

@@ -17,6 +17,7 @@ mod kw {
     syn::custom_keyword!(auto_extend);
     syn::custom_keyword!(guard);
     syn::custom_keyword!(abort_on_lost);
+    syn::custom_keyword!(reentrant);
 }
 
 /// A number of seconds: its value, and the literal as written (sign included) for errors.
@@ -37,6 +38,7 @@ pub(crate) struct Args {
     pub(crate) auto_extend: Option<LitBool>,
     pub(crate) guard: Option<Ident>,
     pub(crate) abort_on_lost: Option<Span>,
+    pub(crate) reentrant: Option<Span>,
     pub(crate) krate: Option<Path>,
 }
 
@@ -66,6 +68,10 @@ impl Parse for Args {
                 let key = input.parse::<kw::silent>()?;
                 flag(input, "silent")?;
                 set_once(&mut args.silent, key.span, key.span, "silent")?;
+            } else if lookahead.peek(kw::reentrant) {
+                let key = input.parse::<kw::reentrant>()?;
+                flag(input, "reentrant")?;
+                set_once(&mut args.reentrant, key.span, key.span, "reentrant")?;
             } else if lookahead.peek(kw::abort_on_lost) {
                 let key = input.parse::<kw::abort_on_lost>()?;
                 flag(input, "abort_on_lost")?;
@@ -134,7 +140,7 @@ impl Parse for Args {
     }
 }
 
-const OPTIONS: &str = "`name`, `timeout`, `auto_release_time`, `silent`, `stats_name`, `client`, `auto_extend`, `guard`, `abort_on_lost`, `crate`";
+const OPTIONS: &str = "`name`, `timeout`, `auto_release_time`, `silent`, `stats_name`, `client`, `auto_extend`, `guard`, `abort_on_lost`, `reentrant`, `crate`";
 pub(crate) const TIMEOUT_CHOICES: &str =
     "-1 (skip if locked), 0 (wait forever) or a positive number of seconds (wait up to N s)";
 pub(crate) const TTL_CHOICES: &str =

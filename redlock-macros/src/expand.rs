@@ -84,7 +84,7 @@ fn wrap(plan: &Plan, block: &Block) -> Vec<Stmt> {
         Some(stats_name) => quote!(::core::option::Option::Some(::std::format!(#stats_name))),
         None => quote!(::core::option::Option::None),
     };
-    let auto_extend = plan.auto_extend;
+    let (auto_extend, reentrant) = (plan.auto_extend, plan.reentrant);
     let spec = quote! {
         #private::LockSpec {
             name: ::std::format!(#name),
@@ -92,6 +92,7 @@ fn wrap(plan: &Plan, block: &Block) -> Vec<Stmt> {
             auto_release_time: ::core::time::Duration::from_nanos(#ttl_nanos),
             stats_name: #stats_name,
             auto_extend: #auto_extend,
+            reentrant: #reentrant,
         }
     };
     let blocking = matches!(plan.shape, Shape::Blocking);

@@ -33,6 +33,7 @@ use proc_macro::TokenStream;
 /// | `client` | an expression of type `Redlock`, `blocking::Redlock` or a reference to one: a `static`, `&self.locks`… | `Redlock::from_env()`, one per process |
 /// | `auto_extend` | `true` / `false`: renew the lock while the body runs | `true` |
 /// | `guard` | an identifier bound to `&LockGuard` in the body (`is_lost`, `lost`, `extend`, `fencing_token`…) | none |
+/// | `reentrant` | flag: a function that already holds the lock (same task, or same thread for a plain `fn`) runs nested without waiting; the outermost call releases | off: waiting forever for a lock you hold is `Err(LockError::Reentered)` |
 /// | `abort_on_lost` | flag, for `async` functions returning `Result`: when the lock is lost, drop the body at its next `.await` and return `Err(LockError::Lost)` | off |
 /// | `crate` | path string of the runtime, for users of `redlock-runtime` without the facade | `"::configurable_redlock"` |
 ///

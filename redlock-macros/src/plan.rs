@@ -57,6 +57,7 @@ pub(crate) struct Plan {
     pub(crate) auto_extend: bool,
     pub(crate) guard: Option<Ident>,
     pub(crate) abort_on_lost: bool,
+    pub(crate) reentrant: bool,
     pub(crate) failure: Failure,
     pub(crate) shape: Shape,
     /// The type of the body's value, when it can be written in a `let` (not `impl Trait`).
@@ -173,6 +174,7 @@ impl Plan {
             auto_extend: args.auto_extend.is_none_or(|value| value.value),
             guard: args.guard,
             abort_on_lost: args.abort_on_lost.is_some(),
+            reentrant: args.reentrant.is_some(),
             failure,
             shape,
             body_type,

@@ -15,6 +15,8 @@ pub struct LockSpec {
     pub stats_name: Option<String>,
     /// Renew the lock while the body runs.
     pub auto_extend: bool,
+    /// A holder asking again gets a nested guard.
+    pub reentrant: bool,
 }
 
 /// Whatever a `client = …` option may name: an async or blocking client, by value, by
@@ -83,7 +85,8 @@ fn request(client: &Redlock, spec: LockSpec) -> crate::LockRequest {
         .lock(spec.name)
         .timeout(spec.timeout)
         .auto_release_time(spec.auto_release_time)
-        .auto_extend(spec.auto_extend);
+        .auto_extend(spec.auto_extend)
+        .reentrant(spec.reentrant);
     match spec.stats_name {
         Some(stats_name) => request.stats_name(stats_name),
         None => request,

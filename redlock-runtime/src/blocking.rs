@@ -166,6 +166,19 @@ impl LockRequest {
         }
     }
 
+    /// See [`crate::LockRequest::reentrant`].
+    ///
+    /// ```no_run
+    /// # let redlock = redlock_runtime::blocking::Redlock::from_env()?;
+    /// let guard = redlock.lock("tree").reentrant(true).acquire()?;
+    /// # Ok::<(), redlock_runtime::LockError>(())
+    /// ```
+    pub fn reentrant(self, reentrant: bool) -> Self {
+        Self {
+            inner: self.inner.reentrant(reentrant),
+        }
+    }
+
     /// See [`crate::LockRequest::stats_name`].
     ///
     /// ```no_run

@@ -14,7 +14,7 @@ use crate::{
     acquire::{LockKeys, RESERVATION, drift},
     config::Shared,
     quorum::{Verdict, fan_out},
-    reentry::Holder,
+    reentry::{Holder, SharedHold},
     scripts,
 };
 
@@ -56,7 +56,7 @@ pub(crate) struct Lease {
 
 /// What is known of the lock's hold, updated by the watchdog and by `extend`.
 #[derive(Debug, Clone, Copy)]
-struct Hold {
+pub(crate) struct Hold {
     valid_until: Instant,
     lost: bool,
 }
@@ -72,6 +72,8 @@ struct Held {
     runtime: Handle,
     /// Who acquired it, for re-entry detection (see `reentry`).
     holder: Holder,
+    /// A re-entrant guard inside the outer one: it releases nothing, the outer guard does.
+    nested: bool,
 }
 
 impl LockGuard {
@@ -88,6 +90,24 @@ impl LockGuard {
         }));
         let watchdog = auto_extend
             .then(|| tokio::spawn(watchdog(Arc::clone(&lease), Arc::clone(&hold))).abort_handle());
+        let shared = (lease, hold);
+        let key = Arc::clone(&shared.0.keys.lock);
+        shared.0.shared.holders.insert(&key, holder, &shared);
+        Self::with(shared, watchdog, holder, false)
+    }
+
+    /// A guard inside `holder`'s own hold (a `reentrant` request): the same lock and state,
+    /// released by the outer guard only.
+    pub(crate) fn nested(shared: SharedHold, holder: Holder) -> Self {
+        Self::with(shared, None, holder, true)
+    }
+
+    fn with(
+        (lease, hold): SharedHold,
+        watchdog: Option<AbortHandle>,
+        holder: Holder,
+        nested: bool,
+    ) -> Self {
         Self {
             held: Some(Held {
                 lease,
@@ -96,6 +116,7 @@ impl LockGuard {
                 watchdog,
                 runtime: Handle::current(),
                 holder,
+                nested,
             }),
         }
     }
@@ -239,6 +260,9 @@ impl LockGuard {
             .held
             .take()
             .expect("a LockGuard holds its lock until consumed");
+        if held.nested {
+            return Ok(());
+        }
         held.stop_holding();
         release_everywhere(&held.lease).await
     }
@@ -257,7 +281,7 @@ impl Held {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        let Some(held) = self.held.take() else {
+        let Some(held) = self.held.take().filter(|held| !held.nested) else {
             return;
         };
         held.stop_holding();

@@ -32,6 +32,7 @@ pub const DEFAULT_AUTO_RELEASE_TIME: Duration = Duration::from_secs(30);
 /// | [`auto_release_time`](Self::auto_release_time) | 30 s |
 /// | [`stats_name`](Self::stats_name) | the lock name |
 /// | [`auto_extend`](Self::auto_extend) | `true` |
+/// | [`reentrant`](Self::reentrant) | `false` |
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -54,6 +55,7 @@ pub struct LockRequest {
     auto_release_time: Duration,
     stats_name: Option<String>,
     auto_extend: bool,
+    reentrant: bool,
     /// Who asks: set by the blocking API (the calling thread); else the current task.
     pub(crate) holder: Option<Holder>,
 }
@@ -67,6 +69,7 @@ impl LockRequest {
             auto_release_time: DEFAULT_AUTO_RELEASE_TIME,
             stats_name: None,
             auto_extend: true,
+            reentrant: false,
             holder: None,
         }
     }
@@ -133,6 +136,23 @@ impl LockRequest {
         self
     }
 
+    /// Whether a task (or thread) that already holds the lock gets it again: a nested guard that
+    /// releases nothing, the outermost guard releasing the lock. Default `false`: such a request
+    /// without deadline fails with [`LockError::Reentered`] (it would wait for itself forever).
+    ///
+    /// ```no_run
+    /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
+    /// let outer = redlock.lock("tree").await?;
+    /// let inner = redlock.lock("tree").reentrant(true).await?; // no wait: the same holder
+    /// inner.release().await?; // still held by `outer`
+    /// outer.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn reentrant(mut self, reentrant: bool) -> Self {
+        self.reentrant = reentrant;
+        self
+    }
+
     async fn acquire(self) -> Result<LockGuard, LockError> {
         let Self {
             client,
@@ -141,6 +161,7 @@ impl LockRequest {
             auto_release_time: ttl,
             stats_name,
             auto_extend,
+            reentrant,
             holder,
         } = self;
         let timeout = timeout?;
@@ -158,8 +179,13 @@ impl LockRequest {
         let holder = holder.unwrap_or_else(Holder::current);
         // Waiting without a deadline for a lock we hold ourselves would never end. (With `Skip`
         // or a deadline the answer is the usual `Timeout`: the lock is held, by us.)
-        if timeout == Timeout::Forever && shared.holders.holds(&keys.lock, holder) {
-            return Err(LockError::Reentered { name });
+        if let Some(shared_hold) = shared.holders.held_by(&keys.lock, holder) {
+            if reentrant {
+                return Ok(LockGuard::nested(shared_hold, holder));
+            }
+            if timeout == Timeout::Forever {
+                return Err(LockError::Reentered { name });
+            }
         }
         let started = Instant::now();
         let deadline = match timeout {
@@ -191,7 +217,6 @@ impl LockRequest {
                         // place, which must not stay at the head of its queue.
                         waiting.place.left = shared.masters.len() == 1;
                     }
-                    shared.holders.insert(&keys.lock, holder);
                     let lease = Lease {
                         shared: Arc::clone(shared),
                         name,
