@@ -133,6 +133,11 @@ async fn a_reentrant_request_nests_and_the_outermost_guard_releases() {
         "no wait on itself"
     );
     assert_eq!(inner.value(), outer.value(), "the same hold");
+    assert_eq!(
+        inner.fencing_token().await.unwrap(),
+        outer.fencing_token().await.unwrap(),
+        "one token per hold"
+    );
     inner.release().await.unwrap();
 
     let other = common::redlock(&masters);

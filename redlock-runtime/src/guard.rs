@@ -44,7 +44,8 @@ pub struct LockGuard {
     held: Option<Held>,
 }
 
-/// What identifies the lock on the masters; shared with the watchdog.
+/// What identifies one hold of the lock on the masters; shared with the watchdog and with
+/// re-entrant guards.
 #[derive(Debug)]
 pub(crate) struct Lease {
     pub(crate) shared: Arc<Shared>,
@@ -52,6 +53,8 @@ pub(crate) struct Lease {
     pub(crate) keys: Arc<LockKeys>,
     pub(crate) value: Arc<str>,
     pub(crate) ttl: Duration,
+    /// Taken on first request, then the same for this hold (nested guards included).
+    pub(crate) fencing_token: tokio::sync::OnceCell<u64>,
 }
 
 /// What is known of the lock's hold, updated by the watchdog and by `extend`.
@@ -64,8 +67,6 @@ pub(crate) struct Hold {
 #[derive(Debug)]
 struct Held {
     lease: Arc<Lease>,
-    /// Taken on first request, then the same for this hold.
-    fencing_token: tokio::sync::OnceCell<u64>,
     hold: Arc<watch::Sender<Hold>>,
     watchdog: Option<AbortHandle>,
     /// Where `Drop` spawns the release; captured while acquiring, inside a runtime.
@@ -111,7 +112,6 @@ impl LockGuard {
         Self {
             held: Some(Held {
                 lease,
-                fencing_token: tokio::sync::OnceCell::new(),
                 hold,
                 watchdog,
                 runtime: Handle::current(),
@@ -225,7 +225,8 @@ impl LockGuard {
     /// ```
     pub async fn fencing_token(&self) -> Result<u64, LockError> {
         let held = self.held();
-        held.fencing_token
+        held.lease
+            .fencing_token
             .get_or_try_init(|| take_fencing_token(&held.lease))
             .await
             .copied()

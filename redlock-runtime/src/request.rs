@@ -223,6 +223,7 @@ impl LockRequest {
                         keys,
                         value,
                         ttl,
+                        fencing_token: tokio::sync::OnceCell::new(),
                     };
                     return Ok(LockGuard::new(lease, valid_until, auto_extend, holder));
                 }
