@@ -19,6 +19,32 @@ pub(crate) fn lock_key(name: &str) -> String {
     format!("redlock:ConfigurableLock.{name}")
 }
 
+/// A key of ours beside `key`, in the same Redis Cluster hash slot, so that one script may
+/// touch both. Redis hashes only a key's hash tag (the text between its first `{` and the
+/// first `}` after it, when not empty): appending keeps `key`'s tag, and wrapping `key` in
+/// braces makes all of it the tag.
+pub(crate) fn companion_key(key: &str, suffix: &str) -> String {
+    if hash_tag(key).is_some() {
+        format!("{key}:{suffix}")
+    } else {
+        format!("{{{key}}}:{suffix}")
+    }
+}
+
+/// Whether [`companion_key`] lands in `key`'s slot: not when `key` has no hash tag yet holds a
+/// `}` (as in `a}b` or `a{}b`), which would cut the wrapped tag short.
+pub(crate) fn companions_share_slot(key: &str) -> bool {
+    hash_tag(key).is_some() || !key.contains('}')
+}
+
+/// The hash tag of a key, as Redis Cluster reads it.
+fn hash_tag(key: &str) -> Option<&str> {
+    let open = key.find('{')?;
+    let after = &key[open + 1..];
+    let close = after.find('}')?;
+    (close > 0).then(|| &after[..close])
+}
+
 /// The clock-drift allowance of the Redlock spec: 1% of the TTL plus 2 ms.
 pub(crate) fn drift(ttl: Duration) -> Duration {
     ttl / 100 + Duration::from_millis(2)
@@ -28,8 +54,8 @@ pub(crate) fn drift(ttl: Duration) -> Duration {
 /// leaves the queue (and the live-waiter counts) this long after its last sign of life.
 pub(crate) const WAITER_LEASE: Duration = Duration::from_secs(3);
 
-/// The keys of one lock: the Python library's lock key, and ours beside it. Ours are named
-/// `{<lock key>}:<suffix>` so that in Redis Cluster they hash to the lock key's slot.
+/// The keys of one lock: the Python library's lock key, and ours beside it (see
+/// [`companion_key`]: `{<lock key>}:<suffix>` for names without braces).
 #[derive(Debug)]
 pub(crate) struct LockKeys {
     pub(crate) lock: Arc<str>,
@@ -67,10 +93,10 @@ impl LockKeys {
     pub(crate) fn new(name: &str) -> Arc<Self> {
         let lock = lock_key(name);
         Arc::new(Self {
-            queue: format!("{{{lock}}}:queue").into(),
-            leases: format!("{{{lock}}}:leases").into(),
-            channel: format!("{{{lock}}}:released").into(),
-            fence: format!("{{{lock}}}:fence").into(),
+            queue: companion_key(&lock, "queue").into(),
+            leases: companion_key(&lock, "leases").into(),
+            channel: companion_key(&lock, "released").into(),
+            fence: companion_key(&lock, "fence").into(),
             lock: lock.into(),
         })
     }

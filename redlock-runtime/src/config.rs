@@ -186,13 +186,9 @@ impl Redlock {
                 Master::new(url, config.master_timeout, config.connect_timeout).map(Arc::new)
             })
             .collect::<Result<_, _>>()?;
-        let subscriber_clients = masters
-            .iter()
-            .map(|master| (master.client.clone(), master.label.clone()))
-            .collect();
         Ok(Self {
             shared: Arc::new(Shared {
-                wakeups: Arc::new(Wakeups::new(subscriber_clients, config.master_timeout)),
+                wakeups: Arc::new(Wakeups::new(masters.clone(), config.master_timeout)),
                 masters,
                 config,
                 background: Arc::default(),

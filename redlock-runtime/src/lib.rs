@@ -38,6 +38,7 @@ mod reentry;
 mod request;
 mod scripts;
 mod stats;
+mod target;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 mod timeout;

@@ -7,14 +7,30 @@
 //!
 //! Keeping one connection per master also orders commands: a release always follows the `SET`
 //! it undoes on the same socket, so a slow master cannot apply a straggling `SET` after its release.
+//!
+//! A master is one server, one Redis Cluster, or the master a set of sentinels points to (see
+//! [`Target`]); past this module they look the same.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
-use deadpool_redis::{Connection, Manager, Pool, Runtime};
-use redis::{AsyncConnectionConfig, RedisError, aio::MultiplexedConnection};
+use deadpool_redis::{Runtime, cluster, sentinel};
+use redis::{
+    AsyncConnectionConfig, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind,
+    Value,
+    aio::{ConnectionLike, MultiplexedConnection, PubSub},
+    cluster_async::ClusterConnection,
+    sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType},
+};
 use tokio::sync::watch;
 
-use crate::{LockError, MasterFailure, config::redact_url};
+use crate::{LockError, MasterFailure, config::redact_url, target::Target};
 
 /// The state of a master's connection, shared by all callers.
 enum Link {
@@ -23,18 +39,101 @@ enum Link {
     /// One task is connecting; callers wait for it.
     Connecting,
     /// A live connection, kept checked out of the pool.
-    Up(Arc<Connection>),
+    Up(Arc<Pooled>),
     /// The last connection attempt failed with this message.
     Failed(String),
+}
+
+/// The pool of one master, by kind.
+enum Pool {
+    Server(deadpool_redis::Pool),
+    Cluster(cluster::Pool),
+    Sentinel(sentinel::Pool),
+}
+
+/// A connection checked out of a [`Pool`]; dropping it returns it.
+enum Pooled {
+    Server(deadpool_redis::Connection),
+    Cluster(cluster::Connection),
+    Sentinel(sentinel::Connection),
+}
+
+/// What each call gets: a clone of the master's connection handle.
+#[derive(Clone)]
+pub(crate) enum Handle {
+    /// One server, or the master a sentinel named.
+    Server(MultiplexedConnection),
+    /// A cluster: each command goes to the node that owns its keys' slot.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Handle {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Server(connection) => connection.req_packed_command(cmd),
+            Self::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Server(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Server(connection) => connection.get_db(),
+            Self::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
+impl Pooled {
+    fn handle(&self) -> Handle {
+        match self {
+            Self::Server(connection) => Handle::Server((**connection).clone()),
+            Self::Cluster(connection) => Handle::Cluster((**connection).clone()),
+            Self::Sentinel(connection) => Handle::Server((**connection).clone()),
+        }
+    }
+}
+
+impl Pool {
+    async fn get(&self) -> Result<Pooled, String> {
+        let pooled = match self {
+            Self::Server(pool) => pool.get().await.map(Pooled::Server),
+            Self::Cluster(pool) => pool.get().await.map(Pooled::Cluster),
+            Self::Sentinel(pool) => pool.get().await.map(Pooled::Sentinel),
+        };
+        pooled.map_err(|err| err.to_string())
+    }
+}
+
+/// Where the release subscriber connects: releases are published on the master, and Redis
+/// forwards them to every node of a cluster and to replicas, so any reachable node will do.
+enum Subscriptions {
+    Server(redis::Client),
+    /// The seed nodes, tried in turn.
+    Cluster(Vec<redis::Client>, AtomicUsize),
+    /// Asks the sentinels for the current master at each (re)connection.
+    Sentinel(tokio::sync::Mutex<SentinelClient>),
 }
 
 /// One independent Redis master of the quorum.
 pub(crate) struct Master {
     /// The URL with its password redacted: the only form ever shown.
     pub(crate) label: String,
-    /// For the release subscriber, which needs a connection of its own.
-    pub(crate) client: redis::Client,
+    /// Whether this master is a Redis Cluster, where every script must keep to one slot.
+    pub(crate) is_cluster: bool,
     pool: Pool,
+    subscriptions: Subscriptions,
     link: watch::Sender<Link>,
     /// Bound on one call: getting the connection plus one round trip.
     call_timeout: Duration,
@@ -81,39 +180,130 @@ impl Master {
             url: label.clone(),
             reason,
         };
-        // Time bounds are ours (see `call`), so the client's own response timeout is off.
-        let connection_config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(connect_timeout))
-            .set_response_timeout(None);
-        let client = redis::Client::open(url).map_err(|err| invalid(err.to_string()))?;
-        let manager = Manager::new_with_config(url, connection_config)
-            .map_err(|err| invalid(err.to_string()))?;
-        let pool = Pool::builder(manager)
-            .max_size(1)
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|err| invalid(err.to_string()))?;
+        let target = Target::parse(url).map_err(invalid)?;
+        let is_cluster = matches!(target, Target::Cluster(_));
+        let (pool, subscriptions) = Self::pool(target, connect_timeout).map_err(invalid)?;
         Ok(Self {
             label,
-            client,
+            is_cluster,
             pool,
+            subscriptions,
             link: watch::Sender::new(Link::Down),
             call_timeout,
             connect_timeout,
         })
     }
 
+    /// Makes the pool (of at most one connection) and the subscription source of `target`.
+    fn pool(target: Target, connect_timeout: Duration) -> Result<(Pool, Subscriptions), String> {
+        let text = |err: &dyn std::fmt::Display| err.to_string();
+        let built = |err: deadpool_redis::BuildError| err.to_string();
+        Ok(match target {
+            Target::Server(url) => {
+                // Time bounds are ours (see `call`), so the client's own response timeout is off.
+                let connection_config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(connect_timeout))
+                    .set_response_timeout(None);
+                let client = redis::Client::open(url.as_str()).map_err(|e| text(&e))?;
+                let manager = deadpool_redis::Manager::new_with_config(url, connection_config)
+                    .map_err(|e| text(&e))?;
+                let pool = deadpool_redis::Pool::builder(manager)
+                    .max_size(1)
+                    .runtime(Runtime::Tokio1)
+                    .build()
+                    .map_err(built)?;
+                (Pool::Server(pool), Subscriptions::Server(client))
+            }
+            Target::Cluster(seeds) => {
+                let clients = seeds
+                    .iter()
+                    .map(|seed| redis::Client::open(seed.as_str()))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| text(&e))?;
+                let manager = cluster::Manager::new(seeds, false).map_err(|e| text(&e))?;
+                let pool = cluster::Pool::builder(manager)
+                    .max_size(1)
+                    .runtime(Runtime::Tokio1)
+                    .build()
+                    .map_err(built)?;
+                let subscriptions = Subscriptions::Cluster(clients, AtomicUsize::new(0));
+                (Pool::Cluster(pool), subscriptions)
+            }
+            Target::Sentinel {
+                sentinels,
+                service,
+                master,
+                tls,
+            } => {
+                // The pool's copy of the master's settings, in deadpool's own types.
+                let for_pool = sentinel::SentinelNodeConnectionInfo {
+                    tls_mode: tls.then_some(sentinel::TlsMode::Secure),
+                    redis_connection_info: Some(master.clone().into()),
+                };
+                let mut node = SentinelNodeConnectionInfo::default().set_redis_connection_info(master);
+                if tls {
+                    node = node.set_tls_mode(redis::TlsMode::Secure);
+                }
+                let client = SentinelClient::build(
+                    sentinels.clone(),
+                    service.clone(),
+                    Some(node),
+                    SentinelServerType::Master,
+                )
+                .map_err(|e| text(&e))?;
+                let manager = sentinel::Manager::new(
+                    sentinels,
+                    service,
+                    Some(for_pool),
+                    sentinel::SentinelServerType::Master,
+                )
+                .map_err(|e| text(&e))?;
+                let pool = sentinel::Pool::builder(manager)
+                    .max_size(1)
+                    .runtime(Runtime::Tokio1)
+                    .build()
+                    .map_err(built)?;
+                let subscriptions = Subscriptions::Sentinel(tokio::sync::Mutex::new(client));
+                (Pool::Sentinel(pool), subscriptions)
+            }
+        })
+    }
+
+    /// A new pub/sub connection for the release subscriber.
+    pub(crate) async fn pubsub(&self) -> Result<PubSub, RedisError> {
+        match &self.subscriptions {
+            Subscriptions::Server(client) => client.get_async_pubsub().await,
+            Subscriptions::Cluster(clients, next) => {
+                let first = next.fetch_add(1, Ordering::Relaxed);
+                let mut last_error = None;
+                for turn in 0..clients.len() {
+                    match clients[(first + turn) % clients.len()].get_async_pubsub().await {
+                        Ok(pubsub) => return Ok(pubsub),
+                        Err(err) => last_error = Some(err),
+                    }
+                }
+                Err(last_error.expect("a cluster URL has at least one seed"))
+            }
+            Subscriptions::Sentinel(client) => {
+                let master = client.lock().await.async_get_client().await?;
+                master.get_async_pubsub().await
+            }
+        }
+    }
+
     /// Runs one request on this master, bounded by the per-master timeout.
     pub(crate) async fn call<T, F, Fut>(self: &Arc<Self>, request: F) -> Result<T, CallError>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(Handle) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
         let bounded = tokio::time::timeout(self.call_timeout, async {
             let connection = self.connection().await?;
-            let handle: MultiplexedConnection = (*connection).clone();
-            request(handle).await.map_err(|err| {
-                if err.is_io_error() || err.is_unrecoverable_error() {
+            request(connection.handle()).await.map_err(|err| {
+                // A master that a failover turned into a replica answers READONLY: reconnect,
+                // which asks the sentinels again.
+                let demoted = err.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly);
+                if err.is_io_error() || err.is_unrecoverable_error() || demoted {
                     self.disconnect(&connection);
                 }
                 CallError::Redis(err)
@@ -133,7 +323,7 @@ impl Master {
 
     /// The live connection, connecting first if there is none. A caller that finds the link
     /// down starts one connection attempt and reports its error; it never loops.
-    async fn connection(self: &Arc<Self>) -> Result<Arc<Connection>, CallError> {
+    async fn connection(self: &Arc<Self>) -> Result<Arc<Pooled>, CallError> {
         let mut link = self.link.subscribe();
         let mut started = false;
         loop {
@@ -175,7 +365,7 @@ impl Master {
             };
             let next = match tokio::time::timeout(master.connect_timeout, master.pool.get()).await {
                 Ok(Ok(connection)) => Link::Up(Arc::new(connection)),
-                Ok(Err(err)) => Link::Failed(err.to_string()),
+                Ok(Err(reason)) => Link::Failed(reason),
                 Err(_) => {
                     Link::Failed(format!("no connection within {:?}", master.connect_timeout))
                 }
@@ -189,7 +379,7 @@ impl Master {
     }
 
     /// Forgets a broken connection so that the next call connects anew.
-    fn disconnect(&self, broken: &Arc<Connection>) {
+    fn disconnect(&self, broken: &Arc<Pooled>) {
         let mut dropped = None;
         self.link.send_if_modified(|link| match link {
             Link::Up(current) if Arc::ptr_eq(current, broken) => {

@@ -13,7 +13,11 @@ use tokio::runtime::Handle;
 
 use crate::{
     LockError, LockGuard, Redlock, Timeout,
-    acquire::{Attempt, LockKeys, WAITER_LEASE, Waiter, attempt, drift, spawn_leave_queue},
+    stats::waiting_key,
+    acquire::{
+        Attempt, LockKeys, WAITER_LEASE, Waiter, attempt, companions_share_slot, drift,
+        spawn_leave_queue,
+    },
     config::{Config, Shared},
     guard::Lease,
     reentry::Holder,
@@ -176,6 +180,17 @@ impl LockRequest {
         }
         let shared = &client.shared;
         let keys = LockKeys::new(&name);
+        if shared.masters.iter().any(|master| master.is_cluster) {
+            let stats_key = waiting_key(stats_name.as_deref().unwrap_or(&name));
+            if !companions_share_slot(&keys.lock) || !companions_share_slot(&stats_key) {
+                return Err(LockError::InvalidName {
+                    name,
+                    reason: "with a Redis Cluster master, a `}` in a lock or stats name must \
+                             close a non-empty `{...}` hash tag; otherwise the lock's keys \
+                             would fall in different slots",
+                });
+            }
+        }
         let holder = holder.unwrap_or_else(Holder::current);
         // Waiting without a deadline for a lock we hold ourselves would never end. (With `Skip`
         // or a deadline the answer is the usual `Timeout`: the lock is held, by us.)

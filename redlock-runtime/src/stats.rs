@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::{
     LockError, Redlock,
-    acquire::WAITER_LEASE,
+    acquire::{WAITER_LEASE, companion_key},
     config::Shared,
     master::{CallError, Master},
     scripts,
@@ -53,23 +53,45 @@ pub struct Contended {
 async fn stats_call(
     master: &Arc<Master>,
     counter: &str,
-    op: &str,
+    op: &'static str,
     waiter: &str,
 ) -> Result<i64, CallError> {
     let lease_ms = WAITER_LEASE.as_millis() as u64;
+    let inserted = format!("Inserted.{counter}");
+    // In a cluster the registry keys lie in other slots than the counter: the script keeps to
+    // the counter's slot and the registry is written after it, with the Python library's own
+    // two commands (`SET NX` keeps it free of duplicates).
+    let register_apart = master.is_cluster;
     master
         .call(|mut connection| async move {
-            scripts::STATS
-                .key(counter)
-                .key(format!("{{{counter}}}:live"))
-                .key(format!("Inserted.{counter}"))
-                .key(REGISTRY_KEY)
+            let mut invocation = scripts::STATS.key(counter);
+            invocation.key(companion_key(counter, "live"));
+            if !register_apart {
+                invocation.key(&inserted).key(REGISTRY_KEY);
+            }
+            let count = invocation
                 .arg(op)
                 .arg(waiter)
                 .arg(lease_ms)
                 .arg(json_string(counter))
                 .invoke_async::<i64>(&mut connection)
-                .await
+                .await?;
+            if register_apart && op == "begin" {
+                let first: Option<String> = redis::cmd("SET")
+                    .arg(&inserted)
+                    .arg(1)
+                    .arg("NX")
+                    .query_async(&mut connection)
+                    .await?;
+                if first.is_some() {
+                    redis::cmd("RPUSH")
+                        .arg(REGISTRY_KEY)
+                        .arg(json_string(counter))
+                        .query_async::<()>(&mut connection)
+                        .await?;
+                }
+            }
+            Ok(count)
         })
         .await
 }

@@ -39,6 +39,8 @@ pub struct RedisServer {
     extra_args: Vec<String>,
     /// Serves TLS only (`rediss://`), with a certificate of a throwaway CA.
     tls: bool,
+    /// Runs as a sentinel, from the `sentinel.conf` in its directory.
+    sentinel: bool,
     /// Behind a lock so that a shared server (`Arc<Masters>`) can be killed and restarted
     /// from a fault-injection thread.
     child: Mutex<Option<Child>>,
@@ -64,7 +66,7 @@ impl RedisServer {
     /// let server = redlock_runtime::test_util::RedisServer::start_with_args(&["--requirepass", "s3cret"]);
     /// ```
     pub fn start_with_args(args: &[&str]) -> Self {
-        Self::start_with(args, false)
+        Self::start_with(args, false, None)
     }
 
     /// Starts a server that speaks TLS only, with a certificate (for `127.0.0.1` and
@@ -76,7 +78,28 @@ impl RedisServer {
     /// assert!(server.url().starts_with("rediss://"));
     /// ```
     pub fn start_tls() -> Self {
-        Self::start_with(&[], true)
+        Self::start_with(&[], true, None)
+    }
+
+    /// Starts a sentinel that monitors `master` as `service` (quorum 1, down after 1 s), so that
+    /// it alone can fail the master over to a replica. Its URL is a plain `redis://` one; a
+    /// client names it as `redis+sentinel://127.0.0.1:<port>/<service>`.
+    ///
+    /// ```no_run
+    /// use redlock_runtime::test_util::RedisServer;
+    ///
+    /// let master = RedisServer::start();
+    /// let sentinel = RedisServer::start_sentinel(&master, "jobs");
+    /// let url = format!("redis+sentinel://127.0.0.1:{}/jobs", sentinel.port());
+    /// ```
+    pub fn start_sentinel(master: &RedisServer, service: &str) -> Self {
+        let config = format!(
+            "sentinel monitor {service} 127.0.0.1 {port} 1\n\
+             sentinel down-after-milliseconds {service} 1000\n\
+             sentinel failover-timeout {service} 5000\n",
+            port = master.port
+        );
+        Self::start_with(&[], false, Some(&config))
     }
 
     /// The CA certificate of a [`start_tls`](Self::start_tls) server.
@@ -89,7 +112,7 @@ impl RedisServer {
         self.dir.join("ca.crt")
     }
 
-    fn start_with(args: &[&str], tls: bool) -> Self {
+    fn start_with(args: &[&str], tls: bool, sentinel_config: Option<&str>) -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "redlock-test-{}-{}",
@@ -102,10 +125,14 @@ impl RedisServer {
             dir,
             extra_args: args.iter().map(|arg| (*arg).to_owned()).collect(),
             tls,
+            sentinel: sentinel_config.is_some(),
             child: Mutex::new(None),
         };
         if tls {
             server.make_certificates();
+        }
+        if let Some(config) = sentinel_config {
+            std::fs::write(server.dir.join("sentinel.conf"), config).expect("write sentinel.conf");
         }
         // A free port can be taken by someone else before redis-server binds it: try again.
         for _ in 0..5 {
@@ -326,8 +353,15 @@ impl RedisServer {
         } else {
             vec!["--port", &port]
         };
+        let mode: &[&str] = if self.sentinel {
+            // The configuration file must come first; the sentinel rewrites it as it learns.
+            &["sentinel.conf", "--sentinel"]
+        } else {
+            &[]
+        };
         let child = Command::new(&binary)
             .current_dir(&self.dir)
+            .args(mode)
             .args(&listen)
             .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
@@ -468,6 +502,130 @@ impl Masters {
     /// ```
     pub fn servers(&self) -> &[RedisServer] {
         &self.0
+    }
+}
+
+/// A Redis Cluster of primaries without replicas, made with `redis-cli --cluster create`
+/// (`$REDIS_CLI_BIN` if set, else `redis-cli` from `PATH`). Each node is a [`RedisServer`] that
+/// can be killed, paused and restarted; a restarted node keeps its place in the cluster.
+///
+/// ```no_run
+/// let cluster = redlock_runtime::test_util::RedisCluster::start(3);
+/// let redlock = redlock_runtime::Redlock::new([cluster.url()])?;
+/// # Ok::<(), redlock_runtime::LockError>(())
+/// ```
+#[derive(Debug)]
+pub struct RedisCluster(Vec<RedisServer>);
+
+impl RedisCluster {
+    /// Starts `primaries` nodes (at least 3, as Redis requires), joins them into one cluster
+    /// that covers all slots, and waits until every node reports it healthy.
+    ///
+    /// # Panics
+    /// If the cluster is not healthy within 30 s.
+    ///
+    /// ```no_run
+    /// let cluster = redlock_runtime::test_util::RedisCluster::start(3);
+    /// assert_eq!(cluster.nodes().len(), 3);
+    /// ```
+    pub fn start(primaries: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..primaries)
+            .map(|_| {
+                // The bus port is chosen too: the default (port + 10000) may not exist.
+                let bus_port = free_port().to_string();
+                RedisServer::start_with_args(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &bus_port,
+                    "--cluster-node-timeout",
+                    "2000",
+                ])
+            })
+            .collect();
+        let cli = std::env::var("REDIS_CLI_BIN").unwrap_or_else(|_| "redis-cli".into());
+        let created = Command::new(&cli)
+            .args(["--cluster", "create"])
+            .args(nodes.iter().map(|node| format!("127.0.0.1:{}", node.port)))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|err| panic!("cannot run `{cli}` ({err}): install redis-tools"));
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create failed:\n{}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        let cluster = Self(nodes);
+        cluster.wait_until_healthy();
+        cluster
+    }
+
+    /// Waits until every running node reports `cluster_state:ok` (e.g. after a restart).
+    ///
+    /// # Panics
+    /// If that takes more than 30 s.
+    ///
+    /// ```no_run
+    /// let cluster = redlock_runtime::test_util::RedisCluster::start(3);
+    /// cluster.nodes()[0].restart();
+    /// cluster.wait_until_healthy();
+    /// ```
+    pub fn wait_until_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let healthy = |node: &RedisServer| {
+            redis::Client::open(node.url())
+                .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(1)))
+                .and_then(|mut connection| {
+                    redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut connection)
+                })
+                .is_ok_and(|info| info.contains("cluster_state:ok"))
+        };
+        while !self.0.iter().filter(|node| node.pid().is_some()).all(healthy) {
+            assert!(Instant::now() < deadline, "the cluster is not healthy after 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `redis+cluster://127.0.0.1:<port>,...`: every node as a seed.
+    ///
+    /// ```no_run
+    /// let cluster = redlock_runtime::test_util::RedisCluster::start(3);
+    /// assert!(cluster.url().starts_with("redis+cluster://127.0.0.1:"));
+    /// ```
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self
+            .0
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        format!("redis+cluster://{}", seeds.join(","))
+    }
+
+    /// The nodes, to kill, pause or restart one.
+    ///
+    /// ```no_run
+    /// let cluster = redlock_runtime::test_util::RedisCluster::start(3);
+    /// cluster.nodes()[1].pause();
+    /// ```
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.0
+    }
+
+    /// A synchronous cluster connection, to arrange and inspect data.
+    ///
+    /// # Panics
+    /// If the cluster cannot be reached.
+    ///
+    /// ```no_run
+    /// let cluster = redlock_runtime::test_util::RedisCluster::start(3);
+    /// let mut connection = cluster.connection();
+    /// ```
+    pub fn connection(&self) -> redis::cluster::ClusterConnection {
+        let seeds: Vec<String> = self.0.iter().map(RedisServer::url).collect();
+        redis::cluster::ClusterClient::new(seeds)
+            .and_then(|client| client.get_connection())
+            .unwrap_or_else(|err| panic!("connect to the cluster: {err}"))
     }
 }
 

@@ -12,6 +12,8 @@ use std::{
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::master::Master;
+
 /// What a subscriber task is asked to do, in order.
 enum Command {
     /// Subscribe, then confirm.
@@ -47,7 +49,7 @@ impl Registry {
 /// The wake-up service of one client: its subscriber tasks start on first use.
 #[derive(Debug)]
 pub(crate) struct Wakeups {
-    clients: Vec<(redis::Client, String)>,
+    masters: Vec<Arc<Master>>,
     registry: Arc<Registry>,
     subscribers: OnceLock<Vec<mpsc::UnboundedSender<Command>>>,
     confirm_within: Duration,
@@ -62,11 +64,11 @@ pub(crate) struct Watch {
 }
 
 impl Wakeups {
-    /// `clients`: one per master with its redacted label; `confirm_within`: how long a new
-    /// waiter waits for its subscriptions before it attempts anyway.
-    pub(crate) fn new(clients: Vec<(redis::Client, String)>, confirm_within: Duration) -> Self {
+    /// `confirm_within`: how long a new waiter waits for its subscriptions before it attempts
+    /// anyway.
+    pub(crate) fn new(masters: Vec<Arc<Master>>, confirm_within: Duration) -> Self {
         Self {
-            clients,
+            masters,
             registry: Arc::default(),
             subscribers: OnceLock::new(),
             confirm_within,
@@ -106,14 +108,12 @@ impl Wakeups {
 
     fn subscribers(&self) -> &[mpsc::UnboundedSender<Command>] {
         self.subscribers.get_or_init(|| {
-            self.clients
+            self.masters
                 .iter()
-                .map(|(client, label)| {
+                .map(|master| {
                     let (commands, received) = mpsc::unbounded_channel();
-                    let (client, label) = (client.clone(), label.clone());
                     tokio::spawn(subscriber(
-                        client,
-                        label,
+                        Arc::clone(master),
                         received,
                         Arc::clone(&self.registry),
                     ));
@@ -184,17 +184,16 @@ impl Wakeups {
 /// One master's subscriber connection: carries out the commands in order, routes each
 /// message to the waiters of its channel, and reconnects (resubscribing) when it breaks.
 async fn subscriber(
-    client: redis::Client,
-    label: String,
+    master: Arc<Master>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     registry: Arc<Registry>,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        let pubsub = match client.get_async_pubsub().await {
+        let pubsub = match master.pubsub().await {
             Ok(pubsub) => pubsub,
             Err(error) => {
-                tracing::warn!(master = %label, %error, "redlock: cannot open the release subscriber; waiters fall back to timers");
+                tracing::warn!(master = %master.label, %error, "redlock: cannot open the release subscriber; waiters fall back to timers");
                 // Keep the queue moving: a waiter must never wait on a subscription that cannot happen.
                 let deadline = tokio::time::sleep(backoff);
                 tokio::pin!(deadline);
@@ -243,6 +242,6 @@ async fn subscriber(
                 },
             }
         }
-        tracing::debug!(master = %label, "redlock: release subscriber disconnected; reconnecting");
+        tracing::debug!(master = %master.label, "redlock: release subscriber disconnected; reconnecting");
     }
 }

@@ -2,7 +2,8 @@
 -- registry of stats keys), made crash-safe: each of our waiters also holds an entry with a
 -- lease in a live set; a waiter whose lease ran out (killed) is uncounted by whoever comes next.
 -- KEYS[1]: Waiting.ConfigurableLock.<stats_name>; KEYS[2]: {KEYS[1]}:live (zset waiter -> expiry ms);
--- KEYS[3]: Inserted.<KEYS[1]>; KEYS[4]: ConfigurableLockKeys.
+-- KEYS[3]: Inserted.<KEYS[1]>; KEYS[4]: ConfigurableLockKeys (both left out in Redis Cluster,
+-- where they lie in other slots and the caller registers the counter itself).
 -- ARGV[1]: 'begin' | 'refresh' | 'end' | 'read'; ARGV[2]: waiter id; ARGV[3]: lease ms;
 -- ARGV[4]: the registry entry (JSON text of KEYS[1]).
 -- Returns the counter after the operation.
@@ -20,7 +21,7 @@ end
 if op == 'begin' then
   count_in()
   -- Registered once, atomically (the Python library's EXISTS-then-SET can duplicate it).
-  if redis.call('SET', KEYS[3], '1', 'NX') then
+  if #KEYS == 4 and redis.call('SET', KEYS[3], '1', 'NX') then
     redis.call('RPUSH', KEYS[4], ARGV[4])
   end
 elseif op == 'refresh' then

@@ -1,0 +1,222 @@
+//! A Redis Cluster as one master of the quorum: a real 3-primary cluster started by the
+//! harness, alone and beside plain masters, with one of its nodes killed.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::eventually;
+use configurable_redlock::{Config, LockError, Redlock, lock_key, waiting_key};
+use redlock_runtime::test_util::{Masters, RedisCluster, RedisServer};
+
+fn client(urls: Vec<String>) -> Redlock {
+    Redlock::with_config(Config {
+        master_timeout: Duration::from_millis(300),
+        ..Config::new(urls)
+    })
+    .expect("valid test URLs")
+}
+
+fn cluster_get(cluster: &RedisCluster, key: &str) -> Option<String> {
+    redis::cmd("GET")
+        .arg(key)
+        .query(&mut cluster.connection())
+        .expect("GET on the cluster")
+}
+
+/// Whether `node` serves `key` itself (a plain GET elsewhere is answered with MOVED).
+fn served_by(node: &RedisServer, key: &str) -> bool {
+    redis::cmd("GET")
+        .arg(key)
+        .query::<Option<String>>(&mut node.connection())
+        .is_ok()
+}
+
+// Names over all three nodes' slots, and names whose braces are hash tags: every key of a lock
+// must share the lock key's slot, or its scripts fail with CROSSSLOT.
+const NAMES: [&str; 8] = [
+    "report", "job:1", "job:2", "job:3", "a{b}c", "{tag}", "job:{17}", "open{brace",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_serves_every_operation_of_a_lock() {
+    let cluster = RedisCluster::start(3);
+    let redlock = client(vec![cluster.url()]);
+    assert_eq!(redlock.quorum(), 1);
+    let other = client(vec![cluster.url()]);
+    let mut nodes_used = [false; 3];
+
+    for name in NAMES {
+        let guard = redlock.lock(name).timeout(-1).await.unwrap();
+        let key = lock_key(name);
+        assert_eq!(cluster_get(&cluster, &key).as_deref(), Some(guard.value()));
+        for (index, node) in cluster.nodes().iter().enumerate() {
+            nodes_used[index] |= served_by(node, &key);
+        }
+        let busy = other.lock(name).timeout(-1).await.unwrap_err();
+        assert!(matches!(busy, LockError::Timeout { .. }), "{name}: {busy}");
+        // The fencing and extend scripts touch the companion keys.
+        let first = guard.fencing_token().await.unwrap();
+        assert!(first >= 1, "{name}: token {first}");
+        guard.extend().await.unwrap();
+        guard.release().await.unwrap();
+        assert_eq!(cluster_get(&cluster, &key), None, "{name}: key left behind");
+
+        let again = redlock.lock(name).timeout(-1).await.unwrap();
+        assert!(again.fencing_token().await.unwrap() > first, "{name}");
+        again.release().await.unwrap();
+    }
+    assert_eq!(nodes_used, [true; 3], "the names should cover all nodes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_are_woken_and_counted_on_a_cluster() {
+    let cluster = RedisCluster::start(3);
+    let holder_client = client(vec![cluster.url()]);
+    let waiter_client = client(vec![cluster.url()]);
+    for name in ["handoff", "shard{7}"] {
+        let holder = holder_client.lock(name).timeout(-1).await.unwrap();
+        let waiter = {
+            let waiter_client = waiter_client.clone();
+            tokio::spawn(async move {
+                let guard = waiter_client.lock(name).timeout(10).await;
+                (guard, Instant::now())
+            })
+        };
+        let counted = eventually(Duration::from_secs(5), || {
+            redis::cmd("GET")
+                .arg(waiting_key(name))
+                .query::<Option<i64>>(&mut cluster.connection())
+                .unwrap()
+                == Some(1)
+        })
+        .await;
+        assert!(counted, "{name}: the waiter is not counted");
+        let contended = holder_client.waiting().await.unwrap();
+        assert!(
+            contended
+                .iter()
+                .any(|c| c.stats_name == name && c.waiters == 1),
+            "{name}: {contended:?}"
+        );
+
+        let released = Instant::now();
+        holder.release().await.unwrap();
+        let (guard, acquired) = waiter.await.unwrap();
+        let guard = guard.unwrap();
+        // Without the release notification the waiter would wake only at its 1 s heartbeat.
+        let handoff = acquired - released;
+        assert!(handoff < Duration::from_millis(800), "{name}: {handoff:?}");
+        guard.release().await.unwrap();
+    }
+    let registry: Vec<String> = redis::cmd("LRANGE")
+        .arg(configurable_redlock::REGISTRY_KEY)
+        .arg(0)
+        .arg(-1)
+        .query(&mut cluster.connection())
+        .unwrap();
+    assert_eq!(
+        registry,
+        [
+            "\"Waiting.ConfigurableLock.handoff\"",
+            "\"Waiting.ConfigurableLock.shard{7}\""
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_whose_keys_would_span_slots_are_refused_with_a_cluster() {
+    let cluster = RedisCluster::start(3);
+    let plain = RedisServer::start();
+    let redlock = client(vec![cluster.url()]);
+    for name in ["a}b", "a{}b", "x}y{"] {
+        let refused = redlock.lock(name).timeout(-1).await.unwrap_err();
+        assert!(
+            matches!(&refused, LockError::InvalidName { name: n, .. } if n == name),
+            "{name}: {refused}"
+        );
+        assert!(refused.to_string().contains("hash tag"), "{refused}");
+    }
+    let refused = redlock
+        .lock("fine")
+        .stats_name("bad}stats")
+        .timeout(-1)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, LockError::InvalidName { .. }), "{refused}");
+    // Plain masters have no slots: the same name works there.
+    let plain_client = client(vec![plain.url()]);
+    plain_client
+        .lock("a}b")
+        .timeout(-1)
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_is_one_vote_beside_plain_masters() {
+    let cluster = RedisCluster::start(3);
+    let plain = Masters::start(2);
+    let mut urls = vec![cluster.url()];
+    urls.extend(plain.urls());
+    let redlock = client(urls);
+    assert_eq!(redlock.quorum(), 2);
+
+    // Names whose keys the first node serves.
+    let node = &cluster.nodes()[0];
+    let mut on_node = Vec::new();
+    for index in 0.. {
+        let name = format!("mixed:{index}");
+        let guard = redlock.lock(&name).timeout(-1).await.unwrap();
+        for master in 0..2 {
+            assert_eq!(
+                common::get(&plain, master, &lock_key(&name)).as_deref(),
+                Some(guard.value())
+            );
+        }
+        if served_by(node, &lock_key(&name)) {
+            on_node.push(name);
+        }
+        guard.release().await.unwrap();
+        if on_node.len() == 3 {
+            break;
+        }
+    }
+
+    // The cluster loses a node: the plain masters still make a quorum.
+    node.kill();
+    for name in &on_node {
+        let guard = redlock.lock(name).timeout(-1).await.unwrap();
+        guard.release().await.unwrap();
+    }
+    // And with a plain master down as well, the cluster's failure is named.
+    plain[1].kill();
+    let unavailable = redlock.lock(&on_node[0]).timeout(-1).await.unwrap_err();
+    let LockError::Unavailable { failures, .. } = &unavailable else {
+        panic!("expected Unavailable, got {unavailable}");
+    };
+    let failed: Vec<&str> = failures.iter().map(|f| f.master.as_str()).collect();
+    assert!(failed.contains(&cluster.url().as_str()), "{unavailable}");
+    assert!(failed.contains(&plain[1].url().as_str()), "{unavailable}");
+
+    // The node comes back (empty): the cluster votes again.
+    node.restart();
+    cluster.wait_until_healthy();
+    let mut granted = false;
+    for _ in 0..100 {
+        if let Ok(guard) = redlock.lock(&on_node[0]).timeout(-1).await {
+            assert_eq!(
+                cluster_get(&cluster, &lock_key(&on_node[0])).as_deref(),
+                Some(guard.value())
+            );
+            guard.release().await.unwrap();
+            granted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(granted, "the restarted node never voted again");
+}
