@@ -35,7 +35,14 @@ fn served_by(node: &RedisServer, key: &str) -> bool {
 // Names over all three nodes' slots, and names whose braces are hash tags: every key of a lock
 // must share the lock key's slot, or its scripts fail with CROSSSLOT.
 const NAMES: [&str; 8] = [
-    "report", "job:1", "job:2", "job:3", "a{b}c", "{tag}", "job:{17}", "open{brace",
+    "report",
+    "job:1",
+    "job:2",
+    "job:3",
+    "a{b}c",
+    "{tag}",
+    "job:{17}",
+    "open{brace",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,7 +150,10 @@ async fn names_whose_keys_would_span_slots_are_refused_with_a_cluster() {
         .timeout(-1)
         .await
         .unwrap_err();
-    assert!(matches!(refused, LockError::InvalidName { .. }), "{refused}");
+    assert!(
+        matches!(refused, LockError::InvalidName { .. }),
+        "{refused}"
+    );
     // Plain masters have no slots: the same name works there.
     let plain_client = client(vec![plain.url()]);
     plain_client

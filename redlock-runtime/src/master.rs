@@ -1,9 +1,10 @@
 //! One Redis master: a deadpool-managed connection kept checked out, and per-call time bounds.
 //!
 //! `deadpool_redis::Pool::get()` sends `UNWATCH` + `PING` on every checkout, which would double
-//! the cost of a lock. So each master keeps one multiplexed connection checked out and clones its
-//! handle per call (a channel send, no I/O); the pool still creates it, bounds it and replaces it
-//! after the connection breaks.
+//! the cost of a lock. So each master takes one multiplexed connection out of its pool and clones
+//! its handle per call (a channel send, no I/O). The pool creates connections; a connection we
+//! give up (broken, or to a master that a failover demoted) is dropped, never handed back, since
+//! a recycling `PING` would still pass on a demoted master.
 //!
 //! Keeping one connection per master also orders commands: a release always follows the `SET`
 //! it undoes on the same socket, so a slow master cannot apply a straggling `SET` after its release.
@@ -14,13 +15,14 @@
 use std::{
     future::Future,
     sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
+        Arc, Weak,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
 
 use deadpool_redis::{Runtime, cluster, sentinel};
+use futures_util::StreamExt;
 use redis::{
     AsyncConnectionConfig, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind,
     Value,
@@ -38,8 +40,8 @@ enum Link {
     Down,
     /// One task is connecting; callers wait for it.
     Connecting,
-    /// A live connection, kept checked out of the pool.
-    Up(Arc<Pooled>),
+    /// A live connection, taken out of the pool.
+    Up(Arc<Handle>),
     /// The last connection attempt failed with this message.
     Failed(String),
 }
@@ -49,13 +51,6 @@ enum Pool {
     Server(deadpool_redis::Pool),
     Cluster(cluster::Pool),
     Sentinel(sentinel::Pool),
-}
-
-/// A connection checked out of a [`Pool`]; dropping it returns it.
-enum Pooled {
-    Server(deadpool_redis::Connection),
-    Cluster(cluster::Connection),
-    Sentinel(sentinel::Connection),
 }
 
 /// What each call gets: a clone of the master's connection handle.
@@ -95,24 +90,24 @@ impl ConnectionLike for Handle {
     }
 }
 
-impl Pooled {
-    fn handle(&self) -> Handle {
-        match self {
-            Self::Server(connection) => Handle::Server((**connection).clone()),
-            Self::Cluster(connection) => Handle::Cluster((**connection).clone()),
-            Self::Sentinel(connection) => Handle::Server((**connection).clone()),
-        }
-    }
-}
-
 impl Pool {
-    async fn get(&self) -> Result<Pooled, String> {
-        let pooled = match self {
-            Self::Server(pool) => pool.get().await.map(Pooled::Server),
-            Self::Cluster(pool) => pool.get().await.map(Pooled::Cluster),
-            Self::Sentinel(pool) => pool.get().await.map(Pooled::Sentinel),
+    /// A new connection, taken out of the pool for good.
+    async fn connect(&self) -> Result<Handle, String> {
+        let handle = match self {
+            Self::Server(pool) => pool
+                .get()
+                .await
+                .map(|c| Handle::Server(deadpool_redis::Connection::take(c))),
+            Self::Cluster(pool) => pool
+                .get()
+                .await
+                .map(|c| Handle::Cluster(cluster::Connection::take(c))),
+            Self::Sentinel(pool) => pool
+                .get()
+                .await
+                .map(|c| Handle::Server(sentinel::Connection::take(c))),
         };
-        pooled.map_err(|err| err.to_string())
+        handle.map_err(|err| err.to_string())
     }
 }
 
@@ -123,7 +118,12 @@ enum Subscriptions {
     /// The seed nodes, tried in turn.
     Cluster(Vec<redis::Client>, AtomicUsize),
     /// Asks the sentinels for the current master at each (re)connection.
-    Sentinel(tokio::sync::Mutex<SentinelClient>),
+    Sentinel {
+        client: tokio::sync::Mutex<SentinelClient>,
+        service: String,
+        /// Whether the task that follows this service's failovers runs.
+        following: AtomicBool,
+    },
 }
 
 /// One independent Redis master of the quorum.
@@ -240,7 +240,8 @@ impl Master {
                     tls_mode: tls.then_some(sentinel::TlsMode::Secure),
                     redis_connection_info: Some(master.clone().into()),
                 };
-                let mut node = SentinelNodeConnectionInfo::default().set_redis_connection_info(master);
+                let mut node =
+                    SentinelNodeConnectionInfo::default().set_redis_connection_info(master);
                 if tls {
                     node = node.set_tls_mode(redis::TlsMode::Secure);
                 }
@@ -253,7 +254,7 @@ impl Master {
                 .map_err(|e| text(&e))?;
                 let manager = sentinel::Manager::new(
                     sentinels,
-                    service,
+                    service.clone(),
                     Some(for_pool),
                     sentinel::SentinelServerType::Master,
                 )
@@ -263,7 +264,11 @@ impl Master {
                     .runtime(Runtime::Tokio1)
                     .build()
                     .map_err(built)?;
-                let subscriptions = Subscriptions::Sentinel(tokio::sync::Mutex::new(client));
+                let subscriptions = Subscriptions::Sentinel {
+                    client: tokio::sync::Mutex::new(client),
+                    service: service.clone(),
+                    following: AtomicBool::new(false),
+                };
                 (Pool::Sentinel(pool), subscriptions)
             }
         })
@@ -277,18 +282,35 @@ impl Master {
                 let first = next.fetch_add(1, Ordering::Relaxed);
                 let mut last_error = None;
                 for turn in 0..clients.len() {
-                    match clients[(first + turn) % clients.len()].get_async_pubsub().await {
+                    match clients[(first + turn) % clients.len()]
+                        .get_async_pubsub()
+                        .await
+                    {
                         Ok(pubsub) => return Ok(pubsub),
                         Err(err) => last_error = Some(err),
                     }
                 }
                 Err(last_error.expect("a cluster URL has at least one seed"))
             }
-            Subscriptions::Sentinel(client) => {
+            Subscriptions::Sentinel { client, .. } => {
                 let master = client.lock().await.async_get_client().await?;
                 master.get_async_pubsub().await
             }
         }
+    }
+
+    /// For a master found through Sentinel: starts, once, a task that drops the connection as
+    /// soon as the sentinels announce a failover (`+switch-master`). The old master may accept
+    /// writes until the sentinels reconfigure it, seconds later; locks taken or renewed there
+    /// meanwhile would be invisible on the new master.
+    fn follow_failovers(self: &Arc<Self>) {
+        let Subscriptions::Sentinel { following, .. } = &self.subscriptions else {
+            return;
+        };
+        if following.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        tokio::spawn(follow_failovers(Arc::downgrade(self)));
     }
 
     /// Runs one request on this master, bounded by the per-master timeout.
@@ -299,7 +321,7 @@ impl Master {
     {
         let bounded = tokio::time::timeout(self.call_timeout, async {
             let connection = self.connection().await?;
-            request(connection.handle()).await.map_err(|err| {
+            request((*connection).clone()).await.map_err(|err| {
                 // A master that a failover turned into a replica answers READONLY: reconnect,
                 // which asks the sentinels again.
                 let demoted = err.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly);
@@ -323,7 +345,7 @@ impl Master {
 
     /// The live connection, connecting first if there is none. A caller that finds the link
     /// down starts one connection attempt and reports its error; it never loops.
-    async fn connection(self: &Arc<Self>) -> Result<Arc<Pooled>, CallError> {
+    async fn connection(self: &Arc<Self>) -> Result<Arc<Handle>, CallError> {
         let mut link = self.link.subscribe();
         let mut started = false;
         loop {
@@ -355,6 +377,7 @@ impl Master {
         if !claimed {
             return;
         }
+        self.follow_failovers();
         // Connecting runs in its own task so that it survives callers that time out.
         let master = Arc::clone(self);
         tokio::spawn(async move {
@@ -363,13 +386,14 @@ impl Master {
                 master: Arc::clone(&master),
                 finished: false,
             };
-            let next = match tokio::time::timeout(master.connect_timeout, master.pool.get()).await {
-                Ok(Ok(connection)) => Link::Up(Arc::new(connection)),
-                Ok(Err(reason)) => Link::Failed(reason),
-                Err(_) => {
-                    Link::Failed(format!("no connection within {:?}", master.connect_timeout))
-                }
-            };
+            let next =
+                match tokio::time::timeout(master.connect_timeout, master.pool.connect()).await {
+                    Ok(Ok(connection)) => Link::Up(Arc::new(connection)),
+                    Ok(Err(reason)) => Link::Failed(reason),
+                    Err(_) => {
+                        Link::Failed(format!("no connection within {:?}", master.connect_timeout))
+                    }
+                };
             if let Link::Failed(reason) = &next {
                 tracing::warn!(master = %master.label, %reason, "redlock: cannot connect to Redis master");
             }
@@ -378,8 +402,21 @@ impl Master {
         });
     }
 
+    /// Forgets the connection, whichever it is, so that the next call connects anew.
+    fn disconnect_any(&self) {
+        let mut dropped = None;
+        self.link.send_if_modified(|link| {
+            let up = matches!(link, Link::Up(_));
+            if up {
+                dropped = Some(std::mem::replace(link, Link::Down));
+            }
+            up
+        });
+        drop(dropped);
+    }
+
     /// Forgets a broken connection so that the next call connects anew.
-    fn disconnect(&self, broken: &Arc<Pooled>) {
+    fn disconnect(&self, broken: &Arc<Handle>) {
         let mut dropped = None;
         self.link.send_if_modified(|link| match link {
             Link::Up(current) if Arc::ptr_eq(current, broken) => {
@@ -389,9 +426,59 @@ impl Master {
             _ => false,
         });
         tracing::debug!(master = %self.label, "redlock: connection to Redis master dropped");
-        // Dropping the last handle returns the connection to the pool, whose recycle check
-        // then discards it.
+        // The connection closes when the calls still using it are done.
         drop(dropped);
+    }
+}
+
+/// The task of [`Master::follow_failovers`]: listens to the sentinels' `+switch-master`
+/// announcements (`<service> <old ip> <old port> <new ip> <new port>`) for the master's
+/// service, and ends when the master is dropped.
+async fn follow_failovers(master: Weak<Master>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let subscribed = async {
+            let strong = master.upgrade()?;
+            let Subscriptions::Sentinel {
+                client, service, ..
+            } = &strong.subscriptions
+            else {
+                return None;
+            };
+            let service = service.clone();
+            let sentinel = client.lock().await.async_get_sentinel_client().await;
+            let mut pubsub = sentinel.ok()?.get_async_pubsub().await.ok()?;
+            pubsub.subscribe("+switch-master").await.ok()?;
+            Some((pubsub, service))
+        };
+        let Some((pubsub, service)) = subscribed.await else {
+            if master.strong_count() == 0 {
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            continue;
+        };
+        backoff = Duration::from_millis(100);
+        let mut messages = pubsub.into_on_message();
+        loop {
+            // Wakes now and then to notice a dropped master.
+            let next = tokio::time::timeout(Duration::from_secs(5), messages.next()).await;
+            let Some(master) = master.upgrade() else {
+                return;
+            };
+            match next {
+                Ok(Some(message)) => {
+                    let payload: String = message.get_payload().unwrap_or_default();
+                    if payload.split(' ').next() == Some(service.as_str()) {
+                        tracing::warn!(master = %master.label, %payload, "redlock: sentinel failover; reconnecting to the new master");
+                        master.disconnect_any();
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {}
+            }
+        }
     }
 }
 

@@ -13,7 +13,6 @@ use tokio::runtime::Handle;
 
 use crate::{
     LockError, LockGuard, Redlock, Timeout,
-    stats::waiting_key,
     acquire::{
         Attempt, LockKeys, WAITER_LEASE, Waiter, attempt, companions_share_slot, drift,
         spawn_leave_queue,
@@ -22,6 +21,7 @@ use crate::{
     guard::Lease,
     reentry::Holder,
     stats::WaitingStats,
+    stats::waiting_key,
     wake::Watch,
 };
 

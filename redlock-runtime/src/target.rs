@@ -84,7 +84,11 @@ mod tests {
 
     #[test]
     fn plain_urls_are_one_server() {
-        for url in ["redis://127.0.0.1:6379/2", "rediss://h", "unix:///tmp/r.sock"] {
+        for url in [
+            "redis://127.0.0.1:6379/2",
+            "rediss://h",
+            "unix:///tmp/r.sock",
+        ] {
             assert!(matches!(Target::parse(url), Ok(Target::Server(u)) if u == url));
         }
     }
@@ -98,7 +102,10 @@ mod tests {
         };
         assert_eq!(
             seeds,
-            ["redis://app:pw@10.0.0.1:7000", "redis://app:pw@10.0.0.2:7001"]
+            [
+                "redis://app:pw@10.0.0.1:7000",
+                "redis://app:pw@10.0.0.2:7001"
+            ]
         );
         assert!(Target::parse("redis+cluster://h:1/0").is_err());
         assert!(Target::parse("redis+cluster://h:1,,h:2").is_err());

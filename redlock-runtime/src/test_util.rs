@@ -577,12 +577,22 @@ impl RedisCluster {
             redis::Client::open(node.url())
                 .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(1)))
                 .and_then(|mut connection| {
-                    redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut connection)
+                    redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query::<String>(&mut connection)
                 })
                 .is_ok_and(|info| info.contains("cluster_state:ok"))
         };
-        while !self.0.iter().filter(|node| node.pid().is_some()).all(healthy) {
-            assert!(Instant::now() < deadline, "the cluster is not healthy after 30 s");
+        while !self
+            .0
+            .iter()
+            .filter(|node| node.pid().is_some())
+            .all(healthy)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the cluster is not healthy after 30 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -1,0 +1,128 @@
+//! A master found through Sentinel: a real master, replica and sentinel started by the
+//! harness, and a failover while a lock is held.
+
+mod common;
+
+use std::time::Duration;
+
+use common::eventually;
+use configurable_redlock::{Config, Redlock, lock_key};
+use redlock_runtime::test_util::RedisServer;
+
+fn get(server: &RedisServer, key: &str) -> Option<String> {
+    redis::cmd("GET")
+        .arg(key)
+        .query(&mut server.connection())
+        .expect("GET")
+}
+
+/// The port the sentinel reports for the master of `service`.
+fn master_port(sentinel: &RedisServer, service: &str) -> u16 {
+    let (_host, port): (String, u16) = redis::cmd("SENTINEL")
+        .arg("GET-MASTER-ADDR-BY-NAME")
+        .arg(service)
+        .query(&mut sentinel.connection())
+        .expect("SENTINEL GET-MASTER-ADDR-BY-NAME");
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_follows_the_master_through_a_failover() {
+    let master = RedisServer::start();
+    let replica =
+        RedisServer::start_with_args(&["--replicaof", "127.0.0.1", &master.port().to_string()]);
+    let sentinel = RedisServer::start_sentinel(&master, "jobs");
+    let url = format!("redis+sentinel://127.0.0.1:{}/jobs", sentinel.port());
+    let redlock = Redlock::with_config(Config {
+        master_timeout: Duration::from_millis(300),
+        ..Config::new([url])
+    })
+    .unwrap();
+
+    // Through the sentinel, the lock lives on the master.
+    let guard = redlock
+        .lock("nightly")
+        .auto_release_time(Duration::from_millis(900))
+        .timeout(-1)
+        .await
+        .unwrap();
+    let key = lock_key("nightly");
+    assert_eq!(get(&master, &key).as_deref(), Some(guard.value()));
+    let replicated = eventually(Duration::from_secs(5), || {
+        get(&replica, &key).as_deref() == Some(guard.value())
+    })
+    .await;
+    assert!(replicated, "the replica never got the lock key");
+
+    // The sentinel promotes the replica; the old master becomes its replica.
+    let _: () = redis::cmd("SENTINEL")
+        .arg("FAILOVER")
+        .arg("jobs")
+        .query(&mut sentinel.connection())
+        .unwrap();
+    let switched = eventually(Duration::from_secs(15), || {
+        master_port(&sentinel, "jobs") == replica.port()
+    })
+    .await;
+    assert!(switched, "the sentinel never switched to the replica");
+
+    // The watchdog renews on the new master (the key was replicated), so the hold survives
+    // several TTLs; new locks are granted there too.
+    tokio::time::sleep(Duration::from_millis(2700)).await;
+    assert!(
+        !guard.is_lost(),
+        "a replicated lock should survive a failover"
+    );
+    assert_eq!(get(&replica, &key).as_deref(), Some(guard.value()));
+    let other = redlock.lock("after-failover").timeout(-1).await.unwrap();
+    assert_eq!(
+        get(&replica, &lock_key("after-failover")).as_deref(),
+        Some(other.value())
+    );
+    other.release().await.unwrap();
+    guard.release().await.unwrap();
+    assert_eq!(get(&replica, &key), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_are_woken_through_the_sentinel_master() {
+    let master = RedisServer::start();
+    let sentinel = RedisServer::start_sentinel(&master, "queue");
+    let url = format!("redis+sentinel://127.0.0.1:{}/queue", sentinel.port());
+    let holder_client = Redlock::new([&url]).unwrap();
+    let waiter_client = Redlock::new([&url]).unwrap();
+
+    let holder = holder_client.lock("handoff").timeout(-1).await.unwrap();
+    let waiter = tokio::spawn(async move {
+        let guard = waiter_client.lock("handoff").timeout(10).await;
+        (guard, std::time::Instant::now())
+    });
+    let queued = eventually(Duration::from_secs(5), || {
+        redis::cmd("ZCARD")
+            .arg(format!("{{{}}}:queue", lock_key("handoff")))
+            .query::<i64>(&mut master.connection())
+            .unwrap()
+            == 1
+    })
+    .await;
+    assert!(queued, "the waiter never queued");
+    let released = std::time::Instant::now();
+    holder.release().await.unwrap();
+    let (guard, acquired) = waiter.await.unwrap();
+    let guard = guard.unwrap();
+    // Without the release notification the waiter would wake only at its 1 s heartbeat.
+    let handoff = acquired - released;
+    assert!(handoff < Duration::from_millis(800), "{handoff:?}");
+    guard.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_service_is_unavailable_and_named() {
+    let master = RedisServer::start();
+    let sentinel = RedisServer::start_sentinel(&master, "jobs");
+    let url = format!("redis+sentinel://127.0.0.1:{}/nosuch", sentinel.port());
+    let redlock = Redlock::new([&url]).unwrap();
+    let error = redlock.lock("x").timeout(-1).await.unwrap_err().to_string();
+    assert!(error.contains(&url), "{error}");
+    assert!(error.contains("lock `x`"), "{error}");
+}
