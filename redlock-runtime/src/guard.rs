@@ -13,6 +13,7 @@ use crate::{
     LockError, MasterFailure,
     acquire::{LockKeys, RESERVATION, drift},
     config::Shared,
+    observe,
     quorum::{Verdict, fan_out},
     reentry::{Holder, SharedHold},
     scripts,
@@ -50,6 +51,9 @@ pub struct LockGuard {
 pub(crate) struct Lease {
     pub(crate) shared: Arc<Shared>,
     pub(crate) name: String,
+    /// Groups the lock in waiting statistics and metrics.
+    pub(crate) stats_name: Option<String>,
+    pub(crate) acquired_at: Instant,
     pub(crate) keys: Arc<LockKeys>,
     pub(crate) value: Arc<str>,
     pub(crate) ttl: Duration,
@@ -277,6 +281,11 @@ impl Held {
         }
         let lease = &self.lease;
         lease.shared.holders.remove(&lease.keys.lock, self.holder);
+        observe::hold_ended(
+            &lease.name,
+            lease.stats_name.as_deref(),
+            lease.acquired_at.elapsed(),
+        );
     }
 }
 
@@ -322,6 +331,7 @@ fn mark_lost(lease: &Lease, hold: &watch::Sender<Hold>, why: &str) {
     let newly = hold.send_if_modified(|hold| !std::mem::replace(&mut hold.lost, true));
     if newly {
         tracing::error!(lock = %lease.name, why, "redlock: lock lost");
+        observe::lost(&lease.name, lease.stats_name.as_deref());
     }
 }
 

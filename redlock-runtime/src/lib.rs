@@ -33,6 +33,7 @@ mod config;
 mod error;
 mod guard;
 mod master;
+mod observe;
 mod quorum;
 mod reentry;
 mod request;

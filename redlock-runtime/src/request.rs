@@ -19,6 +19,7 @@ use crate::{
     },
     config::{Config, Shared},
     guard::Lease,
+    observe::Acquisition,
     reentry::Holder,
     stats::WaitingStats,
     stats::waiting_key,
@@ -235,6 +236,8 @@ impl LockRequest {
                     let lease = Lease {
                         shared: Arc::clone(shared),
                         name,
+                        stats_name,
+                        acquired_at: Instant::now(),
                         keys,
                         value,
                         ttl,
@@ -399,7 +402,13 @@ impl IntoFuture for LockRequest {
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.acquire())
+        let timeout = self.timeout.as_ref().ok().copied();
+        let acquisition = Acquisition::start(&self.name, self.stats_name.as_deref(), timeout);
+        Box::pin(async move {
+            let result = self.acquire().await;
+            acquisition.finish(&result);
+            result
+        })
     }
 }
 
