@@ -13,10 +13,22 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Masters
+//!
+//! Each URL is one vote of the quorum: `redis://` (one server), `rediss://` (TLS),
+//! `redis+cluster://host:port[,host:port...]` (one Redis Cluster, by its seed nodes) or
+//! `redis+sentinel://host:port[,host:port...]/<service>[/db]` (the master the sentinels name).
+//! See [`Config::urls`], and the README for what each deployment guarantees.
+//!
 //! # Feature flags
 //!
 //! - `tls`: `rediss://` masters, with rustls (certificates checked against the platform's
 //!   roots, or the file named by `SSL_CERT_FILE`).
+//! - `metrics`: counters and histograms through the [`metrics`](https://docs.rs/metrics)
+//!   facade: `redlock_acquisitions_total{lock,outcome}`, `redlock_wait_seconds{lock,outcome}`,
+//!   `redlock_hold_seconds{lock}`, `redlock_lost_total{lock}`. `lock` is the stats name, else
+//!   the lock name: group locks named after ids with a `stats_name`, or each id becomes a
+//!   time series.
 //!
 //! The runtime crate `redlock-runtime` also has `test-util`: a `RedisServer` / `Masters`
 //! harness that runs real `redis-server` processes on free loopback ports, for your own tests.

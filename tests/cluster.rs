@@ -230,3 +230,50 @@ async fn a_cluster_is_one_vote_beside_plain_masters() {
     }
     assert!(granted, "the restarted node never voted again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contending_clients_exclude_each_other_on_a_cluster() {
+    let cluster = RedisCluster::start(3);
+    let plain = Masters::start(2);
+    let mut mixed = vec![cluster.url()];
+    mixed.extend(plain.urls());
+    for urls in [vec![cluster.url()], mixed] {
+        let counter = format!("counter:{}", urls.len());
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let redlock = client(urls.clone());
+                let seeds: Vec<String> = cluster.nodes().iter().map(RedisServer::url).collect();
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let data = redis::cluster::ClusterClient::new(seeds).unwrap();
+                    let mut data = data.get_async_connection().await.unwrap();
+                    for _ in 0..15 {
+                        let guard = redlock.lock("counter").timeout(10).await.unwrap();
+                        // Read, pause, write: a second holder would lose an increment.
+                        let seen: Option<u64> = redis::cmd("GET")
+                            .arg(&counter)
+                            .query_async(&mut data)
+                            .await
+                            .unwrap();
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        let _: () = redis::cmd("SET")
+                            .arg(&counter)
+                            .arg(seen.unwrap_or(0) + 1)
+                            .query_async(&mut data)
+                            .await
+                            .unwrap();
+                        guard.release().await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(
+            cluster_get(&cluster, &counter).as_deref(),
+            Some("60"),
+            "{urls:?}"
+        );
+    }
+}

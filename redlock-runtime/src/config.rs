@@ -27,7 +27,24 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Config {
-    /// One URL per independent master (`redis://[user][:password@]host[:port][/db]`).
+    /// One URL per independent master, each one vote of the quorum:
+    ///
+    /// - `redis://[user][:password@]host[:port][/db]`: one server (`rediss://` for TLS);
+    /// - `redis+cluster://[user:password@]host:port[,host:port...]`: one Redis Cluster, by its
+    ///   seed nodes (`rediss+cluster://` for TLS);
+    /// - `redis+sentinel://[user:password@]host:port[,host:port...]/<service>[/db]`: the
+    ///   master the sentinels name for `<service>`, followed through failovers; the user and
+    ///   password are the master's (`rediss+sentinel://` for TLS).
+    ///
+    /// ```
+    /// let redlock = redlock_runtime::Redlock::new([
+    ///     "redis+cluster://10.0.0.1:7000,10.0.0.2:7000",
+    ///     "redis+sentinel://10.0.1.1:26379,10.0.1.2:26379/locks",
+    ///     "redis://10.0.2.1",
+    /// ])?;
+    /// assert_eq!(redlock.quorum(), 2);
+    /// # Ok::<(), redlock_runtime::LockError>(())
+    /// ```
     pub urls: Vec<String>,
     /// Bound on one command to one master, connection wait included. Keep it small against
     /// the TTL: a master slower than this counts as failed for that attempt. Default 200 ms.

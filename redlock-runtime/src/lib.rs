@@ -21,6 +21,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Feature flags
+//!
+//! - `tls`: `rediss://`, `rediss+cluster://` and `rediss+sentinel://` masters, with rustls.
+//! - `metrics`: counters and histograms through the [`metrics`](https://docs.rs/metrics)
+//!   facade (`redlock_acquisitions_total`, `redlock_wait_seconds`, `redlock_hold_seconds`,
+//!   `redlock_lost_total`, labelled by stats name, else lock name).
+//! - `test-util`: the `test_util` module: real `redis-server` processes, clusters and sentinels on free
+//!   loopback ports, for tests.
+//!
 //! [configurable-redlock]: https://crates.io/crates/configurable-redlock
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
