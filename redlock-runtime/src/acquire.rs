@@ -11,23 +11,46 @@ use crate::{
     config::Shared,
     master::Master,
     quorum::{Verdict, fan_out},
-    scripts,
+    scripts::{self, ScriptCall},
 };
 
 /// The lock key, as the Python library names it (pottery prefixes `redlock:`).
 pub(crate) fn lock_key(name: &str) -> String {
-    format!("redlock:ConfigurableLock.{name}")
+    const PREFIX: &str = "redlock:ConfigurableLock.";
+    let mut key = String::with_capacity(PREFIX.len() + name.len());
+    key.push_str(PREFIX);
+    key.push_str(name);
+    key
 }
 
 /// A key of ours beside `key`, in the same Redis Cluster hash slot, so that one script may
 /// touch both. Redis hashes only a key's hash tag (the text between its first `{` and the
 /// first `}` after it, when not empty): appending keeps `key`'s tag, and wrapping `key` in
-/// braces makes all of it the tag.
-pub(crate) fn companion_key(key: &str, suffix: &str) -> String {
-    if hash_tag(key).is_some() {
-        format!("{key}:{suffix}")
-    } else {
-        format!("{{{key}}}:{suffix}")
+/// braces makes all of it the tag. Written straight into a command's buffer, or displayed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Companion<'a> {
+    key: &'a str,
+    suffix: &'static str,
+}
+
+pub(crate) fn companion_key<'a>(key: &'a str, suffix: &'static str) -> Companion<'a> {
+    Companion { key, suffix }
+}
+
+impl std::fmt::Display for Companion<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self { key, suffix } = self;
+        if hash_tag(key).is_some() {
+            write!(f, "{key}:{suffix}")
+        } else {
+            write!(f, "{{{key}}}:{suffix}")
+        }
+    }
+}
+
+impl redis::ToRedisArgs for Companion<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        out.write_arg_fmt(self);
     }
 }
 
@@ -55,18 +78,10 @@ pub(crate) fn drift(ttl: Duration) -> Duration {
 pub(crate) const WAITER_LEASE: Duration = Duration::from_secs(3);
 
 /// The keys of one lock: the Python library's lock key, and ours beside it (see
-/// [`companion_key`]: `{<lock key>}:<suffix>` for names without braces).
+/// [`companion_key`]: `{<lock key>}:<suffix>` for names without braces), made when used.
 #[derive(Debug)]
 pub(crate) struct LockKeys {
     pub(crate) lock: Arc<str>,
-    /// The waiters in ticket order.
-    pub(crate) queue: Arc<str>,
-    /// When each waiter's place expires.
-    pub(crate) leases: Arc<str>,
-    /// Where a release is announced.
-    pub(crate) channel: Arc<str>,
-    /// The fencing-token counter (created only when a holder asks for a token).
-    pub(crate) fence: Arc<str>,
 }
 
 /// How long a release reserves the lock for the first waiter of the queue: long enough for
@@ -74,31 +89,41 @@ pub(crate) struct LockKeys {
 pub(crate) const RESERVATION: Duration = Duration::from_secs(1);
 
 impl LockKeys {
-    /// An invocation of a script that acts only if the lock holds `value`: `KEYS` = lock,
-    /// fence, queue, leases; `ARGV[1]` = `value`, more arguments to follow.
-    pub(crate) fn owned_script<'a>(
-        &self,
-        script: &'a redis::Script,
-        value: &str,
-    ) -> redis::ScriptInvocation<'a> {
-        let mut invocation = script.key(&*self.lock);
-        invocation
-            .key(&*self.fence)
-            .key(&*self.queue)
-            .key(&*self.leases)
-            .arg(value);
-        invocation
+    pub(crate) fn new(name: &str) -> Arc<Self> {
+        Arc::new(Self {
+            lock: lock_key(name).into(),
+        })
     }
 
-    pub(crate) fn new(name: &str) -> Arc<Self> {
-        let lock = lock_key(name);
-        Arc::new(Self {
-            queue: companion_key(&lock, "queue").into(),
-            leases: companion_key(&lock, "leases").into(),
-            channel: companion_key(&lock, "released").into(),
-            fence: companion_key(&lock, "fence").into(),
-            lock: lock.into(),
-        })
+    /// The waiters in ticket order.
+    pub(crate) fn queue(&self) -> Companion<'_> {
+        companion_key(&self.lock, "queue")
+    }
+
+    /// When each waiter's place expires.
+    pub(crate) fn leases(&self) -> Companion<'_> {
+        companion_key(&self.lock, "leases")
+    }
+
+    /// Where a release is announced.
+    pub(crate) fn channel(&self) -> Companion<'_> {
+        companion_key(&self.lock, "released")
+    }
+
+    /// The fencing-token counter (created only when a holder asks for a token).
+    pub(crate) fn fence(&self) -> Companion<'_> {
+        companion_key(&self.lock, "fence")
+    }
+
+    /// A call of a script that acts only if the lock holds `value`: `KEYS` = lock, fence,
+    /// queue, leases; `ARGV[1]` = `value`, more arguments to follow.
+    pub(crate) fn owned_call(&self, script: &'static redis::Script, value: &str) -> ScriptCall {
+        ScriptCall::new(script, 4)
+            .arg(&*self.lock)
+            .arg(self.fence())
+            .arg(self.queue())
+            .arg(self.leases())
+            .arg(value)
     }
 }
 
@@ -162,7 +187,8 @@ pub(crate) async fn attempt(
                     .call(|mut connection| async move {
                         if waiter_id.is_empty() {
                             // Not queued: exactly the Python library's `SET NX PX`.
-                            let set: Option<String> = redis::cmd("SET")
+                            let set: Option<String> = redis::Cmd::with_capacity(6, 256)
+                                .arg("SET")
                                 .arg(&*keys.lock)
                                 .arg(&*value)
                                 .arg("NX")
@@ -172,16 +198,16 @@ pub(crate) async fn attempt(
                                 .await?;
                             return Ok((u8::from(set.is_some()), 0, 0));
                         }
-                        scripts::ACQUIRE
-                            .key(&*keys.lock)
-                            .key(&*keys.queue)
-                            .key(&*keys.leases)
+                        ScriptCall::new(&scripts::ACQUIRE, 3)
+                            .arg(&*keys.lock)
+                            .arg(keys.queue())
+                            .arg(keys.leases())
                             .arg(&*value)
                             .arg(ttl_ms)
                             .arg(&*waiter_id)
                             .arg(ticket)
                             .arg(lease_ms)
-                            .invoke_async::<(u8, u64, u64)>(&mut connection)
+                            .invoke::<(u8, u64, u64)>(&mut connection)
                             .await
                     })
                     .await
@@ -271,10 +297,10 @@ fn spawn_undo(ticket: Ticket, master: &Arc<Master>, keys: &Arc<LockKeys>, value:
         let (keys, value) = (&keys, &value);
         let undone = master
             .call(|mut connection| async move {
-                keys.owned_script(&scripts::RELEASE, value)
-                    .arg(&*keys.channel)
+                keys.owned_call(&scripts::RELEASE, value)
+                    .arg(keys.channel())
                     .arg(RESERVATION.as_millis() as u64)
-                    .invoke_async::<i64>(&mut connection)
+                    .invoke::<i64>(&mut connection)
                     .await
             })
             .await;
@@ -292,11 +318,11 @@ pub(crate) fn spawn_leave_queue(shared: &Shared, keys: &Arc<LockKeys>, waiter_id
             let (keys, id) = (&keys, &id);
             let left = master
                 .call(|mut connection| async move {
-                    scripts::LEAVE_QUEUE
-                        .key(&*keys.queue)
-                        .key(&*keys.leases)
+                    ScriptCall::new(&scripts::LEAVE_QUEUE, 2)
+                        .arg(keys.queue())
+                        .arg(keys.leases())
                         .arg(&**id)
-                        .invoke_async::<i64>(&mut connection)
+                        .invoke::<i64>(&mut connection)
                         .await
                 })
                 .await;

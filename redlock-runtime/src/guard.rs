@@ -16,7 +16,7 @@ use crate::{
     observe,
     quorum::{Verdict, fan_out},
     reentry::{Holder, SharedHold},
-    scripts,
+    scripts::{self, ScriptCall},
 };
 
 /// Proof that this client holds a lock. Release it with [`LockGuard::release`] to learn the
@@ -310,8 +310,8 @@ impl Drop for LockGuard {
 /// Extends the lock and records the outcome: a fresh validity, or the loss.
 async fn renew(lease: &Lease, hold: &watch::Sender<Hold>) -> Result<(), LockError> {
     let started = Instant::now();
-    let ttl_ms = lease.ttl.as_millis().to_string();
-    let renewed = owned_round(lease, &scripts::EXTEND, &[&ttl_ms])
+    let ttl_ms = lease.ttl.as_millis() as u64;
+    let renewed = owned_round(lease, &scripts::EXTEND, |call| call.arg(ttl_ms))
         .await
         .map(drop);
     match &renewed {
@@ -369,12 +369,10 @@ async fn watchdog(lease: Arc<Lease>, hold: Arc<watch::Sender<Hold>>) {
 
 /// Releases on every master, handing the lock over to the first waiter (see `release.lua`).
 async fn release_everywhere(lease: &Lease) -> Result<(), LockError> {
-    let reservation = RESERVATION.as_millis().to_string();
-    owned_round(
-        lease,
-        &scripts::RELEASE,
-        &[&lease.keys.channel, &reservation],
-    )
+    let reservation_ms = RESERVATION.as_millis() as u64;
+    owned_round(lease, &scripts::RELEASE, |call| {
+        call.arg(lease.keys.channel()).arg(reservation_ms)
+    })
     .await
     .map(drop)
 }
@@ -382,44 +380,34 @@ async fn release_everywhere(lease: &Lease) -> Result<(), LockError> {
 /// The next fencing token: the highest counter of a quorum after incrementing each, written
 /// back to a majority (with several masters) so that every later quorum sees it.
 async fn take_fencing_token(lease: &Lease) -> Result<u64, LockError> {
-    let token = owned_round(lease, &scripts::FENCE, &["next", "0"]).await?;
+    let token = owned_round(lease, &scripts::FENCE, |call| call.arg("next").arg(0)).await?;
     if lease.shared.masters.len() > 1 {
-        owned_round(lease, &scripts::FENCE, &["raise", &token.to_string()]).await?;
+        owned_round(lease, &scripts::FENCE, |call| call.arg("raise").arg(token)).await?;
     }
     Ok(token)
 }
 
 /// Runs a script that acts only if the lock still holds our value (see
-/// [`LockKeys::owned_script`], then `args`) on every master, and decides
+/// [`LockKeys::owned_call`]; `args` appends the rest) on every master, and decides
 /// as soon as the outcome is certain: the highest reply once a quorum replied (a negative
 /// reply means "not ours"), `Lost` once a quorum said "not ours", else `Unavailable`.
 async fn owned_round(
     lease: &Lease,
     script: &'static Script,
-    args: &[&str],
+    args: impl FnOnce(ScriptCall) -> ScriptCall,
 ) -> Result<u64, LockError> {
     let masters = &lease.shared.masters;
     let quorum = lease.shared.quorum();
     let (mut owned, mut not_owned, mut highest) = (0, 0, 0);
     let mut failures: Vec<MasterFailure> = Vec::new();
-    let args: Arc<[String]> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    let call = Arc::new(args(lease.keys.owned_call(script, &lease.value)));
     let stragglers = fan_out(
         masters,
         |master| {
-            let (keys, value, args) = (
-                Arc::clone(&lease.keys),
-                Arc::clone(&lease.value),
-                Arc::clone(&args),
-            );
+            let call = Arc::clone(&call);
             async move {
                 master
-                    .call(|mut connection| async move {
-                        let mut invocation = keys.owned_script(script, &value);
-                        for arg in args.iter() {
-                            invocation.arg(arg);
-                        }
-                        invocation.invoke_async::<i64>(&mut connection).await
-                    })
+                    .call(|mut connection| async move { call.invoke::<i64>(&mut connection).await })
                     .await
             }
         },

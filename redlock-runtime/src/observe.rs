@@ -55,9 +55,11 @@ impl Acquisition {
         }
         #[cfg(feature = "metrics")]
         {
-            let labels = [("lock", self.lock), ("outcome", outcome.to_owned())];
-            metrics::counter!("redlock_acquisitions_total", &labels).increment(1);
-            metrics::histogram!("redlock_wait_seconds", &labels).record(waited);
+            let lock = self.lock;
+            metrics::counter!("redlock_acquisitions_total", "lock" => lock.clone(), "outcome" => outcome)
+                .increment(1);
+            metrics::histogram!("redlock_wait_seconds", "lock" => lock, "outcome" => outcome)
+                .record(waited);
         }
     }
 }

@@ -32,6 +32,11 @@ where
     R: Fn(Arc<Master>) -> Fut,
     Fut: Future<Output = Result<T, CallError>> + Send + 'static,
 {
+    // One master: nothing runs in parallel, so nothing is boxed or queued.
+    if let [master] = masters {
+        tally(0, request(Arc::clone(master)).await);
+        return Stragglers(None);
+    }
     let mut pending: Pending<T> = masters
         .iter()
         .enumerate()
@@ -45,11 +50,11 @@ where
             break;
         }
     }
-    Stragglers(pending)
+    Stragglers(Some(pending))
 }
 
 /// Requests still in flight after a decision.
-pub(crate) struct Stragglers<T>(Pending<T>);
+pub(crate) struct Stragglers<T>(Option<Pending<T>>);
 
 impl<T: Send + 'static> Stragglers<T> {
     /// Lets the late requests finish in a background task that hands each reply to `on_reply`.
@@ -57,7 +62,9 @@ impl<T: Send + 'static> Stragglers<T> {
         self,
         mut on_reply: impl FnMut(usize, Result<T, CallError>) + Send + 'static,
     ) {
-        let Self(mut pending) = self;
+        let Self(Some(mut pending)) = self else {
+            return;
+        };
         if pending.is_empty() {
             return;
         }

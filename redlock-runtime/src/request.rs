@@ -211,7 +211,8 @@ impl LockRequest {
         let mut backoff = Backoff::new(&shared.config);
         let mut waiting: Option<Waiting> = None;
         loop {
-            let value: Arc<str> = Uuid::new_v4().hyphenated().to_string().into();
+            let mut text = Uuid::encode_buffer();
+            let value: Arc<str> = Arc::from(&*Uuid::new_v4().hyphenated().encode_lower(&mut text));
             // Our own background releases of this key go first (see `background`).
             shared
                 .background
@@ -312,7 +313,8 @@ enum Wake {
 impl Waiting {
     async fn start(shared: &Arc<Shared>, keys: &Arc<LockKeys>, stats_name: &str) -> Self {
         let stats = WaitingStats::begin(shared, stats_name);
-        let releases = shared.wakeups.watch(&keys.channel).await;
+        let channel: Arc<str> = keys.channel().to_string().into();
+        let releases = shared.wakeups.watch(&channel).await;
         let ticket = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |since| since.as_secs_f64() * 1000.0);

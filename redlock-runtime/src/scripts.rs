@@ -2,7 +2,9 @@
 
 use std::sync::LazyLock;
 
-use redis::Script;
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind, ToRedisArgs};
+
+use crate::master::Handle;
 
 /// A script that reads the queue of waiters, with the queue helpers prepended.
 macro_rules! queue_script {
@@ -38,3 +40,42 @@ pub(crate) static STATS: LazyLock<Script> =
 /// Fencing tokens: the next value of the lock's counter, or raise the counter to a token.
 pub(crate) static FENCE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/fence.lua")));
+
+/// One call of a script, as a single `EVALSHA` command whose keys and arguments are written once
+/// into the command's buffer (a `redis::ScriptInvocation` copies each into a vector of its own,
+/// then again into the command: a dozen allocations per call on the hot path).
+pub(crate) struct ScriptCall {
+    script: &'static Script,
+    cmd: Cmd,
+}
+
+impl ScriptCall {
+    /// A call of `script` whose first `keys` arguments are keys (they route it in a cluster).
+    pub(crate) fn new(script: &'static Script, keys: usize) -> Self {
+        // Room for the usual keys and arguments, so the buffers are not grown arg by arg.
+        let mut cmd = Cmd::with_capacity(16, 512);
+        cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys);
+        Self { script, cmd }
+    }
+
+    /// Appends a key or an argument: the keys first, then the arguments.
+    pub(crate) fn arg(mut self, arg: impl ToRedisArgs) -> Self {
+        self.cmd.arg(arg);
+        self
+    }
+
+    /// Runs the call; a master that does not know the script (restarted, or a new cluster
+    /// node) is sent it first.
+    pub(crate) async fn invoke<T: FromRedisValue>(
+        &self,
+        connection: &mut Handle,
+    ) -> RedisResult<T> {
+        match self.cmd.query_async(connection).await {
+            Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                self.script.load_async(connection).await?;
+                self.cmd.query_async(connection).await
+            }
+            other => other,
+        }
+    }
+}

@@ -15,7 +15,7 @@ use crate::{
     acquire::{WAITER_LEASE, companion_key},
     config::Shared,
     master::{CallError, Master},
-    scripts,
+    scripts::{self, ScriptCall},
 };
 
 /// The list of every stats key that has had waiters (JSON strings, as Python's `json.dumps`).
@@ -64,17 +64,19 @@ async fn stats_call(
     let register_apart = master.is_cluster;
     master
         .call(|mut connection| async move {
-            let mut invocation = scripts::STATS.key(counter);
-            invocation.key(companion_key(counter, "live"));
+            let keys = if register_apart { 2 } else { 4 };
+            let mut call = ScriptCall::new(&scripts::STATS, keys)
+                .arg(counter)
+                .arg(companion_key(counter, "live"));
             if !register_apart {
-                invocation.key(&inserted).key(REGISTRY_KEY);
+                call = call.arg(&inserted).arg(REGISTRY_KEY);
             }
-            let count = invocation
+            let count = call
                 .arg(op)
                 .arg(waiter)
                 .arg(lease_ms)
                 .arg(json_string(counter))
-                .invoke_async::<i64>(&mut connection)
+                .invoke::<i64>(&mut connection)
                 .await?;
             if register_apart && op == "begin" {
                 let first: Option<String> = redis::cmd("SET")
