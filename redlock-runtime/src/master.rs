@@ -319,8 +319,12 @@ impl Master {
         F: FnOnce(Handle) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
+        // Whether the command was sent: a timeout before that is a connection problem, and
+        // the command cannot have been applied.
+        let sent = AtomicBool::new(false);
         let bounded = tokio::time::timeout(self.call_timeout, async {
             let connection = self.connection().await?;
+            sent.store(true, Ordering::Relaxed);
             request((*connection).clone()).await.map_err(|err| {
                 // A master that a failover turned into a replica answers READONLY: reconnect,
                 // which asks the sentinels again.
@@ -331,9 +335,16 @@ impl Master {
                 CallError::Redis(err)
             })
         });
-        bounded
-            .await
-            .unwrap_or(Err(CallError::TimedOut(self.call_timeout)))
+        bounded.await.unwrap_or_else(|_| {
+            Err(if sent.load(Ordering::Relaxed) {
+                CallError::TimedOut(self.call_timeout)
+            } else {
+                CallError::NotConnected(format!(
+                    "no connection within {:?} (still trying)",
+                    self.call_timeout
+                ))
+            })
+        })
     }
 
     pub(crate) fn failure(&self, error: &CallError) -> MasterFailure {
