@@ -1,4 +1,4 @@
-//! Lock metrics in Prometheus text format: `cargo run --example prometheus`.
+//! Lock metrics in Prometheus text format: `cargo run --features metrics --example prometheus`.
 //!
 //! With the `metrics` feature (`configurable-redlock = { features = ["metrics"] }`) the crate
 //! reports through the `metrics` facade; here `metrics-exporter-prometheus` records them and the

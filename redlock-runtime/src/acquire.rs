@@ -30,27 +30,43 @@ pub(crate) fn lock_key(name: &str) -> String {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Companion<'a> {
     key: &'a str,
+    /// Whether `key` has a hash tag of its own.
+    tagged: bool,
     suffix: &'static str,
 }
 
 pub(crate) fn companion_key<'a>(key: &'a str, suffix: &'static str) -> Companion<'a> {
-    Companion { key, suffix }
+    Companion {
+        key,
+        tagged: hash_tag(key).is_some(),
+        suffix,
+    }
+}
+
+impl Companion<'_> {
+    fn parts(&self) -> [&str; 4] {
+        if self.tagged {
+            ["", self.key, ":", self.suffix]
+        } else {
+            ["{", self.key, "}:", self.suffix]
+        }
+    }
 }
 
 impl std::fmt::Display for Companion<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Self { key, suffix } = self;
-        if hash_tag(key).is_some() {
-            write!(f, "{key}:{suffix}")
-        } else {
-            write!(f, "{{{key}}}:{suffix}")
-        }
+        self.parts().iter().try_for_each(|part| f.write_str(part))
     }
 }
 
 impl redis::ToRedisArgs for Companion<'_> {
     fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
-        out.write_arg_fmt(self);
+        use std::io::Write;
+        let mut arg = out.writer_for_next_arg();
+        for part in self.parts() {
+            // Writing into the command's memory buffer cannot fail.
+            let _ = arg.write_all(part.as_bytes());
+        }
     }
 }
 
@@ -82,6 +98,8 @@ pub(crate) const WAITER_LEASE: Duration = Duration::from_secs(3);
 #[derive(Debug)]
 pub(crate) struct LockKeys {
     pub(crate) lock: Arc<str>,
+    /// Whether the lock key has a hash tag of its own (see [`Companion`]).
+    tagged: bool,
 }
 
 /// How long a release reserves the lock for the first waiter of the queue: long enough for
@@ -90,29 +108,39 @@ pub(crate) const RESERVATION: Duration = Duration::from_secs(1);
 
 impl LockKeys {
     pub(crate) fn new(name: &str) -> Arc<Self> {
+        let lock = lock_key(name);
         Arc::new(Self {
-            lock: lock_key(name).into(),
+            tagged: hash_tag(&lock).is_some(),
+            lock: lock.into(),
         })
+    }
+
+    fn companion(&self, suffix: &'static str) -> Companion<'_> {
+        Companion {
+            key: &self.lock,
+            tagged: self.tagged,
+            suffix,
+        }
     }
 
     /// The waiters in ticket order.
     pub(crate) fn queue(&self) -> Companion<'_> {
-        companion_key(&self.lock, "queue")
+        self.companion("queue")
     }
 
     /// When each waiter's place expires.
     pub(crate) fn leases(&self) -> Companion<'_> {
-        companion_key(&self.lock, "leases")
+        self.companion("leases")
     }
 
     /// Where a release is announced.
     pub(crate) fn channel(&self) -> Companion<'_> {
-        companion_key(&self.lock, "released")
+        self.companion("released")
     }
 
     /// The fencing-token counter (created only when a holder asks for a token).
     pub(crate) fn fence(&self) -> Companion<'_> {
-        companion_key(&self.lock, "fence")
+        self.companion("fence")
     }
 
     /// A call of a script that acts only if the lock holds `value`: `KEYS` = lock, fence,
@@ -330,5 +358,39 @@ pub(crate) fn spawn_leave_queue(shared: &Shared, keys: &Arc<LockKeys>, waiter_id
                 tracing::debug!(master = %master.label, %error, "redlock: could not leave the queue; the place expires with its lease");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{companion_key, companions_share_slot};
+    use redis::ToRedisArgs;
+
+    #[test]
+    fn companion_keys_keep_the_lock_key_slot() {
+        for (key, expected) in [
+            (
+                "redlock:ConfigurableLock.job",
+                "{redlock:ConfigurableLock.job}:queue",
+            ),
+            (
+                "redlock:ConfigurableLock.a{b}c",
+                "redlock:ConfigurableLock.a{b}c:queue",
+            ),
+            (
+                "redlock:ConfigurableLock.open{",
+                "{redlock:ConfigurableLock.open{}:queue",
+            ),
+        ] {
+            let companion = companion_key(key, "queue");
+            assert_eq!(companion.to_string(), expected);
+            assert_eq!(
+                companion.to_redis_args(),
+                vec![expected.as_bytes().to_vec()]
+            );
+            assert!(companions_share_slot(key), "{key}");
+        }
+        assert!(!companions_share_slot("redlock:ConfigurableLock.a}b"));
+        assert!(!companions_share_slot("redlock:ConfigurableLock.a{}b"));
     }
 }

@@ -347,7 +347,8 @@ async fn watchdog(lease: Arc<Lease>, hold: Arc<watch::Sender<Hold>>) {
     let mut next = Instant::now() + interval;
     loop {
         tokio::time::sleep_until(next.into()).await;
-        match renew(&lease, &hold).await {
+        // Boxed: a renewal is rare, and the task spawned for every guard stays small.
+        match Box::pin(renew(&lease, &hold)).await {
             Ok(()) => next = Instant::now() + interval,
             Err(LockError::Lost { .. }) => return,
             Err(error) => {

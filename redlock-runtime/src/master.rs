@@ -357,6 +357,10 @@ impl Master {
     /// The live connection, connecting first if there is none. A caller that finds the link
     /// down starts one connection attempt and reports its error; it never loops.
     async fn connection(self: &Arc<Self>) -> Result<Arc<Handle>, CallError> {
+        // The usual case, without registering as a receiver.
+        if let Link::Up(connection) = &*self.link.borrow() {
+            return Ok(Arc::clone(connection));
+        }
         let mut link = self.link.subscribe();
         let mut started = false;
         loop {
