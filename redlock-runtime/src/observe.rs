@@ -1,6 +1,7 @@
-//! What the library reports about each lock: `tracing` events always, and with the `metrics`
-//! feature the same facts as counters and histograms through the [`metrics`] facade, for any
-//! recorder the application installs (Prometheus, StatsD, ...).
+//! What the library reports about each lock: `tracing` events always (inside a
+//! `redlock_acquire` span that carries the lock name), and with the `metrics` feature the same
+//! facts as counters and histograms through the [`metrics`] facade, for any recorder the
+//! application installs (Prometheus, StatsD, ...).
 //!
 //! | metric | kind | labels |
 //! |---|---|---|

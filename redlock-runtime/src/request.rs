@@ -10,6 +10,7 @@ use std::{
 use uuid::Uuid;
 
 use tokio::runtime::Handle;
+use tracing::Instrument;
 
 use crate::{
     LockError, LockGuard, Redlock, Timeout,
@@ -406,11 +407,16 @@ impl IntoFuture for LockRequest {
     fn into_future(self) -> Self::IntoFuture {
         let timeout = self.timeout.as_ref().ok().copied();
         let acquisition = Acquisition::start(&self.name, self.stats_name.as_deref(), timeout);
-        Box::pin(async move {
-            let result = self.acquire().await;
-            acquisition.finish(&result);
-            result
-        })
+        // Everything logged while acquiring (waits, retries, failures) carries the lock name.
+        let span = tracing::debug_span!("redlock_acquire", lock = %self.name);
+        Box::pin(
+            async move {
+                let result = self.acquire().await;
+                acquisition.finish(&result);
+                result
+            }
+            .instrument(span),
+        )
     }
 }
 
