@@ -277,3 +277,60 @@ async fn contending_clients_exclude_each_other_on_a_cluster() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicated_hold_survives_a_cluster_failover() {
+    let cluster = RedisCluster::start_with_replicas(3, 1);
+    let redlock = client(vec![cluster.url()]);
+    let other = client(vec![cluster.url()]);
+    let guard = redlock
+        .lock("survivor")
+        // Longer than the failover (node timeout 2 s plus the election).
+        .auto_release_time(Duration::from_secs(8))
+        .timeout(-1)
+        .await
+        .unwrap();
+    let acquired = Instant::now();
+    let key = lock_key("survivor");
+    let primary = cluster
+        .nodes()
+        .iter()
+        .find(|node| served_by(node, &key))
+        .expect("a primary serves the key");
+    // Its replica has the key (replication is asynchronous: wait for it). `READONLY` lets a
+    // replica answer reads of its primary's slots; other nodes answer MOVED.
+    let on_a_replica = |node: &RedisServer| {
+        let mut connection = node.connection();
+        let _: () = redis::cmd("READONLY").query(&mut connection).unwrap();
+        let value: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query(&mut connection)
+            .ok()
+            .flatten();
+        value.as_deref() == Some(guard.value())
+    };
+    let replicated = eventually(Duration::from_secs(5), || {
+        cluster
+            .nodes()
+            .iter()
+            .filter(|node| !std::ptr::eq(*node, primary))
+            .any(on_a_replica)
+    })
+    .await;
+    assert!(replicated, "no replica got the lock key");
+
+    primary.kill();
+    cluster.wait_until_healthy();
+    // The promoted replica serves the key: the hold goes on past its first validity, so it
+    // was renewed there, and it excludes others.
+    tokio::time::sleep_until((acquired + Duration::from_secs(9)).into()).await;
+    assert!(
+        !guard.is_lost(),
+        "the replicated hold was lost in the failover"
+    );
+    assert_eq!(cluster_get(&cluster, &key).as_deref(), Some(guard.value()));
+    let busy = other.lock("survivor").timeout(-1).await.unwrap_err();
+    assert!(matches!(busy, LockError::Timeout { .. }), "{busy}");
+    guard.release().await.unwrap();
+    assert_eq!(cluster_get(&cluster, &key), None);
+}

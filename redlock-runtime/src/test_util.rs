@@ -529,7 +529,21 @@ impl RedisCluster {
     /// assert_eq!(cluster.nodes().len(), 3);
     /// ```
     pub fn start(primaries: usize) -> Self {
-        let nodes: Vec<RedisServer> = (0..primaries)
+        Self::start_with_replicas(primaries, 0)
+    }
+
+    /// Like [`start`](Self::start), with `replicas` replicas per primary: a primary that
+    /// dies is replaced by its replica about 2 s later (`cluster-node-timeout` 2000).
+    ///
+    /// # Panics
+    /// If the cluster is not healthy within 30 s.
+    ///
+    /// ```no_run
+    /// let cluster = redlock_runtime::test_util::RedisCluster::start_with_replicas(3, 1);
+    /// assert_eq!(cluster.nodes().len(), 6);
+    /// ```
+    pub fn start_with_replicas(primaries: usize, replicas: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..primaries * (1 + replicas))
             .map(|_| {
                 // The bus port is chosen too: the default (port + 10000) may not exist.
                 let bus_port = free_port().to_string();
@@ -547,7 +561,7 @@ impl RedisCluster {
         let created = Command::new(&cli)
             .args(["--cluster", "create"])
             .args(nodes.iter().map(|node| format!("127.0.0.1:{}", node.port)))
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|err| panic!("cannot run `{cli}` ({err}): install redis-tools"));
@@ -622,7 +636,7 @@ impl RedisCluster {
         &self.0
     }
 
-    /// A synchronous cluster connection, to arrange and inspect data.
+    /// A synchronous cluster connection through the running nodes, to arrange and inspect data.
     ///
     /// # Panics
     /// If the cluster cannot be reached.
@@ -632,7 +646,13 @@ impl RedisCluster {
     /// let mut connection = cluster.connection();
     /// ```
     pub fn connection(&self) -> redis::cluster::ClusterConnection {
-        let seeds: Vec<String> = self.0.iter().map(RedisServer::url).collect();
+        // Running nodes only: a dead seed fails the synchronous client.
+        let seeds: Vec<String> = self
+            .0
+            .iter()
+            .filter(|node| node.pid().is_some())
+            .map(RedisServer::url)
+            .collect();
         redis::cluster::ClusterClient::new(seeds)
             .and_then(|client| client.get_connection())
             .unwrap_or_else(|err| panic!("connect to the cluster: {err}"))
