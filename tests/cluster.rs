@@ -11,7 +11,7 @@ use redlock_runtime::test_util::{Masters, RedisCluster, RedisServer};
 
 fn client(urls: Vec<String>) -> Redlock {
     Redlock::with_config(Config {
-        master_timeout: Duration::from_millis(300),
+        master_timeout: Duration::from_secs(1),
         ..Config::new(urls)
     })
     .expect("valid test URLs")

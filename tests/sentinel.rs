@@ -34,7 +34,7 @@ async fn a_lock_follows_the_master_through_a_failover() {
     let sentinel = RedisServer::start_sentinel(&master, "jobs");
     let url = format!("redis+sentinel://127.0.0.1:{}/jobs", sentinel.port());
     let redlock = Redlock::with_config(Config {
-        master_timeout: Duration::from_millis(300),
+        master_timeout: Duration::from_secs(1),
         ..Config::new([url])
     })
     .unwrap();

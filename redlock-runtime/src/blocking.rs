@@ -313,8 +313,9 @@ impl LockGuard {
 }
 
 /// The process-wide runtime of the blocking API, started on first use and never stopped, so
-/// that background releases of dropped guards always get to run.
-fn runtime() -> &'static Runtime {
+/// that background releases of dropped guards always get to run. It also hosts the renewal
+/// timer (see `renewals`), which must outlive any runtime of the application.
+pub(crate) fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()

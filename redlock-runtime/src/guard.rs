@@ -7,7 +7,7 @@ use std::{
 };
 
 use redis::Script;
-use tokio::{runtime::Handle, sync::watch, task::AbortHandle};
+use tokio::{runtime::Handle, sync::watch};
 
 use crate::{
     LockError, MasterFailure,
@@ -16,6 +16,7 @@ use crate::{
     observe,
     quorum::{Verdict, fan_out},
     reentry::{Holder, SharedHold},
+    renewals::{self, Registration},
     scripts::{self, ScriptCall},
 };
 
@@ -64,7 +65,7 @@ pub(crate) struct Lease {
 /// What is known of the lock's hold, updated by the watchdog and by `extend`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Hold {
-    valid_until: Instant,
+    pub(crate) valid_until: Instant,
     lost: bool,
 }
 
@@ -72,7 +73,8 @@ pub(crate) struct Hold {
 struct Held {
     lease: Arc<Lease>,
     hold: Arc<watch::Sender<Hold>>,
-    watchdog: Option<AbortHandle>,
+    /// Its place in the renewal schedule (see `renewals`), with `auto_extend`.
+    watchdog: Option<Registration>,
     /// Where `Drop` spawns the release; captured while acquiring, inside a runtime.
     runtime: Handle,
     /// Who acquired it, for re-entry detection (see `reentry`).
@@ -94,7 +96,7 @@ impl LockGuard {
             lost: false,
         }));
         let watchdog = auto_extend
-            .then(|| tokio::spawn(watchdog(Arc::clone(&lease), Arc::clone(&hold))).abort_handle());
+            .then(|| renewals::register(Arc::clone(&lease), Arc::clone(&hold), Handle::current()));
         let shared = (lease, hold);
         let key = Arc::clone(&shared.0.keys.lock);
         shared.0.shared.holders.insert(&key, holder, &shared);
@@ -109,7 +111,7 @@ impl LockGuard {
 
     fn with(
         (lease, hold): SharedHold,
-        watchdog: Option<AbortHandle>,
+        watchdog: Option<Registration>,
         holder: Holder,
         nested: bool,
     ) -> Self {
@@ -276,8 +278,8 @@ impl LockGuard {
 impl Held {
     /// The end of the hold in this process: no more renewals, no more re-entry detection.
     fn stop_holding(&self) {
-        if let Some(watchdog) = &self.watchdog {
-            watchdog.abort();
+        if let Some(watchdog) = self.watchdog {
+            renewals::cancel(watchdog);
         }
         let lease = &self.lease;
         lease.shared.holders.remove(&lease.keys.lock, self.holder);
@@ -308,7 +310,7 @@ impl Drop for LockGuard {
 }
 
 /// Extends the lock and records the outcome: a fresh validity, or the loss.
-async fn renew(lease: &Lease, hold: &watch::Sender<Hold>) -> Result<(), LockError> {
+pub(crate) async fn renew(lease: &Lease, hold: &watch::Sender<Hold>) -> Result<(), LockError> {
     let started = Instant::now();
     let ttl_ms = lease.ttl.as_millis() as u64;
     let renewed = owned_round(lease, &scripts::EXTEND, |call| call.arg(ttl_ms))
@@ -327,44 +329,11 @@ async fn renew(lease: &Lease, hold: &watch::Sender<Hold>) -> Result<(), LockErro
     renewed
 }
 
-fn mark_lost(lease: &Lease, hold: &watch::Sender<Hold>, why: &str) {
+pub(crate) fn mark_lost(lease: &Lease, hold: &watch::Sender<Hold>, why: &str) {
     let newly = hold.send_if_modified(|hold| !std::mem::replace(&mut hold.lost, true));
     if newly {
         tracing::error!(lock = %lease.name, why, "redlock: lock lost");
         observe::lost(&lease.name, lease.stats_name.as_deref());
-    }
-}
-
-/// Renews the lock every third of its TTL while the guard lives; after a failed renewal it
-/// retries sooner, until the validity ends and the lock counts as lost.
-async fn watchdog(lease: Arc<Lease>, hold: Arc<watch::Sender<Hold>>) {
-    let interval = lease.ttl / 3;
-    let retry = lease
-        .shared
-        .config
-        .retry_delay
-        .max(Duration::from_millis(1));
-    let mut next = Instant::now() + interval;
-    loop {
-        tokio::time::sleep_until(next.into()).await;
-        // Boxed: a renewal is rare, and the task spawned for every guard stays small.
-        match Box::pin(renew(&lease, &hold)).await {
-            Ok(()) => next = Instant::now() + interval,
-            Err(LockError::Lost { .. }) => return,
-            Err(error) => {
-                let valid_until = hold.borrow().valid_until;
-                if Instant::now() >= valid_until {
-                    mark_lost(
-                        &lease,
-                        &hold,
-                        "no quorum renewed it before its validity ended",
-                    );
-                    return;
-                }
-                tracing::warn!(lock = %lease.name, %error, "redlock: renewal failed; retrying");
-                next = (Instant::now() + retry).min(valid_until);
-            }
-        }
     }
 }
 

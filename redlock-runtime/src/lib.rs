@@ -45,6 +45,7 @@ mod master;
 mod observe;
 mod quorum;
 mod reentry;
+mod renewals;
 mod request;
 mod scripts;
 mod stats;

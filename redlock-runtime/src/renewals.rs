@@ -1,0 +1,201 @@
+//! The watchdog of every guard: one timer task per process keeps the renewal deadlines (on the
+//! runtime of the blocking API, which never stops) and starts each renewal on its guard's own
+//! runtime when it is due. A task spawned and aborted per guard cost a tenth of the client's
+//! work per lock cycle; here a guard costs two map updates, and the timer is woken only when a
+//! deadline comes earlier than the one it sleeps until.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, LazyLock, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use tokio::{
+    runtime::Handle,
+    sync::{Notify, watch},
+    task::AbortHandle,
+};
+
+use crate::{
+    LockError,
+    guard::{Hold, Lease, mark_lost, renew},
+};
+
+/// A guard's place in the schedule, until [`cancel`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Registration(u64);
+
+struct Entry {
+    lease: Arc<Lease>,
+    hold: Arc<watch::Sender<Hold>>,
+    /// Where the guard was acquired: its renewals run there.
+    runtime: Handle,
+    /// When the next renewal is due; `None` while one runs.
+    due: Option<Instant>,
+    /// The renewal running now, stopped when the guard ends.
+    running: Option<AbortHandle>,
+}
+
+#[derive(Default)]
+struct State {
+    entries: HashMap<u64, Entry>,
+    due: BTreeSet<(Instant, u64)>,
+    next_id: u64,
+    /// When the timer wakes next; `None` if it waits for a first deadline.
+    wakes_at: Option<Instant>,
+    timer_started: bool,
+}
+
+#[derive(Default)]
+struct Renewals {
+    state: Mutex<State>,
+    /// Wakes the timer for a deadline earlier than the one it sleeps until.
+    earlier: Notify,
+}
+
+static RENEWALS: LazyLock<Renewals> = LazyLock::new(Renewals::default);
+
+impl Renewals {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl State {
+    /// Puts `id` in the schedule at `at`; whether the timer must be woken for it.
+    fn schedule(&mut self, id: u64, at: Instant) -> bool {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return false;
+        };
+        entry.due = Some(at);
+        entry.running = None;
+        self.due.insert((at, id));
+        self.wakes_at.is_none_or(|wakes_at| at < wakes_at)
+    }
+}
+
+/// Renews the lock every third of its TTL from now until [`cancel`]; a failed renewal is
+/// retried sooner, until the validity ends and the lock counts as lost.
+pub(crate) fn register(
+    lease: Arc<Lease>,
+    hold: Arc<watch::Sender<Hold>>,
+    runtime: Handle,
+) -> Registration {
+    let renewals = &*RENEWALS;
+    let at = Instant::now() + lease.ttl / 3;
+    let mut state = renewals.lock();
+    if !state.timer_started {
+        state.timer_started = true;
+        crate::blocking::runtime().spawn(timer());
+    }
+    let id = state.next_id;
+    state.next_id += 1;
+    let entry = Entry {
+        lease,
+        hold,
+        runtime,
+        due: None,
+        running: None,
+    };
+    state.entries.insert(id, entry);
+    let wake = state.schedule(id, at);
+    drop(state);
+    if wake {
+        renewals.earlier.notify_one();
+    }
+    Registration(id)
+}
+
+/// Ends the renewals of a guard, stopping one that is running.
+pub(crate) fn cancel(Registration(id): Registration) {
+    let mut state = RENEWALS.lock();
+    let entry = state.entries.remove(&id);
+    if let Some(at) = entry.as_ref().and_then(|entry| entry.due) {
+        state.due.remove(&(at, id));
+    }
+    drop(state);
+    if let Some(running) = entry.as_ref().and_then(|entry| entry.running.as_ref()) {
+        running.abort();
+    }
+}
+
+/// Sleeps until the earliest deadline (or an earlier one is scheduled) and starts the renewals
+/// that are due.
+async fn timer() {
+    let renewals = &*RENEWALS;
+    loop {
+        let earlier = renewals.earlier.notified();
+        let next = {
+            let now = Instant::now();
+            let mut state = renewals.lock();
+            while let Some(&(at, id)) = state.due.first() {
+                if at > now {
+                    break;
+                }
+                state.due.pop_first();
+                if let Some(entry) = state.entries.get_mut(&id) {
+                    entry.due = None;
+                    let job = renewal(id, Arc::clone(&entry.lease), Arc::clone(&entry.hold));
+                    // Started under the lock, so that `cancel` finds it to stop.
+                    entry.running = Some(entry.runtime.spawn(job).abort_handle());
+                }
+            }
+            let next = state.due.first().map(|&(at, _)| at);
+            state.wakes_at = next;
+            next
+        };
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at.into()) => {}
+                    () = earlier => {}
+                }
+            }
+            None => earlier.await,
+        }
+    }
+}
+
+/// One renewal of a registered guard, then its next deadline (if the lock is still held).
+async fn renewal(id: u64, lease: Arc<Lease>, hold: Arc<watch::Sender<Hold>>) {
+    let next = match renew(&lease, &hold).await {
+        Ok(()) => Some(Instant::now() + lease.ttl / 3),
+        Err(LockError::Lost { .. }) => None,
+        Err(error) => {
+            let valid_until = hold.borrow().valid_until;
+            if Instant::now() >= valid_until {
+                mark_lost(
+                    &lease,
+                    &hold,
+                    "no quorum renewed it before its validity ended",
+                );
+                None
+            } else {
+                tracing::warn!(lock = %lease.name, %error, "redlock: renewal failed; retrying");
+                let retry = lease
+                    .shared
+                    .config
+                    .retry_delay
+                    .max(Duration::from_millis(1));
+                Some((Instant::now() + retry).min(valid_until))
+            }
+        }
+    };
+    let renewals = &*RENEWALS;
+    let mut state = renewals.lock();
+    let wake = match next {
+        Some(at) => state.schedule(id, at),
+        None => {
+            let ended = state.entries.remove(&id);
+            drop(state);
+            drop(ended);
+            return;
+        }
+    };
+    drop(state);
+    if wake {
+        renewals.earlier.notify_one();
+    }
+}
