@@ -1,5 +1,5 @@
-//! A held lock: its watchdog, the lost-lock signal, release, extend, and the background
-//! release when dropped.
+//! A held lock: its renewals (scheduled in `renewals`), the lost-lock signal, release, extend,
+//! and the background release when dropped.
 
 use std::{
     sync::Arc,
