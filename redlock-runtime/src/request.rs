@@ -22,8 +22,7 @@ use crate::{
     guard::Lease,
     observe::Acquisition,
     reentry::Holder,
-    stats::WaitingStats,
-    stats::waiting_key,
+    stats::{WaitingStats, waiting_key},
     wake::Watch,
 };
 
