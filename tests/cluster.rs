@@ -17,11 +17,20 @@ fn client(urls: Vec<String>) -> Redlock {
     .expect("valid test URLs")
 }
 
+/// Reads a key through the cluster; retried for a while, since right after a failover a node's
+/// slot map may still name the dead primary.
 fn cluster_get(cluster: &RedisCluster, key: &str) -> Option<String> {
-    redis::cmd("GET")
-        .arg(key)
-        .query(&mut cluster.connection())
-        .expect("GET on the cluster")
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match redis::cmd("GET").arg(key).query(&mut cluster.connection()) {
+            Ok(value) => return value,
+            Err(err) if Instant::now() < deadline => {
+                eprintln!("GET {key} on the cluster: {err}; retrying");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(err) => panic!("GET {key} on the cluster: {err}"),
+        }
+    }
 }
 
 /// Whether `node` serves `key` itself (a plain GET elsewhere is answered with MOVED).
