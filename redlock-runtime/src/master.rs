@@ -330,7 +330,7 @@ impl Master {
                 // which asks the sentinels again.
                 let demoted = err.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly);
                 if err.is_io_error() || err.is_unrecoverable_error() || demoted {
-                    self.disconnect(&connection);
+                    self.disconnect(Some(&connection));
                 }
                 CallError::Redis(err)
             })
@@ -417,24 +417,12 @@ impl Master {
         });
     }
 
-    /// Forgets the connection, whichever it is, so that the next call connects anew.
-    fn disconnect_any(&self) {
-        let mut dropped = None;
-        self.link.send_if_modified(|link| {
-            let up = matches!(link, Link::Up(_));
-            if up {
-                dropped = Some(std::mem::replace(link, Link::Down));
-            }
-            up
-        });
-        drop(dropped);
-    }
-
-    /// Forgets a broken connection so that the next call connects anew.
-    fn disconnect(&self, broken: &Arc<Handle>) {
+    /// Forgets the connection so that the next call connects anew: `broken` only if it is
+    /// still the current one (a newer connection stays), or with `None` whichever is up.
+    fn disconnect(&self, broken: Option<&Arc<Handle>>) {
         let mut dropped = None;
         self.link.send_if_modified(|link| match link {
-            Link::Up(current) if Arc::ptr_eq(current, broken) => {
+            Link::Up(current) if broken.is_none_or(|broken| Arc::ptr_eq(current, broken)) => {
                 dropped = Some(std::mem::replace(link, Link::Down));
                 true
             }
@@ -487,7 +475,7 @@ async fn follow_failovers(master: Weak<Master>) {
                     let payload: String = message.get_payload().unwrap_or_default();
                     if payload.split(' ').next() == Some(service.as_str()) {
                         tracing::warn!(master = %master.label, %payload, "redlock: sentinel failover; reconnecting to the new master");
-                        master.disconnect_any();
+                        master.disconnect(None);
                     }
                 }
                 Ok(None) => break,
