@@ -99,12 +99,21 @@ async fn waiters_are_woken_and_counted_on_a_cluster() {
                 (guard, Instant::now())
             })
         };
+        // In a cluster the registry entry is written just after the counter (another slot).
+        let entry = format!("\"{}\"", waiting_key(name));
         let counted = eventually(Duration::from_secs(5), || {
-            redis::cmd("GET")
+            let mut connection = cluster.connection();
+            let count: Option<i64> = redis::cmd("GET")
                 .arg(waiting_key(name))
-                .query::<Option<i64>>(&mut cluster.connection())
-                .unwrap()
-                == Some(1)
+                .query(&mut connection)
+                .unwrap();
+            let registry: Vec<String> = redis::cmd("LRANGE")
+                .arg(configurable_redlock::REGISTRY_KEY)
+                .arg(0)
+                .arg(-1)
+                .query(&mut connection)
+                .unwrap();
+            count == Some(1) && registry.contains(&entry)
         })
         .await;
         assert!(counted, "{name}: the waiter is not counted");
