@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use configurable_redlock::{LockError, blocking::Redlock, lock_key};
 use redlock_runtime::test_util::Masters;
@@ -33,9 +33,12 @@ fn plain_threads_exclude_each_other_and_release_on_drop() {
     drop(guard);
     let started = Instant::now();
     let next = redlock.lock("sync").timeout(2).acquire().unwrap();
+    // Released at once in the background, and granted within round trips: 1 s is twice the
+    // load margin. A drop that did not release would leave the key for its 30 s TTL.
     assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "freed by the dropped guard"
+        started.elapsed() < common::SLACK * 2,
+        "freed by the dropped guard: {:?}",
+        started.elapsed()
     );
     let mut next = next;
     next.extend().unwrap();

@@ -129,6 +129,9 @@ async fn each_sides_waiter_gets_the_lock_the_other_releases() {
         "released",
         "acquired only after Python released"
     );
+    // Python deletes its key without announcing it: the waiter takes it at its next 1 s
+    // heartbeat. The 0.5 s hold, that heartbeat and the load margin make 2 s; 3 s leaves room
+    // for Python's start-up, against a wait for the holder's 30 s TTL.
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "promptly: {:?}",
@@ -141,7 +144,11 @@ async fn each_sides_waiter_gets_the_lock_the_other_releases() {
         let url = url.clone();
         move || run_python(&url, &["wait", "handover", "10"])
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let counted = eventually(common::READY, || {
+        get(&masters, 0, &waiting_key("handover")).as_deref() == Some("1")
+    })
+    .await;
+    assert!(counted, "the Python waiter waits");
     guard.release().await.unwrap();
     assert_eq!(waiter.join().unwrap().trim(), "acquired");
 }
@@ -158,11 +165,14 @@ async fn waiting_statistics_are_read_across_languages() {
         let url = url.clone();
         move || run_python(&url, &["wait", "stats", "10"])
     });
-    let counted = eventually(Duration::from_secs(5), || {
+    // The Python library counts the waiter first and registers its stats name right after
+    // (two commands apart); the reader lists registered names, so wait for both.
+    let counted = eventually(common::READY, || {
         get(&masters, 0, &waiting_key("stats")).as_deref() == Some("1")
+            && common::registry(&masters, 0) == [r#""Waiting.ConfigurableLock.stats""#]
     })
     .await;
-    assert!(counted, "the Python waiter is counted");
+    assert!(counted, "the Python waiter is counted and registered");
     let contended = redlock.waiting().await.unwrap();
     assert_eq!(contended.len(), 1);
     assert_eq!(
@@ -178,7 +188,7 @@ async fn waiting_statistics_are_read_across_languages() {
         let redlock = redlock.clone();
         async move { redlock.lock("stats").timeout(10).await.map(drop) }
     });
-    let counted = eventually(Duration::from_secs(3), || {
+    let counted = eventually(common::READY, || {
         get(&masters, 0, &waiting_key("stats")).as_deref() == Some("1")
     })
     .await;

@@ -14,11 +14,13 @@ async fn the_watchdog_keeps_a_lock_for_three_times_its_ttl() {
     let redlock = redlock(&masters);
     let guard = redlock
         .lock("renewed")
-        .auto_release_time(Duration::from_millis(300))
+        // Renewed every 333 ms: a renewal may run 600 ms late on a loaded machine and still
+        // keep the lock.
+        .auto_release_time(Duration::from_secs(1))
         .await
         .unwrap();
 
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
 
     assert!(!guard.is_lost());
     for index in 0..3 {
@@ -46,13 +48,20 @@ async fn without_auto_extend_the_lock_expires_with_its_ttl() {
         .await
         .unwrap();
 
-    tokio::time::sleep(Duration::from_millis(400)).await;
-
+    // Lost when the validity (the TTL less the drift) runs out; the key expires with the TTL.
+    tokio::time::timeout(Duration::from_millis(300) + common::SLACK, guard.lost())
+        .await
+        .expect("lost with its TTL");
     assert!(guard.is_lost());
-    assert_eq!(get(&masters, 0, &lock_key("fixed")), None);
+    let expired = common::eventually(common::SLACK, || {
+        get(&masters, 0, &lock_key("fixed")).is_none()
+    })
+    .await;
+    assert!(expired, "the key expires with its TTL");
     let started = Instant::now();
     assert!(matches!(guard.release().await, Err(LockError::Lost { .. })));
-    assert!(started.elapsed() < Duration::from_millis(50));
+    // Known to be lost: no round of retries (the load margin at most).
+    assert!(started.elapsed() < common::SLACK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,7 +70,9 @@ async fn a_stolen_key_is_detected_within_one_renewal_interval() {
     let redlock = redlock(&masters);
     let guard = redlock
         .lock("stolen")
-        .auto_release_time(Duration::from_millis(600))
+        // Renewed every 500 ms: detection by the next renewal (plus the load margin) comes
+        // before the validity (1.5 s) could run out.
+        .auto_release_time(Duration::from_millis(1500))
         .await
         .unwrap();
     // Another client overwrites the key on a majority (e.g. after a failover).
@@ -80,14 +91,14 @@ async fn a_stolen_key_is_detected_within_one_renewal_interval() {
 
     let detected_in = stolen_at.elapsed();
     assert!(
-        detected_in <= Duration::from_millis(200 + 100),
-        "one renewal interval (200 ms): {detected_in:?}"
+        detected_in <= Duration::from_millis(500) + common::SLACK,
+        "one renewal interval (500 ms): {detected_in:?}"
     );
     assert!(guard.is_lost());
     let started = Instant::now();
     assert!(matches!(guard.release().await, Err(LockError::Lost { .. })));
     assert!(
-        started.elapsed() < Duration::from_millis(50),
+        started.elapsed() < common::SLACK,
         "release of a lost lock is one round trip"
     );
     assert_eq!(

@@ -134,8 +134,15 @@ impl WaitingStats {
 }
 
 impl Redlock {
-    /// Every contended lock with its live waiters, summed over all masters: the seed-compatible
+    /// Every contended lock with its live waiters, summed over all masters: the Python library's
     /// counters (Python waiters included), after uncounting waiters whose process died.
+    ///
+    /// Locks are found through the registry (`ConfigurableLockKeys`), as the Python library's
+    /// own readers find them: a counter whose stats name is not registered yet is not listed.
+    /// That state lasts a moment only: a Python waiter increments its counter first and
+    /// registers the name right after (two commands apart); this crate does both in one script
+    /// (two commands in a cluster, registry second too). A waiter is therefore reported from
+    /// the first read after its registration, never a reading of a counter nobody can list.
     ///
     /// ```no_run
     /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {

@@ -196,6 +196,40 @@ impl RedisServer {
             .unwrap_or_else(|err| panic!("connect to {}: {err}", self.url()))
     }
 
+    /// For a replica: waits until its link to the master is up (the initial sync done), so a
+    /// key written on the master from then on reaches it within a replication round trip. A
+    /// master returns at once.
+    ///
+    /// # Panics
+    /// If the link is not up within 30 s.
+    ///
+    /// ```no_run
+    /// use redlock_runtime::test_util::RedisServer;
+    ///
+    /// let master = RedisServer::start();
+    /// let replica =
+    ///     RedisServer::start_with_args(&["--replicaof", "127.0.0.1", &master.port().to_string()]);
+    /// replica.wait_until_synced();
+    /// ```
+    pub fn wait_until_synced(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut self.connection())
+                .unwrap_or_default();
+            if info.contains("role:master") || info.contains("master_link_status:up") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the replica {} is not in sync after 30 s:\n{info}",
+                self.url()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Kills the server with SIGKILL and reaps it; data without persistence is gone.
     ///
     /// ```no_run
@@ -359,12 +393,20 @@ impl RedisServer {
         } else {
             &[]
         };
+        let replication: &[&str] = if self.sentinel {
+            &[]
+        } else {
+            &["--repl-diskless-sync-delay", "0"]
+        };
         let child = Command::new(&binary)
             .current_dir(&self.dir)
             .args(mode)
             .args(&listen)
             .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            // A master waits 5 s by default before it syncs a new replica (to batch replicas):
+            // replicas of the test harness sync at once.
+            .args(replication)
             .arg("--dir")
             .arg(&self.dir)
             .arg("--logfile")
@@ -575,7 +617,8 @@ impl RedisCluster {
         cluster
     }
 
-    /// Waits until every running node reports `cluster_state:ok` (e.g. after a restart).
+    /// Waits until every running node reports `cluster_state:ok` (e.g. after a restart) and
+    /// every running replica is in sync with its primary.
     ///
     /// # Panics
     /// If that takes more than 30 s.
@@ -608,6 +651,9 @@ impl RedisCluster {
                 "the cluster is not healthy after 30 s"
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+        for node in self.0.iter().filter(|node| node.pid().is_some()) {
+            node.wait_until_synced();
         }
     }
 
