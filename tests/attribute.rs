@@ -333,3 +333,26 @@ async fn abort_on_lost_drops_the_body_and_returns_lost() {
     );
     assert!(done < 100);
 }
+
+#[redlock(name = "quiet:{id}", timeout = 0.2, stats = false, client = client)]
+async fn quiet(client: &Redlock, id: u64) -> Result<u64, LockError> {
+    Ok(id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_false_waits_without_statistics() {
+    let masters = Masters::start(1);
+    let client = redlock(&masters);
+    let held = redlock(&masters).lock("quiet:1").await.unwrap();
+
+    let err = quiet(&client, 1).await.unwrap_err();
+    assert!(matches!(err, LockError::Timeout { .. }), "{err}");
+    held.release().await.unwrap();
+    assert_eq!(quiet(&client, 1).await.unwrap(), 1);
+
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*Waiting*")
+        .query(&mut masters[0].connection())
+        .unwrap();
+    assert!(keys.is_empty(), "statistics written: {keys:?}");
+}

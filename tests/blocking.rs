@@ -78,3 +78,48 @@ async fn a_current_thread_runtime_gets_an_error_not_a_deadlock() {
     assert!(matches!(err, LockError::BlockingInAsyncContext), "{err}");
     assert!(err.to_string().contains("use the async API"), "{err}");
 }
+
+#[test]
+fn the_blocking_guard_gives_fencing_tokens_and_tells_a_loss() {
+    let masters = Masters::start(1);
+    let redlock = Redlock::new(masters.urls()).unwrap();
+
+    let first = redlock.lock("parity").acquire().unwrap();
+    let token = first.fencing_token().unwrap();
+    assert_eq!(
+        first.fencing_token().unwrap(),
+        token,
+        "stable within a hold"
+    );
+    first.release().unwrap();
+    let second = redlock
+        .lock("parity")
+        .auto_release_time(std::time::Duration::from_millis(1500))
+        .acquire()
+        .unwrap();
+    assert!(
+        second.fencing_token().unwrap() > token,
+        "greater for the next holder"
+    );
+
+    assert!(
+        !second
+            .lost_within(std::time::Duration::from_millis(50))
+            .unwrap(),
+        "held"
+    );
+    let _: () = redis::cmd("SET")
+        .arg(lock_key("parity"))
+        .arg("intruder")
+        .query(&mut masters[0].connection())
+        .unwrap();
+    // Renewed every 500 ms: the next renewal finds the key replaced.
+    assert!(
+        second
+            .lost_within(std::time::Duration::from_millis(500) + common::SLACK)
+            .unwrap(),
+        "the loss is told"
+    );
+    second.lost().unwrap();
+    assert!(second.is_lost());
+}

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::eventually;
-use configurable_redlock::{Config, Redlock, lock_key};
+use configurable_redlock::{Config, LockError, Redlock, lock_key};
 use redlock_runtime::test_util::RedisServer;
 
 fn get(server: &RedisServer, key: &str) -> Option<String> {
@@ -57,12 +57,17 @@ async fn a_lock_follows_the_master_through_a_failover() {
     .await;
     assert!(replicated, "the replica never got the lock key");
 
-    // The sentinel promotes the replica; the old master becomes its replica.
-    let _: () = redis::cmd("SENTINEL")
-        .arg("FAILOVER")
-        .arg("jobs")
-        .query(&mut sentinel.connection())
-        .unwrap();
+    // The sentinel promotes the replica; the old master becomes its replica. It refuses
+    // (`NOGOODSLAVE`) until it has discovered the replica and heard from it: ask until then.
+    let started = eventually(common::READY, || {
+        redis::cmd("SENTINEL")
+            .arg("FAILOVER")
+            .arg("jobs")
+            .query::<()>(&mut sentinel.connection())
+            .is_ok()
+    })
+    .await;
+    assert!(started, "the sentinel never accepted the failover");
     let switched = eventually(common::READY, || {
         master_port(&sentinel, "jobs") == replica.port()
     })
@@ -129,7 +134,13 @@ async fn an_unknown_service_is_unavailable_and_named() {
     let sentinel = RedisServer::start_sentinel(&master, "jobs");
     let url = format!("redis+sentinel://127.0.0.1:{}/nosuch", sentinel.port());
     let redlock = Redlock::new([&url]).unwrap();
-    let error = redlock.lock("x").timeout(-1).await.unwrap_err().to_string();
+    // Waiting cannot make the service exist: even a wait without deadline fails at once.
+    let error = redlock.lock("x").timeout(0).await.unwrap_err();
+    let LockError::Unavailable { failures, .. } = &error else {
+        panic!("{error}")
+    };
+    assert!(failures[0].misconfigured, "{error}");
+    let error = error.to_string();
     assert!(error.contains(&url), "{error}");
     assert!(error.contains("lock `x`"), "{error}");
 }

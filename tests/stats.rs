@@ -207,3 +207,54 @@ async fn the_reader_includes_waiters_counted_by_python_processes() {
     held.release().await.unwrap();
     waiter.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_without_statistics_write_no_statistics_keys() {
+    let masters = Masters::start(1);
+    let redlock = common::redlock(&masters);
+    let held = redlock.lock("invoice:1").await.unwrap();
+
+    let err = redlock
+        .lock("invoice:1")
+        .stats(false)
+        .timeout(0.2)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, configurable_redlock::LockError::Timeout { .. }),
+        "{err}"
+    );
+    held.release().await.unwrap();
+
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*Waiting*")
+        .query(&mut masters[0].connection())
+        .unwrap();
+    assert!(keys.is_empty(), "statistics written: {keys:?}");
+    assert!(common::registry(&masters, 0).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locks_queue_keys_expire_with_its_waiters_leases() {
+    let masters = Masters::start(1);
+    let redlock = common::redlock(&masters);
+    let held = redlock.lock("queued").await.unwrap();
+    let waiter = tokio::spawn({
+        let redlock = common::redlock(&masters);
+        async move { redlock.lock("queued").timeout(10).await.map(drop) }
+    });
+    common::until_queued(&masters, "queued", 1).await;
+
+    // Each waiter's lease is 3 s: the queue and its leases go with the newest of them, so a
+    // waiter that dies leaves nothing for good, even if nobody waits for the lock again.
+    for suffix in ["queue", "leases"] {
+        let key = format!("{{{}}}:{suffix}", configurable_redlock::lock_key("queued"));
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query(&mut masters[0].connection())
+            .unwrap();
+        assert!((1..=3_000).contains(&ttl), "{key}: PTTL {ttl}");
+    }
+    held.release().await.unwrap();
+    waiter.await.unwrap().unwrap();
+}

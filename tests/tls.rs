@@ -53,11 +53,13 @@ async fn an_untrusted_certificate_is_unavailable_with_the_reason() {
     })
     .unwrap();
 
-    let err = redlock.lock("untrusted").timeout(-1).await.unwrap_err();
+    // Waiting cannot make the certificate trusted: even a wait without deadline fails at once.
+    let err = redlock.lock("untrusted").timeout(0).await.unwrap_err();
 
     let LockError::Unavailable { failures, .. } = &err else {
         panic!("{err}")
     };
+    assert!(failures[0].misconfigured, "{err}");
     assert_eq!(failures[0].master, server.url());
     assert!(
         err.to_string().to_lowercase().contains("certificate"),

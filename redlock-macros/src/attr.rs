@@ -15,6 +15,7 @@ mod kw {
     syn::custom_keyword!(stats_name);
     syn::custom_keyword!(client);
     syn::custom_keyword!(auto_extend);
+    syn::custom_keyword!(stats);
     syn::custom_keyword!(guard);
     syn::custom_keyword!(abort_on_lost);
     syn::custom_keyword!(reentrant);
@@ -36,6 +37,7 @@ pub(crate) struct Args {
     pub(crate) stats_name: Option<LitStr>,
     pub(crate) client: Option<Expr>,
     pub(crate) auto_extend: Option<LitBool>,
+    pub(crate) stats: Option<LitBool>,
     pub(crate) guard: Option<Ident>,
     pub(crate) abort_on_lost: Option<Span>,
     pub(crate) reentrant: Option<Span>,
@@ -86,19 +88,12 @@ impl Parse for Args {
                 set_once(&mut args.client, value, key.span, "client")?;
             } else if lookahead.peek(kw::auto_extend) {
                 let key = input.parse::<kw::auto_extend>()?;
-                let value = match value_of(input)? {
-                    Expr::Lit(ExprLit {
-                        lit: Lit::Bool(value),
-                        ..
-                    }) => value,
-                    other => {
-                        return Err(syn::Error::new_spanned(
-                            other,
-                            "`auto_extend` must be `true` or `false`",
-                        ));
-                    }
-                };
+                let value = boolean(value_of(input)?, "auto_extend")?;
                 set_once(&mut args.auto_extend, value, key.span, "auto_extend")?;
+            } else if lookahead.peek(kw::stats) {
+                let key = input.parse::<kw::stats>()?;
+                let value = boolean(value_of(input)?, "stats")?;
+                set_once(&mut args.stats, value, key.span, "stats")?;
             } else if lookahead.peek(kw::guard) {
                 let key = input.parse::<kw::guard>()?;
                 let value = match value_of(input)? {
@@ -140,7 +135,21 @@ impl Parse for Args {
     }
 }
 
-const OPTIONS: &str = "`name`, `timeout`, `auto_release_time`, `silent`, `stats_name`, `client`, `auto_extend`, `guard`, `abort_on_lost`, `reentrant`, `crate`";
+const OPTIONS: &str = "`name`, `timeout`, `auto_release_time`, `silent`, `stats_name`, `stats`, `client`, `auto_extend`, `guard`, `abort_on_lost`, `reentrant`, `crate`";
+
+/// A `true` or `false` literal.
+fn boolean(value: Expr, option: &str) -> syn::Result<LitBool> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(value),
+            ..
+        }) => Ok(value),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("`{option}` must be `true` or `false`"),
+        )),
+    }
+}
 pub(crate) const TIMEOUT_CHOICES: &str =
     "-1 (skip if locked), 0 (wait forever) or a positive number of seconds (wait up to N s)";
 pub(crate) const TTL_CHOICES: &str =

@@ -84,7 +84,7 @@ fn wrap(plan: &Plan, block: &Block) -> Vec<Stmt> {
         Some(stats_name) => quote!(::core::option::Option::Some(::std::format!(#stats_name))),
         None => quote!(::core::option::Option::None),
     };
-    let (auto_extend, reentrant) = (plan.auto_extend, plan.reentrant);
+    let (auto_extend, stats, reentrant) = (plan.auto_extend, plan.stats, plan.reentrant);
     let spec = quote! {
         #private::LockSpec {
             name: ::std::format!(#name),
@@ -92,6 +92,7 @@ fn wrap(plan: &Plan, block: &Block) -> Vec<Stmt> {
             auto_release_time: ::core::time::Duration::from_nanos(#ttl_nanos),
             stats_name: #stats_name,
             auto_extend: #auto_extend,
+            stats: #stats,
             reentrant: #reentrant,
         }
     };

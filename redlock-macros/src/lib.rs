@@ -29,7 +29,8 @@ use proc_macro::TokenStream;
 /// | `timeout` | `-1` (one attempt, skip if held), `0` (wait forever), `N` seconds (integer or float) | `0` |
 /// | `auto_release_time` | the lock's TTL in seconds, integer or float, at least `0.003` | `30` |
 /// | `silent` | flag: return `Default::default()` (or `Ok(Default::default())`) when the lock is held elsewhere | off |
-/// | `stats_name` | string literal (format string allowed): the waiting-statistics name | the name |
+/// | `stats_name` | string literal (format string allowed): the waiting-statistics name; give locks named after ids (`"job:{id}"`) a fixed one (`"jobs"`): each stats name keeps its keys in Redis forever, as in the Python library | the name |
+/// | `stats` | `true` / `false`: keep waiting statistics | `true` |
 /// | `client` | an expression of type `Redlock`, `blocking::Redlock` or a reference to one: a `static`, `&self.locks`… | `Redlock::from_env()`, one per process |
 /// | `auto_extend` | `true` / `false`: renew the lock while the body runs | `true` |
 /// | `guard` | an identifier bound to `&LockGuard` in the body (`is_lost`, `lost`, `extend`, `fencing_token`…) | none |
@@ -47,7 +48,10 @@ use proc_macro::TokenStream;
 /// | `…Result<T, E>`, `E: From<LockError>` | no | `Err(LockError::Timeout{..}.into())` | `Err(LockError::Unavailable{..}.into())` |
 /// | `…Result<T, E>` | yes | `Ok(T::default())` | `Err(….into())`: `silent` never hides an outage |
 /// | any `T: Default` | yes | `T::default()` | `T::default()` and a `tracing` error event |
-/// | any other `T` | no | a compile error unless `timeout = 0` | with `timeout = 0`: retried with capped backoff until acquired |
+/// | any other `T` | no | a compile error unless `timeout = 0` | with `timeout = 0`: retried with capped backoff for the client's `outage_timeout` (30 s by default; `None` = forever), then a panic with the error, as for a misconfiguration (wrong password, ACL, unknown sentinel service or database, untrusted certificate), which panics at once |
+///
+/// A function of the last row cannot return the failure, and its body must not run unlocked: the
+/// panic says which lock and which masters failed. Return a `Result` to handle it instead.
 ///
 /// A return type counts as a `Result` when its last path segment is `Result` (`Result`,
 /// `io::Result`, `anyhow::Result`…). The body never runs without the lock.

@@ -15,6 +15,8 @@ pub struct LockSpec {
     pub stats_name: Option<String>,
     /// Renew the lock while the body runs.
     pub auto_extend: bool,
+    /// Keep waiting statistics.
+    pub stats: bool,
     /// A holder asking again gets a nested guard.
     pub reentrant: bool,
 }
@@ -86,6 +88,7 @@ fn request(client: &Redlock, spec: LockSpec) -> crate::LockRequest {
         .timeout(spec.timeout)
         .auto_release_time(spec.auto_release_time)
         .auto_extend(spec.auto_extend)
+        .stats(spec.stats)
         .reentrant(spec.reentrant);
     match spec.stats_name {
         Some(stats_name) => request.stats_name(stats_name),
@@ -180,8 +183,9 @@ pub fn skip<T: SilentDefault>(error: LockError) -> T {
 }
 
 /// Not acquired with `timeout = 0` and a return type that cannot carry an error: waiting
-/// forever already retried every backend failure, so only a configuration error gets here
-/// (an empty formatted name, an invalid `REDLOCK_URLS`). The body must not run unlocked.
+/// forever retried every backend failure for the outage timeout, so only a misconfiguration
+/// (an empty formatted name, an invalid `REDLOCK_URLS`, a wrong password…) or an outage longer
+/// than that gets here. The body must not run unlocked, and the error must not go unheard.
 pub fn unrecoverable<T>(error: LockError) -> T {
     panic!(
         "#[redlock]: cannot take the lock, and this function's return type cannot report it: {error}"

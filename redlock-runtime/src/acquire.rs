@@ -11,6 +11,7 @@ use crate::{
     config::Shared,
     master::Master,
     quorum::{Verdict, fan_out},
+    rt,
     scripts::{self, ScriptCall},
 };
 
@@ -280,6 +281,7 @@ pub(crate) async fn attempt(
             };
         }
         failures.push(MasterFailure {
+            misconfigured: false,
             master: format!("{granted} of {} masters", masters.len()),
             error: format!("granted after {elapsed:?}, leaving no validity of a {ttl:?} TTL"),
         });
@@ -320,7 +322,7 @@ pub(crate) async fn attempt(
 /// the same connection as the `SET`, so it cannot overtake it.
 fn spawn_undo(ticket: Ticket, master: &Arc<Master>, keys: &Arc<LockKeys>, value: &Arc<str>) {
     let (master, keys, value) = (Arc::clone(master), Arc::clone(keys), Arc::clone(value));
-    tokio::spawn(async move {
+    rt::spawn_background(async move {
         let _ticket = ticket;
         let (keys, value) = (&keys, &value);
         let undone = master
@@ -342,14 +344,17 @@ fn spawn_undo(ticket: Ticket, master: &Arc<Master>, keys: &Arc<LockKeys>, value:
 pub(crate) fn spawn_leave_queue(shared: &Shared, keys: &Arc<LockKeys>, waiter_id: &Arc<str>) {
     for master in &shared.masters {
         let (master, keys, id) = (Arc::clone(master), Arc::clone(keys), Arc::clone(waiter_id));
-        tokio::spawn(async move {
+        rt::spawn_background(async move {
             let (keys, id) = (&keys, &id);
             let left = master
                 .call(|mut connection| async move {
-                    ScriptCall::new(&scripts::LEAVE_QUEUE, 2)
+                    ScriptCall::new(&scripts::LEAVE_QUEUE, 3)
+                        .arg(&*keys.lock)
                         .arg(keys.queue())
                         .arg(keys.leases())
                         .arg(&**id)
+                        .arg(keys.channel())
+                        .arg(RESERVATION.as_millis() as u64)
                         .invoke::<i64>(&mut connection)
                         .await
                 })

@@ -9,13 +9,13 @@
 
 use std::{
     future::Future,
-    sync::{OnceLock, mpsc},
+    sync::mpsc,
     time::{Duration, Instant},
 };
 
-use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
+use tokio::runtime::{Handle, RuntimeFlavor};
 
-use crate::{Config, LockError, Timeout, reentry::Holder};
+use crate::{Config, LockError, Timeout, reentry::Holder, rt};
 
 /// A Redlock client for synchronous code; see [`crate::Redlock`] for the async one.
 ///
@@ -86,6 +86,23 @@ impl Redlock {
     /// ```
     pub fn as_async(&self) -> &crate::Redlock {
         &self.inner
+    }
+
+    /// Blocks until this process's background work is done; see
+    /// [`crate::Redlock::shutdown`].
+    ///
+    /// ```no_run
+    /// let redlock = redlock_runtime::blocking::Redlock::from_env()?;
+    /// drop(redlock.lock("report").acquire()?); // released in the background
+    /// redlock.shutdown()?; // released now
+    /// std::process::exit(0);
+    /// # Ok::<(), redlock_runtime::LockError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`LockError::BlockingInAsyncContext`] on a tokio current-thread runtime.
+    pub fn shutdown(&self) -> Result<(), LockError> {
+        wait(crate::rt::drained())
     }
 }
 
@@ -176,6 +193,19 @@ impl LockRequest {
     pub fn reentrant(self, reentrant: bool) -> Self {
         Self {
             inner: self.inner.reentrant(reentrant),
+        }
+    }
+
+    /// See [`crate::LockRequest::stats`].
+    ///
+    /// ```no_run
+    /// # let redlock = redlock_runtime::blocking::Redlock::from_env()?;
+    /// let guard = redlock.lock("invoice:17").stats(false).acquire()?;
+    /// # Ok::<(), redlock_runtime::LockError>(())
+    /// ```
+    pub fn stats(self, stats: bool) -> Self {
+        Self {
+            inner: self.inner.stats(stats),
         }
     }
 
@@ -275,6 +305,54 @@ impl LockGuard {
         self.inner().is_lost()
     }
 
+    /// See [`crate::LockGuard::fencing_token`].
+    ///
+    /// ```no_run
+    /// # let redlock = redlock_runtime::blocking::Redlock::from_env()?;
+    /// let guard = redlock.lock("ledger").acquire()?;
+    /// let token = guard.fencing_token()?;
+    /// // storage.write_if_newer(token, entry)
+    /// # Ok::<(), redlock_runtime::LockError>(())
+    /// ```
+    pub fn fencing_token(&self) -> Result<u64, LockError> {
+        wait(self.inner().take_fencing_token())?
+    }
+
+    /// Blocks until the lock is lost (see [`crate::LockGuard::lost`]); never returns while it
+    /// is held. Call it on another thread than the one doing the work, or use
+    /// [`lost_within`](Self::lost_within).
+    ///
+    /// ```no_run
+    /// # let redlock = redlock_runtime::blocking::Redlock::from_env()?;
+    /// let guard = std::sync::Arc::new(redlock.lock("report").acquire()?);
+    /// let watcher = std::thread::spawn({
+    ///     let guard = std::sync::Arc::clone(&guard);
+    ///     move || guard.lost()
+    /// });
+    /// # Ok::<(), redlock_runtime::LockError>(())
+    /// ```
+    pub fn lost(&self) -> Result<(), LockError> {
+        wait(self.inner().when_lost())
+    }
+
+    /// Blocks until the lock is lost or `within` has passed; whether it was lost.
+    ///
+    /// ```no_run
+    /// # let redlock = redlock_runtime::blocking::Redlock::from_env()?;
+    /// let guard = redlock.lock("report").acquire()?;
+    /// for chunk in 0..10 {
+    ///     if guard.lost_within(std::time::Duration::ZERO)? {
+    ///         break; // stop: another worker may hold the lock now
+    ///     }
+    ///     // process chunk
+    /// }
+    /// # Ok::<(), redlock_runtime::LockError>(())
+    /// ```
+    pub fn lost_within(&self, within: Duration) -> Result<bool, LockError> {
+        let lost = self.inner().when_lost();
+        wait(async move { tokio::time::timeout(within, lost).await.is_ok() })
+    }
+
     /// See [`crate::LockGuard::extend`].
     ///
     /// ```no_run
@@ -312,21 +390,6 @@ impl LockGuard {
     }
 }
 
-/// The process-wide runtime of the blocking API, started on first use and never stopped, so
-/// that background releases of dropped guards always get to run. It also hosts the renewal
-/// timer (see `renewals`), which must outlive any runtime of the application.
-pub(crate) fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("configurable-redlock")
-            .enable_all()
-            .build()
-            .expect("configurable-redlock: cannot start the runtime of the blocking API")
-    })
-}
-
 /// Runs `future` on the private runtime and blocks the calling thread until it finishes.
 fn wait<F>(future: F) -> Result<F::Output, LockError>
 where
@@ -340,7 +403,7 @@ where
         return Err(LockError::BlockingInAsyncContext);
     }
     let (sender, receiver) = mpsc::sync_channel(1);
-    runtime().spawn(async move {
+    rt::spawn(async move {
         let _ = sender.send(future.await);
     });
     let receive = move || {

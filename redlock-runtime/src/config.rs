@@ -10,6 +10,9 @@ use crate::{
 /// The URL used when neither `REDLOCK_URLS` nor `REDIS_URL` is set.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 
+/// The default of [`Config::outage_timeout`]: how long a wait rides out an outage.
+pub const DEFAULT_OUTAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Settings of a [`Redlock`] client. Plain data with documented defaults, in the manner of
 /// `deadpool_redis::Config`.
 ///
@@ -58,6 +61,20 @@ pub struct Config {
     pub retry_delay: Duration,
     /// Cap of the exponential backoff between attempts while masters are failing. Default 1 s.
     pub max_backoff: Duration,
+    /// How long a wait goes on while no quorum of masters can be reached (down, unreachable,
+    /// timing out), whatever its timeout: then it fails with [`LockError::Unavailable`].
+    /// Waiting forever (`timeout = 0`) is a promise about contention, not about outages.
+    /// `None` retries for as long as the timeout allows (forever for `timeout = 0`).
+    /// Failures that waiting cannot fix (a wrong password, an ACL, an unknown sentinel service
+    /// or database, an untrusted certificate) fail at once. Default 30 s.
+    ///
+    /// ```
+    /// let config = redlock_runtime::Config {
+    ///     outage_timeout: None, // ride out any outage
+    ///     ..redlock_runtime::Config::new(["redis://127.0.0.1:6379"])
+    /// };
+    /// ```
+    pub outage_timeout: Option<Duration>,
 }
 
 impl Config {
@@ -77,6 +94,7 @@ impl Config {
             connect_timeout: Duration::from_secs(1),
             retry_delay: Duration::from_millis(20),
             max_backoff: Duration::from_secs(1),
+            outage_timeout: Some(DEFAULT_OUTAGE_TIMEOUT),
         }
     }
 
@@ -115,6 +133,7 @@ impl std::fmt::Debug for Config {
             .field("connect_timeout", &self.connect_timeout)
             .field("retry_delay", &self.retry_delay)
             .field("max_backoff", &self.max_backoff)
+            .field("outage_timeout", &self.outage_timeout)
             .finish()
     }
 }
@@ -203,6 +222,9 @@ impl Redlock {
                 Master::new(url, config.master_timeout, config.connect_timeout).map(Arc::new)
             })
             .collect::<Result<_, _>>()?;
+        // Usually the main thread: it then waits for background work when `main` returns,
+        // whichever thread started that work.
+        crate::rt::drain_when_this_thread_ends();
         Ok(Self {
             shared: Arc::new(Shared {
                 wakeups: Arc::new(Wakeups::new(masters.clone(), config.master_timeout)),
@@ -259,6 +281,25 @@ impl Redlock {
     /// ```
     pub fn config(&self) -> &Config {
         &self.shared.config
+    }
+
+    /// Waits until this process's background work is done: the releases of dropped guards,
+    /// the undos of failed attempts, and the uncounting of ended waits.
+    ///
+    /// The process does this by itself before it exits normally: the thread that dropped a
+    /// guard (the main thread, when `main` returns) waits for it as it ends, for at most 5 s.
+    /// Call `shutdown` where that does not happen, e.g. before `std::process::exit`.
+    ///
+    /// ```no_run
+    /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
+    /// let guard = redlock.lock("report").await?;
+    /// drop(guard); // released in the background
+    /// redlock.shutdown().await; // released now
+    /// std::process::exit(0);
+    /// # }
+    /// ```
+    pub async fn shutdown(&self) {
+        crate::rt::drained().await;
     }
 }
 

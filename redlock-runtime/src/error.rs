@@ -7,7 +7,11 @@ use std::{convert::Infallible, fmt, time::Duration};
 /// ```
 /// use redlock_runtime::MasterFailure;
 ///
-/// let failure = MasterFailure { master: "redis://:***@db1:6379".into(), error: "timed out".into() };
+/// let failure = MasterFailure {
+///     master: "redis://:***@db1:6379".into(),
+///     error: "timed out".into(),
+///     misconfigured: false,
+/// };
 /// assert_eq!(failure.to_string(), "redis://:***@db1:6379: timed out");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +20,11 @@ pub struct MasterFailure {
     pub master: String,
     /// What went wrong, as reported by the client or the server.
     pub error: String,
+    /// Whether waiting cannot fix it: a wrong password or user, an ACL that forbids the lock's
+    /// commands, a sentinel service or database that does not exist, an untrusted TLS
+    /// certificate. A request whose quorum fails this way gives up at once, whatever its
+    /// timeout.
+    pub misconfigured: bool,
 }
 
 impl fmt::Display for MasterFailure {

@@ -17,6 +17,7 @@ use crate::{
     quorum::{Verdict, fan_out},
     reentry::{Holder, SharedHold},
     renewals::{self, Registration},
+    rt,
     scripts::{self, ScriptCall},
 };
 
@@ -76,7 +77,6 @@ struct Held {
     /// Its place in the renewal schedule (see `renewals`), with `auto_extend`.
     watchdog: Option<Registration>,
     /// Where `Drop` spawns the release; captured while acquiring, inside a runtime.
-    runtime: Handle,
     /// Who acquired it, for re-entry detection (see `reentry`).
     holder: Holder,
     /// A re-entrant guard inside the outer one: it releases nothing, the outer guard does.
@@ -120,7 +120,6 @@ impl LockGuard {
                 lease,
                 hold,
                 watchdog,
-                runtime: Handle::current(),
                 holder,
                 nested,
             }),
@@ -199,15 +198,22 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub async fn lost(&self) {
+        self.when_lost().await;
+    }
+
+    /// [`lost`](Self::lost) as a future that borrows nothing (for the blocking API).
+    pub(crate) fn when_lost(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut hold = self.held().hold.subscribe();
-        loop {
-            let Hold { valid_until, lost } = *hold.borrow_and_update();
-            if lost || Instant::now() >= valid_until {
-                return;
-            }
-            tokio::select! {
-                changed = hold.changed() => if changed.is_err() { return },
-                () = tokio::time::sleep_until(valid_until.into()) => {}
+        async move {
+            loop {
+                let Hold { valid_until, lost } = *hold.borrow_and_update();
+                if lost || Instant::now() >= valid_until {
+                    return;
+                }
+                tokio::select! {
+                    changed = hold.changed() => if changed.is_err() { return },
+                    () = tokio::time::sleep_until(valid_until.into()) => {}
+                }
             }
         }
     }
@@ -230,12 +236,22 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub async fn fencing_token(&self) -> Result<u64, LockError> {
-        let held = self.held();
-        held.lease
-            .fencing_token
-            .get_or_try_init(|| take_fencing_token(&held.lease))
-            .await
-            .copied()
+        self.take_fencing_token().await
+    }
+
+    /// [`fencing_token`](Self::fencing_token) as a future that borrows nothing (for the
+    /// blocking API).
+    pub(crate) fn take_fencing_token(
+        &self,
+    ) -> impl Future<Output = Result<u64, LockError>> + Send + 'static {
+        let lease = Arc::clone(&self.held().lease);
+        async move {
+            lease
+                .fencing_token
+                .get_or_try_init(|| take_fencing_token(&lease))
+                .await
+                .copied()
+        }
     }
 
     /// Resets the lock's TTL to its `auto_release_time` on every master, if it is still ours on
@@ -299,7 +315,9 @@ impl Drop for LockGuard {
         held.stop_holding();
         let lease = held.lease;
         let ticket = lease.shared.background.start(&lease.keys.lock);
-        held.runtime.spawn(async move {
+        // On the private runtime, which the process lets finish before it exits: the
+        // application's runtime may be shutting down (a guard dropped as `main` returns).
+        rt::spawn_background(async move {
             let _ticket = ticket;
             let released = release_everywhere(&lease).await;
             if let Err(error) = released {

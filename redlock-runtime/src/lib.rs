@@ -47,6 +47,7 @@ mod quorum;
 mod reentry;
 mod renewals;
 mod request;
+mod rt;
 mod scripts;
 mod stats;
 mod target;
@@ -55,7 +56,7 @@ pub mod test_util;
 mod timeout;
 mod wake;
 
-pub use config::{Config, DEFAULT_URL, Redlock};
+pub use config::{Config, DEFAULT_OUTAGE_TIMEOUT, DEFAULT_URL, Redlock};
 pub use error::{LockError, MasterFailure};
 pub use guard::LockGuard;
 pub use request::{DEFAULT_AUTO_RELEASE_TIME, LockRequest};

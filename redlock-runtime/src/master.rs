@@ -32,7 +32,7 @@ use redis::{
 };
 use tokio::sync::watch;
 
-use crate::{LockError, MasterFailure, config::redact_url, target::Target};
+use crate::{LockError, MasterFailure, config::redact_url, rt, target::Target};
 
 /// The state of a master's connection, shared by all callers.
 enum Link {
@@ -42,8 +42,43 @@ enum Link {
     Connecting,
     /// A live connection, taken out of the pool.
     Up(Arc<Handle>),
-    /// The last connection attempt failed with this message.
-    Failed(String),
+    /// The last connection attempt failed.
+    Failed(ConnectFailure),
+}
+
+/// Why a connection could not be made.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectFailure {
+    reason: String,
+    /// Waiting cannot fix it (see [`cannot_heal`]).
+    misconfigured: bool,
+}
+
+impl ConnectFailure {
+    /// A failure that may heal: the master down, unreachable or slow.
+    fn transient(reason: String) -> Self {
+        Self {
+            reason,
+            misconfigured: false,
+        }
+    }
+}
+
+/// Whether an error comes from the configuration rather than from the master's state, so that
+/// retrying cannot fix it: a wrong password or user, an ACL that forbids our commands, a
+/// service the sentinels do not know, a database index the server does not have, a
+/// certificate the client does not trust.
+fn cannot_heal(err: &RedisError) -> bool {
+    let text = err.to_string();
+    matches!(
+        err.kind(),
+        ErrorKind::AuthenticationFailed
+            | ErrorKind::InvalidClientConfig
+            | ErrorKind::MasterNameNotFoundBySentinel
+            | ErrorKind::Server(ServerErrorKind::NoPerm)
+    ) || matches!(err.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
+        || text.contains("DB index is out of range")
+        || text.contains("invalid peer certificate")
 }
 
 /// The pool of one master, by kind.
@@ -92,7 +127,7 @@ impl ConnectionLike for Handle {
 
 impl Pool {
     /// A new connection, taken out of the pool for good.
-    async fn connect(&self) -> Result<Handle, String> {
+    async fn connect(&self) -> Result<Handle, ConnectFailure> {
         let handle = match self {
             Self::Server(pool) => pool
                 .get()
@@ -107,7 +142,10 @@ impl Pool {
                 .await
                 .map(|c| Handle::Server(sentinel::Connection::take(c))),
         };
-        handle.map_err(|err| err.to_string())
+        handle.map_err(|err| ConnectFailure {
+            misconfigured: matches!(&err, deadpool_redis::PoolError::Backend(err) if cannot_heal(err)),
+            reason: err.to_string(),
+        })
     }
 }
 
@@ -145,7 +183,7 @@ pub(crate) struct Master {
 #[derive(Debug)]
 pub(crate) enum CallError {
     /// No connection could be established; the command was never sent.
-    NotConnected(String),
+    NotConnected(ConnectFailure),
     /// No answer within the per-master timeout; the command may still be applied.
     TimedOut(Duration),
     /// The client or the server reported an error.
@@ -157,12 +195,21 @@ impl CallError {
     pub(crate) fn maybe_applied(&self) -> bool {
         !matches!(self, Self::NotConnected(_))
     }
+
+    /// Whether waiting cannot fix it (see [`cannot_heal`]).
+    pub(crate) fn misconfigured(&self) -> bool {
+        match self {
+            Self::NotConnected(failure) => failure.misconfigured,
+            Self::TimedOut(_) => false,
+            Self::Redis(err) => cannot_heal(err),
+        }
+    }
 }
 
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::NotConnected(reason) => write!(f, "cannot connect: {reason}"),
+            Self::NotConnected(failure) => write!(f, "cannot connect: {}", failure.reason),
             Self::TimedOut(limit) => write!(f, "no reply within {limit:?}"),
             Self::Redis(err) => write!(f, "{err}"),
         }
@@ -310,7 +357,7 @@ impl Master {
         if following.swap(true, Ordering::Relaxed) {
             return;
         }
-        tokio::spawn(follow_failovers(Arc::downgrade(self)));
+        rt::spawn(follow_failovers(Arc::downgrade(self)));
     }
 
     /// Runs one request on this master, bounded by the per-master timeout.
@@ -339,16 +386,17 @@ impl Master {
             Err(if sent.load(Ordering::Relaxed) {
                 CallError::TimedOut(self.call_timeout)
             } else {
-                CallError::NotConnected(format!(
+                CallError::NotConnected(ConnectFailure::transient(format!(
                     "no connection within {:?} (still trying)",
                     self.call_timeout
-                ))
+                )))
             })
         })
     }
 
     pub(crate) fn failure(&self, error: &CallError) -> MasterFailure {
         MasterFailure {
+            misconfigured: error.misconfigured(),
             master: self.label.clone(),
             error: error.to_string(),
         }
@@ -366,8 +414,8 @@ impl Master {
         loop {
             match &*link.borrow_and_update() {
                 Link::Up(connection) => return Ok(Arc::clone(connection)),
-                Link::Failed(reason) if started => {
-                    return Err(CallError::NotConnected(reason.clone()));
+                Link::Failed(failure) if started => {
+                    return Err(CallError::NotConnected(failure.clone()));
                 }
                 Link::Connecting => {}
                 Link::Down | Link::Failed(_) => {}
@@ -393,9 +441,10 @@ impl Master {
             return;
         }
         self.follow_failovers();
-        // Connecting runs in its own task so that it survives callers that time out.
+        // Connecting runs in its own task so that it survives callers that time out, on the
+        // private runtime so that the connection's I/O outlives the caller's runtime.
         let master = Arc::clone(self);
-        tokio::spawn(async move {
+        rt::spawn(async move {
             // Should the attempt panic, the link must not stay `Connecting` forever.
             let mut attempt = Attempt {
                 master: Arc::clone(&master),
@@ -404,13 +453,14 @@ impl Master {
             let next =
                 match tokio::time::timeout(master.connect_timeout, master.pool.connect()).await {
                     Ok(Ok(connection)) => Link::Up(Arc::new(connection)),
-                    Ok(Err(reason)) => Link::Failed(reason),
-                    Err(_) => {
-                        Link::Failed(format!("no connection within {:?}", master.connect_timeout))
-                    }
+                    Ok(Err(failure)) => Link::Failed(failure),
+                    Err(_) => Link::Failed(ConnectFailure::transient(format!(
+                        "no connection within {:?}",
+                        master.connect_timeout
+                    ))),
                 };
-            if let Link::Failed(reason) = &next {
-                tracing::warn!(master = %master.label, %reason, "redlock: cannot connect to Redis master");
+            if let Link::Failed(failure) = &next {
+                tracing::warn!(master = %master.label, reason = %failure.reason, "redlock: cannot connect to Redis master");
             }
             attempt.finished = true;
             master.link.send_replace(next);
@@ -494,7 +544,9 @@ struct Attempt {
 impl Drop for Attempt {
     fn drop(&mut self) {
         if !self.finished {
-            let failed = Link::Failed("the connection attempt panicked".into());
+            let failed = Link::Failed(ConnectFailure::transient(
+                "the connection attempt panicked".into(),
+            ));
             self.master.link.send_replace(failed);
         }
     }

@@ -68,7 +68,7 @@ impl<T: Send + 'static> Stragglers<T> {
         if pending.is_empty() {
             return;
         }
-        tokio::spawn(async move {
+        crate::rt::spawn_background(async move {
             while let Some((index, reply)) = pending.next().await {
                 on_reply(index, reply);
             }

@@ -88,7 +88,7 @@ pub(crate) fn register(
     let mut state = renewals.lock();
     if !state.timer_started {
         state.timer_started = true;
-        crate::blocking::runtime().spawn(timer());
+        crate::rt::spawn(timer());
     }
     let id = state.next_id;
     state.next_id += 1;

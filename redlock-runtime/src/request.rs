@@ -9,7 +9,6 @@ use std::{
 
 use uuid::Uuid;
 
-use tokio::runtime::Handle;
 use tracing::Instrument;
 
 use crate::{
@@ -36,6 +35,7 @@ pub const DEFAULT_AUTO_RELEASE_TIME: Duration = Duration::from_secs(30);
 /// | [`timeout`](Self::timeout) | [`Timeout::Forever`] |
 /// | [`auto_release_time`](Self::auto_release_time) | 30 s |
 /// | [`stats_name`](Self::stats_name) | the lock name |
+/// | [`stats`](Self::stats) | `true` |
 /// | [`auto_extend`](Self::auto_extend) | `true` |
 /// | [`reentrant`](Self::reentrant) | `false` |
 ///
@@ -59,6 +59,7 @@ pub struct LockRequest {
     timeout: Result<Timeout, LockError>,
     auto_release_time: Duration,
     stats_name: Option<String>,
+    stats: bool,
     auto_extend: bool,
     reentrant: bool,
     /// Who asks: set by the blocking API (the calling thread); else the current task.
@@ -73,6 +74,7 @@ impl LockRequest {
             timeout: Ok(Timeout::Forever),
             auto_release_time: DEFAULT_AUTO_RELEASE_TIME,
             stats_name: None,
+            stats: true,
             auto_extend: true,
             reentrant: false,
             holder: None,
@@ -117,6 +119,11 @@ impl LockRequest {
     /// The name under which waiters are counted (`Waiting.ConfigurableLock.<stats_name>`);
     /// the lock key does not change. Default: the lock name.
     ///
+    /// Each stats name that ever had a waiter keeps three keys in Redis for good, as in the
+    /// Python library (the counter, `Inserted.<counter>`, and an entry in
+    /// `ConfigurableLockKeys`): give locks named after ids (`job:17`, `invoice:acme:1`) one
+    /// stats name for the group, as below, or turn statistics off with [`stats`](Self::stats).
+    ///
     /// ```no_run
     /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
     /// let guard = redlock.lock("job:17").stats_name("jobs").await?;
@@ -124,6 +131,20 @@ impl LockRequest {
     /// ```
     pub fn stats_name(mut self, stats_name: impl Into<String>) -> Self {
         self.stats_name = Some(stats_name.into());
+        self
+    }
+
+    /// Whether waiting is counted in the waiting statistics (see
+    /// [`stats_name`](Self::stats_name) and [`Redlock::waiting`]). Default `true`, as in the
+    /// Python library; `false` writes no statistics keys at all.
+    ///
+    /// ```no_run
+    /// # async fn run(redlock: redlock_runtime::Redlock, id: u64) -> Result<(), redlock_runtime::LockError> {
+    /// let guard = redlock.lock(format!("invoice:{id}")).stats(false).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(mut self, stats: bool) -> Self {
+        self.stats = stats;
         self
     }
 
@@ -165,6 +186,7 @@ impl LockRequest {
             timeout,
             auto_release_time: ttl,
             stats_name,
+            stats,
             auto_extend,
             reentrant,
             holder,
@@ -210,6 +232,8 @@ impl LockRequest {
         };
         let mut backoff = Backoff::new(&shared.config);
         let mut waiting: Option<Waiting> = None;
+        // Since when no attempt reached a quorum (see `Config::outage_timeout`).
+        let mut outage_since: Option<Instant> = None;
         loop {
             let mut text = Uuid::encode_buffer();
             let value: Arc<str> = Arc::from(&*Uuid::new_v4().hyphenated().encode_lower(&mut text));
@@ -248,6 +272,7 @@ impl LockRequest {
                 }
                 Attempt::Busy { expires_in, ahead } => {
                     backoff.reset();
+                    outage_since = None;
                     let error = LockError::Timeout {
                         name: name.clone(),
                         waited: now - started,
@@ -262,13 +287,27 @@ impl LockRequest {
                     (error, wake)
                 }
                 Attempt::Unavailable(failures) => {
+                    // Waiting cannot help when too many masters are misconfigured for a quorum,
+                    // nor past the outage timeout.
+                    let misconfigured = failures.iter().filter(|f| f.misconfigured).count();
+                    let hopeless = misconfigured > shared.masters.len() - shared.quorum();
+                    let since = *outage_since.get_or_insert(now);
+                    let gives_up_at = shared.config.outage_timeout.map(|limit| since + limit);
+                    let too_long = gives_up_at.is_some_and(|at| now >= at);
                     let error = LockError::Unavailable {
                         name: name.clone(),
                         quorum: shared.quorum(),
                         masters: shared.masters.len(),
                         failures,
                     };
-                    (error, Wake::At(now + backoff.next()))
+                    if hopeless || too_long {
+                        return Err(error);
+                    }
+                    let retry_at = now + backoff.next();
+                    (
+                        error,
+                        Wake::At(gives_up_at.map_or(retry_at, |at| retry_at.min(at))),
+                    )
                 }
             };
             if timeout == Timeout::Skip || deadline.is_some_and(|deadline| now >= deadline) {
@@ -284,7 +323,7 @@ impl LockRequest {
                 None => {
                     // The first refusal: watch releases and join the queue, then attempt again
                     // at once, so that no release between the two attempts goes unseen.
-                    let stats_name = stats_name.as_deref().unwrap_or(&name);
+                    let stats_name = stats.then(|| stats_name.as_deref().unwrap_or(&name));
                     waiting = Some(Waiting::start(shared, &keys, stats_name).await);
                 }
             }
@@ -298,7 +337,8 @@ struct Waiting {
     waiter: Waiter,
     releases: Watch,
     place: QueuePlace,
-    _stats: WaitingStats,
+    /// `None` when statistics are off.
+    _stats: Option<WaitingStats>,
 }
 
 /// When a waiter attempts again.
@@ -311,8 +351,8 @@ enum Wake {
 }
 
 impl Waiting {
-    async fn start(shared: &Arc<Shared>, keys: &Arc<LockKeys>, stats_name: &str) -> Self {
-        let stats = WaitingStats::begin(shared, stats_name);
+    async fn start(shared: &Arc<Shared>, keys: &Arc<LockKeys>, stats_name: Option<&str>) -> Self {
+        let stats = stats_name.map(|stats_name| WaitingStats::begin(shared, stats_name));
         let channel: Arc<str> = keys.channel().to_string().into();
         let releases = shared.wakeups.watch(&channel).await;
         let ticket = SystemTime::now()
@@ -326,7 +366,6 @@ impl Waiting {
             shared: Arc::clone(shared),
             keys: Arc::clone(keys),
             id: Arc::clone(&waiter.id),
-            runtime: Handle::current(),
             left: false,
         };
         Self {
@@ -386,14 +425,12 @@ struct QueuePlace {
     shared: Arc<Shared>,
     keys: Arc<LockKeys>,
     id: Arc<str>,
-    runtime: Handle,
     left: bool,
 }
 
 impl Drop for QueuePlace {
     fn drop(&mut self) {
         if !self.left {
-            let _context = self.runtime.enter();
             spawn_leave_queue(&self.shared, &self.keys, &self.id);
         }
     }

@@ -21,9 +21,8 @@ macro_rules! queue_script {
 /// The queued attempt of a waiter; reports the holder's remaining TTL and the waiter's rank.
 pub(crate) static ACQUIRE: LazyLock<Script> = queue_script!("scripts/acquire.lua");
 
-/// A waiter that gives up leaves the queue.
-pub(crate) static LEAVE_QUEUE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/leave_queue.lua")));
+/// A waiter that gives up leaves the queue and passes on a reservation made for it.
+pub(crate) static LEAVE_QUEUE: LazyLock<Script> = queue_script!("scripts/leave_queue.lua");
 
 /// Compare-and-delete: releases the lock only if it still holds our value, hands it to the
 /// first waiter and wakes the waiters.

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use tokio::{runtime::Handle, sync::oneshot};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::{
@@ -15,6 +15,7 @@ use crate::{
     acquire::{WAITER_LEASE, companion_key},
     config::Shared,
     master::{CallError, Master},
+    rt,
     scripts::{self, ScriptCall},
 };
 
@@ -99,37 +100,48 @@ async fn stats_call(
 }
 
 /// Counts one waiter from creation until drop, whatever ends the wait: the lock acquired, the
-/// deadline passed, the future cancelled or a panic. A task of its own counts in, keeps the
-/// waiter's lease alive, and counts out when the waiter is dropped, in that order.
+/// deadline passed, the future cancelled (also by its runtime shutting down) or a panic. A task
+/// of its own counts in, keeps the waiter's lease alive, and counts out when the waiter is
+/// dropped, in that order; counting out is background work that the process finishes before
+/// it exits.
 pub(crate) struct WaitingStats {
-    /// Dropping it tells the task to count out.
-    _ended: oneshot::Sender<()>,
+    /// Told when the wait ends, with the background work of counting out.
+    ended: Option<oneshot::Sender<rt::Work>>,
+}
+
+impl Drop for WaitingStats {
+    fn drop(&mut self) {
+        if let Some(ended) = self.ended.take() {
+            let _ = ended.send(rt::Work::start());
+        }
+    }
 }
 
 impl WaitingStats {
-    /// Starts counting a waiter for `stats_name`. Must be called inside a tokio runtime.
+    /// Starts counting a waiter for `stats_name`.
     pub(crate) fn begin(shared: &Shared, stats_name: &str) -> Self {
         let master = Arc::clone(&shared.masters[0]);
         let counter = waiting_key(stats_name);
-        let (ended, mut end) = oneshot::channel::<()>();
-        Handle::current().spawn(async move {
+        let (ended, mut end) = oneshot::channel::<rt::Work>();
+        rt::spawn(async move {
             let waiter = Uuid::new_v4().hyphenated().to_string();
             let mut op = "begin";
-            loop {
+            // Held until the waiter is counted out.
+            let _counting_out = loop {
                 if let Err(error) = stats_call(&master, &counter, op, &waiter).await {
                     tracing::debug!(master = %master.label, %counter, op, %error, "redlock: waiting statistics not updated");
                 }
                 op = "refresh";
                 tokio::select! {
-                    _ = &mut end => break,
+                    work = &mut end => break work,
                     () = tokio::time::sleep(WAITER_LEASE / 3) => {}
                 }
-            }
+            };
             if let Err(error) = stats_call(&master, &counter, "end", &waiter).await {
                 tracing::warn!(master = %master.label, %counter, %error, "redlock: cannot uncount a waiter; its lease repairs the count");
             }
         });
-        Self { _ended: ended }
+        Self { ended: Some(ended) }
     }
 }
 

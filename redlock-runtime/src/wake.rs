@@ -112,7 +112,7 @@ impl Wakeups {
                 .iter()
                 .map(|master| {
                     let (commands, received) = mpsc::unbounded_channel();
-                    tokio::spawn(subscriber(
+                    crate::rt::spawn(subscriber(
                         Arc::clone(master),
                         received,
                         Arc::clone(&self.registry),
@@ -151,13 +151,9 @@ impl Drop for Watch {
         }
         interest.idle_epoch += 1;
         let epoch = interest.idle_epoch;
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            drop(registry);
-            self.wakeups.unsubscribe_if_idle(&self.channel, epoch);
-            return;
-        };
+        drop(registry);
         let (wakeups, channel) = (Arc::clone(&self.wakeups), Arc::clone(&self.channel));
-        runtime.spawn(async move {
+        crate::rt::spawn(async move {
             tokio::time::sleep(LINGER).await;
             wakeups.unsubscribe_if_idle(&channel, epoch);
         });

@@ -13,6 +13,10 @@ local now = now_ms()
 leave_expired(KEYS[2], KEYS[3], now)
 redis.call('ZADD', KEYS[2], 'NX', ARGV[4], waiter)
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), waiter)
+-- Both expire with the newest lease: once it runs out, every place in them has expired, so a
+-- lock nobody waits for any more leaves no key behind.
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('PEXPIRE', KEYS[3], ARGV[5])
 local holder = redis.call('GET', KEYS[1])
 if holder and string.sub(holder, 1, 9) == 'reserved:'
     and not redis.call('ZSCORE', KEYS[2], string.sub(holder, 10)) then
