@@ -82,7 +82,10 @@ async fn main() {
         return;
     }
 
-    let (urls, _private_server) = env_or_private_server();
+    let Ok((urls, _private_server)) = env_or_private_server().map_err(|error| eprintln!("{error}"))
+    else {
+        std::process::exit(1);
+    };
     let url = urls[0].clone();
     let client = redis::Client::open(url.as_str()).expect("a Redis URL");
     let mut data = client

@@ -29,7 +29,10 @@ fn demo_workers(redlock: &Redlock) {
 
 #[tokio::main]
 async fn main() -> Result<(), LockError> {
-    let (urls, private_server) = env_or_private_server();
+    let Ok((urls, private_server)) = env_or_private_server().map_err(|error| eprintln!("{error}"))
+    else {
+        std::process::exit(1);
+    };
     let redlock = Redlock::new(urls)?;
     if private_server.is_some() {
         demo_workers(&redlock);

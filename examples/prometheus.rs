@@ -17,7 +17,10 @@ async fn main() -> Result<(), LockError> {
     let prometheus = PrometheusBuilder::new()
         .install_recorder()
         .expect("no other metrics recorder is installed");
-    let (urls, private_server) = env_or_private_server();
+    let Ok((urls, private_server)) = env_or_private_server().map_err(|error| eprintln!("{error}"))
+    else {
+        std::process::exit(1);
+    };
     let redlock = Redlock::new(urls)?;
 
     // Four workers take turns on jobs 0..8; a job can be skipped while another worker has it.

@@ -10,7 +10,10 @@ use redlock_runtime::test_util::env_or_private_server;
 
 #[tokio::main]
 async fn main() -> Result<(), LockError> {
-    let (urls, private_server) = env_or_private_server();
+    let Ok((urls, private_server)) = env_or_private_server().map_err(|error| eprintln!("{error}"))
+    else {
+        std::process::exit(1);
+    };
     let redlock = Redlock::new(urls)?;
     println!(
         "masters: {:?} (quorum {})",

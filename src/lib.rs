@@ -30,8 +30,9 @@
 //!   the lock name: group locks named after ids with a `stats_name`, or each id becomes a
 //!   time series.
 //!
-//! The runtime crate `redlock-runtime` also has `test-util`: a `RedisServer` / `Masters`
-//! harness that runs real `redis-server` processes on free loopback ports, for your own tests.
+//! - `test-util`: the `test_util` module, a `RedisServer` / `Masters` harness that runs real
+//!   `redis-server` processes on free loopback ports, for your own tests (see the README's
+//!   "Testing code that uses locks").
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]

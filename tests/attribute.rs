@@ -356,3 +356,52 @@ async fn stats_false_waits_without_statistics() {
         .unwrap();
     assert!(keys.is_empty(), "statistics written: {keys:?}");
 }
+
+struct Invoice {
+    tenant: &'static str,
+    id: u64,
+}
+
+impl Invoice {
+    fn lock_key(&self) -> String {
+        format!("invoice:{}:{}", self.tenant, self.id)
+    }
+
+    // Names from expressions: a method, and `format!` over fields.
+    #[redlock(name = self.lock_key(), stats_name = self.tenant, timeout = -1, client = client)]
+    async fn bill(&self, client: &Redlock) -> Result<Option<String>, LockError> {
+        Ok(client
+            .lock(self.lock_key())
+            .timeout(-1)
+            .await
+            .err()
+            .map(|e| e.to_string()))
+    }
+
+    #[redlock(name = format!("refund:{}", self.id), timeout = -1, client = client)]
+    async fn refund(&self, client: &Redlock) -> Result<bool, LockError> {
+        Ok(client
+            .lock(format!("refund:{}", self.id))
+            .timeout(-1)
+            .await
+            .is_err())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_can_be_expressions_over_fields_and_methods() {
+    let masters = Masters::start(1);
+    let client = redlock(&masters);
+    let invoice = Invoice {
+        tenant: "acme",
+        id: 7,
+    };
+
+    let held_inside = invoice.bill(&client).await.unwrap();
+    assert!(
+        held_inside.is_some_and(|error| error.contains("invoice:acme:7")),
+        "the body runs under `invoice:acme:7`"
+    );
+    assert!(invoice.refund(&client).await.unwrap(), "held as `refund:7`");
+    assert_eq!(get(&masters, 0, &lock_key("invoice:acme:7")), None);
+}

@@ -177,19 +177,31 @@ async fn bad_input_matrix() {
             "URL without scheme",
             Redlock::new(["127.0.0.1:6379"]).map(drop),
             |e| matches!(e, LockError::InvalidUrl { .. }),
-            "127.0.0.1:6379",
+            "no scheme: write `redis://127.0.0.1:6379`",
         ),
         (
             "URL of another protocol",
             Redlock::new(["http://127.0.0.1"]).map(drop),
             |e| matches!(e, LockError::InvalidUrl { .. }),
-            "http://127.0.0.1",
+            "unknown scheme `http`",
         ),
         (
             "port that is not a number",
             Redlock::new(["redis://:hunter2-pw@h:port"]).map(drop),
             |e| matches!(e, LockError::InvalidUrl { .. }),
-            "redis://:***@h:port",
+            "port `port` of `h:port` is not a number from 1 to 65535",
+        ),
+        (
+            "port out of range",
+            Redlock::new(["redis://h:99999"]).map(drop),
+            |e| matches!(e, LockError::InvalidUrl { .. }),
+            "port `99999`",
+        ),
+        (
+            "empty URL",
+            Redlock::new([""]).map(drop),
+            |e| matches!(e, LockError::InvalidUrl { .. }),
+            "empty URL",
         ),
         (
             "wrong password",
@@ -247,4 +259,47 @@ async fn an_acl_user_with_a_password_in_the_url_locks() {
     let err = wrong.lock("acl").timeout(-1).await.unwrap_err();
     assert!(matches!(err, LockError::Unavailable { .. }), "{err}");
     assert!(!format!("{err} {err:?}").contains("nope-pw"));
+}
+
+const ENV_CHILD: &str = "REDLOCK_BAD_INPUT_FROM_ENV";
+
+/// The environment is read in a child process of its own: variables are shared by the tests of
+/// a process.
+#[test]
+fn a_bad_url_from_the_environment_names_the_variable() {
+    if std::env::var_os(ENV_CHILD).is_some() {
+        let err = Redlock::from_env().unwrap_err();
+        println!("ERROR {err}");
+        return;
+    }
+    let run = |var: &str, value: &str| {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_bad_url_from_the_environment_names_the_variable",
+                "--nocapture",
+            ])
+            .env(ENV_CHILD, "1")
+            .env_remove("REDLOCK_URLS")
+            .env_remove("REDIS_URL")
+            .env(var, value)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("ERROR ").map(str::to_owned))
+            .unwrap_or_else(|| panic!("no error from {var}={value}: {stdout}"))
+    };
+
+    let trailing_comma = run("REDLOCK_URLS", "redis://a:6379,redis://b:6379,");
+    assert!(trailing_comma.contains("empty URL"), "{trailing_comma}");
+    assert!(
+        trailing_comma.contains("entry 3 of 3 in REDLOCK_URLS"),
+        "{trailing_comma}"
+    );
+    let bad_port = run("REDIS_URL", "redis://:hunter2-pw@h:70000");
+    assert!(bad_port.contains("port `70000`"), "{bad_port}");
+    assert!(bad_port.contains("from REDIS_URL"), "{bad_port}");
+    assert!(!bad_port.contains("hunter2-pw"), "{bad_port}");
 }

@@ -27,14 +27,22 @@ pub(crate) struct Seconds {
     pub(crate) literal: Expr,
 }
 
+/// The value of `name` or `stats_name`.
+pub(crate) enum Text {
+    /// A format string over the function's variables: `"job:{id}"`.
+    Format(LitStr),
+    /// Any expression whose value is displayed: `format!("job:{}", job.id)`, `job.lock_key()`.
+    Expr(Expr),
+}
+
 /// The options as written; each present one keeps its span for later errors.
 #[derive(Default)]
 pub(crate) struct Args {
-    pub(crate) name: Option<LitStr>,
+    pub(crate) name: Option<Text>,
     pub(crate) timeout: Option<Seconds>,
     pub(crate) auto_release_time: Option<Seconds>,
     pub(crate) silent: Option<Span>,
-    pub(crate) stats_name: Option<LitStr>,
+    pub(crate) stats_name: Option<Text>,
     pub(crate) client: Option<Expr>,
     pub(crate) auto_extend: Option<LitBool>,
     pub(crate) stats: Option<LitBool>,
@@ -51,7 +59,7 @@ impl Parse for Args {
             let lookahead = input.lookahead1();
             if lookahead.peek(kw::name) {
                 let key = input.parse::<kw::name>()?;
-                let value = string(value_of(input)?, "name", "\"job:{id}\"")?;
+                let value = text(value_of(input)?, "name")?;
                 set_once(&mut args.name, value, key.span, "name")?;
             } else if lookahead.peek(kw::timeout) {
                 let key = input.parse::<kw::timeout>()?;
@@ -80,7 +88,7 @@ impl Parse for Args {
                 set_once(&mut args.abort_on_lost, key.span, key.span, "abort_on_lost")?;
             } else if lookahead.peek(kw::stats_name) {
                 let key = input.parse::<kw::stats_name>()?;
-                let value = string(value_of(input)?, "stats_name", "\"jobs\"")?;
+                let value = text(value_of(input)?, "stats_name")?;
                 set_once(&mut args.stats_name, value, key.span, "stats_name")?;
             } else if lookahead.peek(kw::client) {
                 let key = input.parse::<kw::client>()?;
@@ -184,6 +192,66 @@ fn set_once<T>(slot: &mut Option<T>, value: T, key: Span, name: &str) -> syn::Re
 fn value_of(input: ParseStream<'_>) -> syn::Result<Expr> {
     input.parse::<Token![=]>()?;
     input.parse()
+}
+
+/// A string literal (a format string whose captures are plain variables), or any expression
+/// other than a literal of another type.
+fn text(value: Expr, option: &str) -> syn::Result<Text> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(format),
+            ..
+        }) => {
+            check_captures(&format, option)?;
+            Ok(Text::Format(format))
+        }
+        Expr::Lit(other) => Err(syn::Error::new_spanned(
+            other,
+            format!(
+                "`{option}` must be a string: a literal that may capture variables \
+                 (`{option} = \"job:{{id}}\"`) or an expression (`{option} = job.lock_key()`)"
+            ),
+        )),
+        expression => Ok(Text::Expr(expression)),
+    }
+}
+
+/// Rejects captures that `format!` cannot take (`"{job.id}"`), with the expression form that
+/// says the same.
+fn check_captures(format: &LitStr, option: &str) -> syn::Result<()> {
+    let text = format.value();
+    let mut rest = text.as_str();
+    while let Some(open) = rest.find(['{', '}']) {
+        let after = &rest[open + 1..];
+        if rest[open..].starts_with("{{") || rest[open..].starts_with("}}") {
+            rest = &after[1..];
+            continue;
+        }
+        if rest[open..].starts_with('}') {
+            rest = after;
+            continue;
+        }
+        let Some(close) = after.find('}') else { break };
+        let capture = after[..close].split(':').next().unwrap_or_default().trim();
+        let plain = capture.chars().all(|c| c.is_alphanumeric() || c == '_');
+        if !plain {
+            let spec = &after[..close][capture.len()..];
+            let template = text.replacen(
+                &format!("{{{}}}", &after[..close]),
+                &format!("{{{spec}}}"),
+                1,
+            );
+            return Err(syn::Error::new_spanned(
+                format,
+                format!(
+                    "`{option}` can capture plain variables only (`{{id}}`), not `{{{capture}}}`: \
+                     write `{option} = format!({template:?}, {capture})`"
+                ),
+            ));
+        }
+        rest = &after[close + 1..];
+    }
+    Ok(())
 }
 
 fn string(value: Expr, option: &str, example: &str) -> syn::Result<LitStr> {

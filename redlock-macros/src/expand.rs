@@ -6,7 +6,7 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::{Block, Expr, ItemFn, Stmt};
 
 use crate::{
-    attr::Args,
+    attr::{Args, Text},
     plan::{Failure, Plan, Shape, Wait},
 };
 
@@ -73,7 +73,7 @@ fn wrap(plan: &Plan, block: &Block) -> Vec<Stmt> {
         Some(client) => quote_spanned!(client.span_or_call_site() => #private::client(&(#client))),
         None => quote!(#private::default_client()),
     };
-    let name = &plan.name;
+    let name = text(&plan.name);
     let timeout = match plan.wait {
         Wait::Skip => quote!(#private::Skip),
         Wait::Forever => quote!(#private::Forever),
@@ -81,13 +81,16 @@ fn wrap(plan: &Plan, block: &Block) -> Vec<Stmt> {
     };
     let ttl_nanos = plan.ttl_nanos;
     let stats_name = match &plan.stats_name {
-        Some(stats_name) => quote!(::core::option::Option::Some(::std::format!(#stats_name))),
+        Some(stats_name) => {
+            let stats_name = text(stats_name);
+            quote!(::core::option::Option::Some(#stats_name))
+        }
         None => quote!(::core::option::Option::None),
     };
     let (auto_extend, stats, reentrant) = (plan.auto_extend, plan.stats, plan.reentrant);
     let spec = quote! {
         #private::LockSpec {
-            name: ::std::format!(#name),
+            name: #name,
             timeout: #timeout,
             auto_release_time: ::core::time::Duration::from_nanos(#ttl_nanos),
             stats_name: #stats_name,
@@ -145,6 +148,15 @@ fn wrap(plan: &Plan, block: &Block) -> Vec<Stmt> {
 }
 
 /// `tokens` with every span set to `span`.
+/// The `String` of a `name` or `stats_name`: the format string's, or the expression's
+/// `Display`, evaluated at each call.
+fn text(text: &Text) -> TokenStream {
+    match text {
+        Text::Format(format) => quote!(::std::format!(#format)),
+        Text::Expr(expr) => quote!(::std::string::ToString::to_string(&(#expr))),
+    }
+}
+
 fn respan(tokens: TokenStream, span: Span) -> TokenStream {
     tokens
         .into_iter()

@@ -31,7 +31,7 @@ use proc_macro::TokenStream;
 /// | `silent` | flag: return `Default::default()` (or `Ok(Default::default())`) when the lock is held elsewhere | off |
 /// | `stats_name` | string literal (format string allowed): the waiting-statistics name; give locks named after ids (`"job:{id}"`) a fixed one (`"jobs"`): each stats name keeps its keys in Redis forever, as in the Python library | the name |
 /// | `stats` | `true` / `false`: keep waiting statistics | `true` |
-/// | `client` | an expression of type `Redlock`, `blocking::Redlock` or a reference to one: a `static`, `&self.locks`… | `Redlock::from_env()`, one per process |
+/// | `client` | an expression of type `Redlock`, `blocking::Redlock` or a reference to one: a `static`, `&self.locks`… | `Redlock::from_env()`, created on first use and kept for the whole process: `REDLOCK_URLS` / `REDIS_URL` are read once, so tests that each start their own server pass `client =` rather than set the variables |
 /// | `auto_extend` | `true` / `false`: renew the lock while the body runs | `true` |
 /// | `guard` | an identifier bound to `&LockGuard` in the body (`is_lost`, `lost`, `extend`, `fencing_token`…) | none |
 /// | `reentrant` | flag: a function that already holds the lock (same task, or same thread for a plain `fn`) runs nested without waiting; the outermost call releases | off: waiting forever for a lock you hold is `Err(LockError::Reentered)` |

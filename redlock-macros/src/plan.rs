@@ -8,7 +8,7 @@ use syn::{
     TypeParamBound,
 };
 
-use crate::attr::{Args, Seconds, TIMEOUT_CHOICES, TTL_CHOICES};
+use crate::attr::{Args, Seconds, TIMEOUT_CHOICES, TTL_CHOICES, Text};
 
 /// The seed's default `auto_release_time`: 30 s.
 const DEFAULT_TTL_NANOS: u64 = 30_000_000_000;
@@ -49,10 +49,10 @@ pub(crate) enum Failure {
 /// Everything the expansion needs, checked.
 pub(crate) struct Plan {
     pub(crate) krate: TokenStream,
-    pub(crate) name: LitStr,
+    pub(crate) name: Text,
     pub(crate) wait: Wait,
     pub(crate) ttl_nanos: u64,
-    pub(crate) stats_name: Option<LitStr>,
+    pub(crate) stats_name: Option<Text>,
     pub(crate) client: Option<Expr>,
     pub(crate) auto_extend: bool,
     pub(crate) stats: bool,
@@ -82,20 +82,22 @@ impl Plan {
     pub(crate) fn new(args: Args, function: &ItemFn) -> syn::Result<Self> {
         let mut errors = Errors::default();
         let name = match args.name {
-            Some(name) if name.value().is_empty() => {
+            Some(Text::Format(name)) if name.value().is_empty() => {
                 errors.push(syn::Error::new_spanned(&name, "`name` must not be empty: it names the lock key `redlock:ConfigurableLock.<name>`"));
-                name
+                Text::Format(name)
             }
             Some(name) => name,
             None => {
                 errors.push(syn::Error::new(
                     Span::call_site(),
-                    "missing `name`: write `#[redlock(name = \"…\")]`; it may capture arguments, e.g. `name = \"job:{id}\"`",
+                    "missing `name`: write `#[redlock(name = \"…\")]`; it may capture arguments, e.g. `name = \"job:{id}\"`, or be an expression, e.g. `name = job.lock_key()`",
                 ));
-                LitStr::new("", Span::call_site())
+                Text::Format(LitStr::new("", Span::call_site()))
             }
         };
-        if let Some(stats_name) = args.stats_name.as_ref().filter(|s| s.value().is_empty()) {
+        if let Some(Text::Format(stats_name)) = &args.stats_name
+            && stats_name.value().is_empty()
+        {
             errors.push(syn::Error::new_spanned(
                 stats_name,
                 "`stats_name` must not be empty; leave it out to use the lock name",

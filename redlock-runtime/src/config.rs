@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{
     LockError, LockRequest, background::BackgroundReleases, master::Master, reentry::Holders,
-    wake::Wakeups,
+    target::redact_url, wake::Wakeups,
 };
 
 /// The URL used when neither `REDLOCK_URLS` nor `REDIS_URL` is set.
@@ -106,20 +106,29 @@ impl Config {
     /// assert!(!config.urls.is_empty());
     /// ```
     pub fn from_env() -> Self {
+        Self::from_env_with_source().0
+    }
+
+    /// [`from_env`](Self::from_env), and the variable the URLs came from.
+    fn from_env_with_source() -> (Self, &'static str) {
         let from = |name| {
             std::env::var(name)
                 .ok()
                 .filter(|value| !value.trim().is_empty())
         };
-        let urls = match (from("REDLOCK_URLS"), from("REDIS_URL")) {
-            (Some(list), _) => list.split(',').map(|url| url.trim().to_owned()).collect(),
-            (None, Some(url)) => vec![url.trim().to_owned()],
-            (None, None) => vec![DEFAULT_URL.to_owned()],
+        let (urls, source) = match (from("REDLOCK_URLS"), from("REDIS_URL")) {
+            (Some(list), _) => (
+                list.split(',').map(|url| url.trim().to_owned()).collect(),
+                "REDLOCK_URLS",
+            ),
+            (None, Some(url)) => (vec![url.trim().to_owned()], "REDIS_URL"),
+            (None, None) => (vec![DEFAULT_URL.to_owned()], "the default URL"),
         };
-        Self {
+        let config = Self {
             urls,
             ..Self::default()
-        }
+        };
+        (config, source)
     }
 }
 
@@ -194,14 +203,31 @@ impl Redlock {
         Self::with_config(Config::new(urls))
     }
 
-    /// A client for the masters named by the environment (see [`Config::from_env`]).
+    /// A client for the masters named by the environment (see [`Config::from_env`]). An invalid
+    /// URL is reported with the variable it came from.
     ///
     /// ```
     /// let redlock = redlock_runtime::Redlock::from_env()?;
     /// # Ok::<(), redlock_runtime::LockError>(())
     /// ```
     pub fn from_env() -> Result<Self, LockError> {
-        Self::with_config(Config::from_env())
+        let (config, source) = Config::from_env_with_source();
+        let entries = config.urls.len();
+        let position = |url: &str| {
+            let labels: Vec<String> = config.urls.iter().map(|u| redact_url(u)).collect();
+            labels.iter().position(|label| label == url)
+        };
+        let located = |url: &str| match position(url) {
+            Some(index) if entries > 1 => format!("entry {} of {entries} in {source}", index + 1),
+            _ => source.to_owned(),
+        };
+        Self::with_config(config.clone()).map_err(|error| match error {
+            LockError::InvalidUrl { url, reason } => LockError::InvalidUrl {
+                reason: format!("{reason} (from {})", located(&url)),
+                url,
+            },
+            other => other,
+        })
     }
 
     /// A client with explicit settings.
@@ -300,41 +326,5 @@ impl Redlock {
     /// ```
     pub async fn shutdown(&self) {
         crate::rt::drained().await;
-    }
-}
-
-/// The URL with the password of its user-info part replaced by `***`, the only form of a URL
-/// this crate ever prints. Works on malformed URLs too.
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
-    };
-    let user = match rest[..at].find(':') {
-        Some(colon) => &rest[..colon],
-        // `redis://secret@host`: some clients read a lone user-info as a password.
-        None => "",
-    };
-    format!("{}{user}:***{}", &url[..scheme_end], &rest[at..])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn redacts_passwords_only() {
-        assert_eq!(
-            redact_url("redis://127.0.0.1:6379"),
-            "redis://127.0.0.1:6379"
-        );
-        assert_eq!(redact_url("redis://:pw@h:1/0"), "redis://:***@h:1/0");
-        assert_eq!(redact_url("rediss://app:p@ss@h"), "rediss://app:***@h");
-        assert_eq!(redact_url("redis://lonely@h"), "redis://:***@h");
-        assert_eq!(redact_url("not a url"), "not a url");
     }
 }

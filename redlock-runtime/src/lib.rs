@@ -63,6 +63,18 @@ pub use request::{DEFAULT_AUTO_RELEASE_TIME, LockRequest};
 pub use stats::{Contended, REGISTRY_KEY, waiting_key};
 pub use timeout::Timeout;
 
+/// The `redis` crate this one is built on, whose types the test harness returns: use it
+/// rather than a `redis` dependency of your own, whose version could differ.
+///
+/// ```no_run
+/// use redlock_runtime::redis::Commands;
+/// # fn run() -> redlock_runtime::redis::RedisResult<()> {
+/// let mut connection = redlock_runtime::redis::Client::open("redis://127.0.0.1")?.get_connection()?;
+/// let holder: Option<String> = connection.get(redlock_runtime::lock_key("report"))?;
+/// # Ok(()) }
+/// ```
+pub use redis;
+
 /// The lock key of a lock name, as the Python library writes it: `redlock:ConfigurableLock.<name>`.
 ///
 /// ```

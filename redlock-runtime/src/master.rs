@@ -32,7 +32,10 @@ use redis::{
 };
 use tokio::sync::watch;
 
-use crate::{LockError, MasterFailure, config::redact_url, rt, target::Target};
+use crate::{
+    LockError, MasterFailure, rt,
+    target::{Target, redact_url},
+};
 
 /// The state of a master's connection, shared by all callers.
 enum Link {

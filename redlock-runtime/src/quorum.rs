@@ -68,7 +68,11 @@ impl<T: Send + 'static> Stragglers<T> {
         if pending.is_empty() {
             return;
         }
-        crate::rt::spawn_background(async move {
+        // On the caller's runtime: the requests' timers belong to it. Should it shut down first,
+        // the late replies go unheard and a late `SET` expires with its TTL.
+        let work = crate::rt::Work::start();
+        tokio::spawn(async move {
+            let _work = work;
             while let Some((index, reply)) = pending.next().await {
                 on_reply(index, reply);
             }

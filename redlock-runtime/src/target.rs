@@ -23,18 +23,31 @@ pub(crate) enum Target {
 impl Target {
     /// Reads a URL; the error says what is wrong with it (never with its password).
     pub(crate) fn parse(url: &str) -> Result<Self, String> {
+        if url.trim().is_empty() {
+            return Err("empty URL: expected e.g. `redis://127.0.0.1:6379`".into());
+        }
         let Some((scheme, rest)) = url.split_once("://") else {
-            return Ok(Self::Server(url.to_owned()));
+            return Err(format!(
+                "no scheme: write `redis://{}` (or rediss://, redis+cluster://, \
+                 redis+sentinel://)",
+                redact_url(&format!("x://{url}")).trim_start_matches("x://")
+            ));
         };
         let (base, kind) = match scheme.split_once('+') {
             Some((base @ ("redis" | "rediss"), kind @ ("cluster" | "sentinel"))) => (base, kind),
-            Some(_) => {
+            None if matches!(scheme, "redis" | "rediss") => {
+                let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+                check_address(authority)?;
+                check_database(path)?;
+                return Ok(Self::Server(url.to_owned()));
+            }
+            None if scheme == "unix" => return Ok(Self::Server(url.to_owned())),
+            _ => {
                 return Err(format!(
                     "unknown scheme `{scheme}` (expected redis, rediss, unix, redis+cluster, \
                      rediss+cluster, redis+sentinel or rediss+sentinel)"
                 ));
             }
-            None => return Ok(Self::Server(url.to_owned())),
         };
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         let (userinfo, hosts) = match authority.rsplit_once('@') {
@@ -47,6 +60,9 @@ impl Target {
                 "expected comma-separated host:port addresses after `{scheme}://`"
             ));
         }
+        for host in &hosts {
+            check_address(host)?;
+        }
         if kind == "cluster" {
             if !path.is_empty() {
                 return Err("a cluster URL takes no path: a cluster has only database 0".into());
@@ -58,6 +74,7 @@ impl Target {
             return Ok(Self::Cluster(seeds));
         }
         let (service, db) = path.split_once('/').unwrap_or((path, ""));
+        check_database(db)?;
         if service.is_empty() {
             return Err("a sentinel URL names the monitored master: `.../<service>[/db]`".into());
         }
@@ -78,9 +95,83 @@ impl Target {
     }
 }
 
+/// The URL with the password of its user-info part replaced by `***`, the only form of a URL
+/// this crate ever prints. Works on malformed URLs too.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let user = match rest[..at].find(':') {
+        Some(colon) => &rest[..colon],
+        // `redis://secret@host`: some clients read a lone user-info as a password.
+        None => "",
+    };
+    format!("{}{user}:***{}", &url[..scheme_end], &rest[at..])
+}
+
+/// Checks `[user[:password]@]host[:port]`: a host, and a port from 1 to 65535 if given. The
+/// error never shows the password.
+fn check_address(authority: &str) -> Result<(), String> {
+    let address = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, address)| address);
+    // `[::1]:6379`: the port follows the bracket.
+    let (host, port) = match address.rsplit_once(']') {
+        Some((host, after)) => (host, after.strip_prefix(':')),
+        None => match address.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (address, None),
+        },
+    };
+    if host.trim_start_matches('[').is_empty() {
+        return Err(format!(
+            "no host in `{address}`: expected e.g. `127.0.0.1:6379`"
+        ));
+    }
+    match port {
+        Some(port) if !matches!(port.parse::<u16>(), Ok(1..)) => Err(format!(
+            "port `{port}` of `{address}` is not a number from 1 to 65535"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Checks the database part of a path: empty, or a number.
+fn check_database(db: &str) -> Result<(), String> {
+    if db.is_empty() || db.parse::<u32>().is_ok() {
+        Ok(())
+    } else {
+        Err(format!("database `{db}` is not a number (e.g. `/0`)"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Target;
+    use super::{Target, redact_url};
+
+    #[test]
+    fn a_bad_url_says_which_part_is_wrong() {
+        let wrong = |url: &str| Target::parse(url).err().unwrap_or_default();
+        assert!(wrong("").contains("empty URL"));
+        assert!(wrong("http://127.0.0.1:6379").contains("unknown scheme `http`"));
+        assert!(wrong("127.0.0.1:6379").contains("write `redis://127.0.0.1:6379`"));
+        assert!(wrong("redis://127.0.0.1:99999").contains("port `99999`"));
+        assert!(wrong("redis://127.0.0.1:0").contains("port `0`"));
+        assert!(wrong("redis://127.0.0.1:port").contains("port `port`"));
+        assert!(wrong("redis://:pw@:6379").contains("no host"));
+        assert!(wrong("redis://h:1/x").contains("database `x`"));
+        assert!(wrong("redis+cluster://h:1,h:70000").contains("port `70000`"));
+        assert!(!wrong("redis://:s3cret@h:99999").contains("s3cret"));
+        assert!(!wrong("s3cret@h:1").contains("s3cret"));
+        for fine in ["redis://[::1]:6379/2", "redis://h", "rediss://u:p@h:1"] {
+            assert!(Target::parse(fine).is_ok(), "{fine}");
+        }
+    }
 
     #[test]
     fn plain_urls_are_one_server() {
@@ -129,5 +220,17 @@ mod tests {
         assert!(!tls);
         assert!(Target::parse("redis+sentinel://s1:26379").is_err());
         assert!(Target::parse("redis+sentinal://s1:26379/x").is_err());
+    }
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(redact_url("redis://:pw@h:1/0"), "redis://:***@h:1/0");
+        assert_eq!(redact_url("rediss://app:p@ss@h"), "rediss://app:***@h");
+        assert_eq!(redact_url("redis://lonely@h"), "redis://:***@h");
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 }

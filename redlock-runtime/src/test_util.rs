@@ -468,21 +468,31 @@ impl Drop for RedisServer {
 /// else one private server started here, kept running while the returned server lives: what
 /// the examples run against on a fresh machine.
 ///
+/// # Errors
+/// A one-line message when neither is set and no `redis-server` can be run.
+///
 /// ```no_run
-/// let (urls, _private_server) = redlock_runtime::test_util::env_or_private_server();
+/// let (urls, _private_server) = redlock_runtime::test_util::env_or_private_server()?;
 /// let redlock = redlock_runtime::Redlock::new(urls)?;
-/// # Ok::<(), redlock_runtime::LockError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn env_or_private_server() -> (Vec<String>, Option<RedisServer>) {
+pub fn env_or_private_server() -> Result<(Vec<String>, Option<RedisServer>), String> {
     let named = ["REDLOCK_URLS", "REDIS_URL"]
         .iter()
         .any(|name| std::env::var_os(name).is_some());
     if named {
-        (crate::Config::from_env().urls, None)
-    } else {
-        let server = RedisServer::start();
-        (vec![server.url()], Some(server))
+        return Ok((crate::Config::from_env().urls, None));
     }
+    let binary = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+    if let Err(err) = Command::new(&binary).arg("--version").output() {
+        return Err(format!(
+            "cannot run `{binary}` ({err}): install Redis (Debian/Ubuntu: `apt-get install \
+             redis-server`, macOS: `brew install redis`), or set REDIS_URL or REDLOCK_URLS to \
+             masters you run"
+        ));
+    }
+    let server = RedisServer::start();
+    Ok((vec![server.url()], Some(server)))
 }
 
 fn free_port() -> u16 {

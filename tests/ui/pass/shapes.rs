@@ -109,9 +109,37 @@ impl Job for Worker {
 #[redlock(name = "runtime-path", crate = "::redlock_runtime", timeout = -1, silent)]
 async fn via_runtime_crate() {}
 
+/// Names from expressions: a field, a method, a constant.
+struct Task {
+    id: u64,
+    tenant: &'static str,
+}
+
+impl Task {
+    fn lock_key(&self) -> String {
+        format!("job:{}:{}", self.tenant, self.id)
+    }
+}
+
+const REPORT: &str = "nightly-report";
+
+#[redlock(name = format!("job:{}", job.id), stats_name = job.tenant, timeout = -1, silent)]
+async fn by_field(job: &Task) -> u64 {
+    job.id
+}
+
+#[redlock(name = job.lock_key(), timeout = -1, silent)]
+fn by_method(job: Task) -> u64 {
+    job.id
+}
+
+#[redlock(name = REPORT, timeout = -1, silent)]
+async fn by_constant() {}
+
 fn main() {
     // Referenced, not called: pass cases must not need Redis.
     let _ = (skip_if_held, bounded, io_result, forever_sync, with_guard, silent_result);
     let _ = (generic::<u8>, impl_trait_return, tail_async, via_runtime_crate);
+    let _ = (by_field, by_method, by_constant);
     let _ = (Worker::by_ref, Worker::by_mut, Worker::sync_method, Worker::by_value, <Worker as Job>::run);
 }

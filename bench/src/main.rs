@@ -1,5 +1,5 @@
 //! This crate against the raw Redis floor and against `rslock`, side by side in one run, on
-//! private `redis-server`s started here (DESIGN §4):
+//! private `redis-server`s started here:
 //! - uncontended acquire + release, 1 and 3 masters: floor, API, `#[redlock]`, rslock,
 //!   interleaved cycle by cycle;
 //! - skip when held (`timeout = -1`) against one raw `SET NX`;
@@ -9,7 +9,7 @@
 //! - 1,000 tasks on distinct names in one process, against the floor at the same concurrency;
 //! - memory: RSS over 100,000 cycles on 100,000 distinct names.
 //!
-//! `cargo run --release --example bench [-- --quick] [-- --json PATH]`
+//! `cargo run --release -p redlock-bench [-- --quick] [-- --json PATH]`
 //!
 //! The floor is what any Redlock must send: `SET NX PX`, then an `EVALSHA` compare-and-delete,
 //! on one multiplexed connection per master, masters in parallel. rslock runs with its

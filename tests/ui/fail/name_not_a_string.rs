@@ -1,8 +1,6 @@
 use configurable_redlock::redlock;
 
-const NAME: &str = "a";
-
-#[redlock(name = NAME)]
+#[redlock(name = 17)]
 async fn job() {}
 
 fn main() {}
