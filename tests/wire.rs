@@ -58,7 +58,7 @@ async fn waiting_statistics_use_the_seed_keys() {
     });
     let counter = waiting_key("reports žluť");
     assert_eq!(counter, "Waiting.ConfigurableLock.reports žluť");
-    let counted = eventually(Duration::from_secs(2), || {
+    let counted = eventually(common::READY, || {
         get(&masters, 0, &counter).as_deref() == Some("1")
     })
     .await;

@@ -15,7 +15,7 @@ use std::{
 
 use tokio::runtime::{Handle, RuntimeFlavor};
 
-use crate::{Config, LockError, Timeout, reentry::Holder, rt};
+use crate::{Config, LockError, Timeout, reentry::Owner, rt};
 
 /// A Redlock client for synchronous code; see [`crate::Redlock`] for the async one.
 ///
@@ -232,7 +232,7 @@ impl LockRequest {
     pub fn acquire(self) -> Result<LockGuard, LockError> {
         let mut request = self.inner;
         // The work runs on the private runtime: the holder is the calling thread.
-        request.holder = Some(Holder::current_thread());
+        request.owner = Some(Owner::current_thread());
         let inner = wait(request.into_future())??;
         Ok(LockGuard { inner: Some(inner) })
     }

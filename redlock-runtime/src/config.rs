@@ -1,11 +1,8 @@
-//! The client handle: which masters, and the time bounds of every call.
+//! The settings of a client: which masters, and the time bounds of every call.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use crate::{
-    LockError, LockRequest, background::BackgroundReleases, master::Master, reentry::Holders,
-    target::redact_url, wake::Wakeups,
-};
+use crate::target::redact_url;
 
 /// The URL used when neither `REDLOCK_URLS` nor `REDIS_URL` is set.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
@@ -110,7 +107,7 @@ impl Config {
     }
 
     /// [`from_env`](Self::from_env), and the variable the URLs came from.
-    fn from_env_with_source() -> (Self, &'static str) {
+    pub(crate) fn from_env_with_source() -> (Self, &'static str) {
         let from = |name| {
             std::env::var(name)
                 .ok()
@@ -151,180 +148,5 @@ impl Default for Config {
     /// One master at [`DEFAULT_URL`].
     fn default() -> Self {
         Self::new([DEFAULT_URL])
-    }
-}
-
-/// A Redlock client over one or many independent Redis masters. Cheap to clone; all clones
-/// share the connections.
-///
-/// Creating it does no I/O: each master is connected on first use, and reconnected after a
-/// failure.
-///
-/// ```no_run
-/// use redlock_runtime::{Redlock, Timeout};
-///
-/// # async fn run() -> Result<(), redlock_runtime::LockError> {
-/// let redlock = Redlock::new(["redis://127.0.0.1:6379"])?;
-/// let guard = redlock.lock("nightly-report").timeout(Timeout::Skip).await?;
-/// // ... the critical section ...
-/// guard.release().await?;
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone)]
-pub struct Redlock {
-    pub(crate) shared: Arc<Shared>,
-}
-
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) masters: Vec<Arc<Master>>,
-    pub(crate) config: Config,
-    pub(crate) background: Arc<BackgroundReleases>,
-    pub(crate) wakeups: Arc<Wakeups>,
-    pub(crate) holders: Holders,
-}
-
-impl Shared {
-    /// How many masters must agree: a strict majority.
-    pub(crate) fn quorum(&self) -> usize {
-        self.masters.len() / 2 + 1
-    }
-}
-
-impl Redlock {
-    /// A client with default settings, one URL per independent master.
-    ///
-    /// ```
-    /// let redlock = redlock_runtime::Redlock::new(["redis://127.0.0.1:6379"])?;
-    /// assert_eq!(redlock.quorum(), 1);
-    /// # Ok::<(), redlock_runtime::LockError>(())
-    /// ```
-    pub fn new(urls: impl IntoIterator<Item = impl AsRef<str>>) -> Result<Self, LockError> {
-        Self::with_config(Config::new(urls))
-    }
-
-    /// A client for the masters named by the environment (see [`Config::from_env`]). An invalid
-    /// URL is reported with the variable it came from.
-    ///
-    /// ```
-    /// let redlock = redlock_runtime::Redlock::from_env()?;
-    /// # Ok::<(), redlock_runtime::LockError>(())
-    /// ```
-    pub fn from_env() -> Result<Self, LockError> {
-        let (config, source) = Config::from_env_with_source();
-        let entries = config.urls.len();
-        let position = |url: &str| {
-            let labels: Vec<String> = config.urls.iter().map(|u| redact_url(u)).collect();
-            labels.iter().position(|label| label == url)
-        };
-        let located = |url: &str| match position(url) {
-            Some(index) if entries > 1 => format!("entry {} of {entries} in {source}", index + 1),
-            _ => source.to_owned(),
-        };
-        Self::with_config(config.clone()).map_err(|error| match error {
-            LockError::InvalidUrl { url, reason } => LockError::InvalidUrl {
-                reason: format!("{reason} (from {})", located(&url)),
-                url,
-            },
-            other => other,
-        })
-    }
-
-    /// A client with explicit settings.
-    ///
-    /// ```
-    /// let config = redlock_runtime::Config::new(["redis://127.0.0.1:6379"]);
-    /// let redlock = redlock_runtime::Redlock::with_config(config)?;
-    /// # Ok::<(), redlock_runtime::LockError>(())
-    /// ```
-    pub fn with_config(config: Config) -> Result<Self, LockError> {
-        if config.urls.is_empty() {
-            return Err(LockError::NoMasters);
-        }
-        let masters: Vec<Arc<Master>> = config
-            .urls
-            .iter()
-            .map(|url| {
-                Master::new(url, config.master_timeout, config.connect_timeout).map(Arc::new)
-            })
-            .collect::<Result<_, _>>()?;
-        // Usually the main thread: it then waits for background work when `main` returns,
-        // whichever thread started that work.
-        crate::rt::drain_when_this_thread_ends();
-        Ok(Self {
-            shared: Arc::new(Shared {
-                wakeups: Arc::new(Wakeups::new(masters.clone(), config.master_timeout)),
-                masters,
-                config,
-                background: Arc::default(),
-                holders: Holders::default(),
-            }),
-        })
-    }
-
-    /// Starts a request for the lock `name`; configure it, then `.await` it.
-    ///
-    /// ```no_run
-    /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
-    /// let guard = redlock.lock("invoice:42").timeout(5).await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn lock(&self, name: impl Into<String>) -> LockRequest {
-        LockRequest::new(self.clone(), name.into())
-    }
-
-    /// How many masters must agree to grant a lock: `masters / 2 + 1`.
-    ///
-    /// ```
-    /// let redlock = redlock_runtime::Redlock::new(["redis://a", "redis://b", "redis://c"])?;
-    /// assert_eq!(redlock.quorum(), 2);
-    /// # Ok::<(), redlock_runtime::LockError>(())
-    /// ```
-    pub fn quorum(&self) -> usize {
-        self.shared.quorum()
-    }
-
-    /// The masters' URLs, passwords replaced by `***`.
-    ///
-    /// ```
-    /// let redlock = redlock_runtime::Redlock::new(["redis://:secret@db1:6379"])?;
-    /// assert_eq!(redlock.masters().collect::<Vec<_>>(), ["redis://:***@db1:6379"]);
-    /// # Ok::<(), redlock_runtime::LockError>(())
-    /// ```
-    pub fn masters(&self) -> impl Iterator<Item = &str> {
-        self.shared
-            .masters
-            .iter()
-            .map(|master| master.label.as_str())
-    }
-
-    /// The settings this client was built with.
-    ///
-    /// ```
-    /// let redlock = redlock_runtime::Redlock::new(["redis://127.0.0.1"])?;
-    /// assert_eq!(redlock.config().urls.len(), 1);
-    /// # Ok::<(), redlock_runtime::LockError>(())
-    /// ```
-    pub fn config(&self) -> &Config {
-        &self.shared.config
-    }
-
-    /// Waits until this process's background work is done: the releases of dropped guards,
-    /// the undos of failed attempts, and the uncounting of ended waits.
-    ///
-    /// The process does this by itself before it exits normally: the thread that dropped a
-    /// guard (the main thread, when `main` returns) waits for it as it ends, for at most 5 s.
-    /// Call `shutdown` where that does not happen, e.g. before `std::process::exit`.
-    ///
-    /// ```no_run
-    /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
-    /// let guard = redlock.lock("report").await?;
-    /// drop(guard); // released in the background
-    /// redlock.shutdown().await; // released now
-    /// std::process::exit(0);
-    /// # }
-    /// ```
-    pub async fn shutdown(&self) {
-        crate::rt::drained().await;
     }
 }

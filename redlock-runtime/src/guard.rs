@@ -1,24 +1,17 @@
-//! A held lock: its renewals (scheduled in `renewals`), the lost-lock signal, release, extend,
-//! and the background release when dropped.
+//! What a holder owns: the guard of a hold, with its renewals (scheduled in `renewals`), the
+//! lost-lock signal, release, extend, and the background release when dropped.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Instant};
 
-use redis::Script;
-use tokio::{runtime::Handle, sync::watch};
+use tokio::runtime::Handle;
 
 use crate::{
-    LockError, MasterFailure,
-    acquire::{LockKeys, RESERVATION, drift},
-    config::Shared,
+    LockError,
+    lease::{Hold, Validity, release_everywhere, renew, take_fencing_token},
     observe,
-    quorum::{Verdict, fan_out},
-    reentry::{Holder, SharedHold},
+    reentry::{Owner, Owners},
     renewals::{self, Registration},
     rt,
-    scripts::{self, ScriptCall},
 };
 
 /// Proof that this client holds a lock. Release it with [`LockGuard::release`] to learn the
@@ -44,90 +37,56 @@ use crate::{
 #[must_use = "dropping the guard releases the lock at once"]
 pub struct LockGuard {
     /// Taken only by `release`, which consumes the guard.
-    held: Option<Held>,
-}
-
-/// What identifies one hold of the lock on the masters; shared with the watchdog and with
-/// re-entrant guards.
-#[derive(Debug)]
-pub(crate) struct Lease {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) name: String,
-    /// Groups the lock in waiting statistics and metrics.
-    pub(crate) stats_name: Option<String>,
-    pub(crate) acquired_at: Instant,
-    pub(crate) keys: Arc<LockKeys>,
-    pub(crate) value: Arc<str>,
-    pub(crate) ttl: Duration,
-    /// Taken on first request, then the same for this hold (nested guards included).
-    pub(crate) fencing_token: tokio::sync::OnceCell<u64>,
-}
-
-/// What is known of the lock's hold, updated by the watchdog and by `extend`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Hold {
-    pub(crate) valid_until: Instant,
-    lost: bool,
+    state: Option<GuardState>,
 }
 
 #[derive(Debug)]
-struct Held {
-    lease: Arc<Lease>,
-    hold: Arc<watch::Sender<Hold>>,
+struct GuardState {
+    hold: Hold,
     /// Its place in the renewal schedule (see `renewals`), with `auto_extend`.
     watchdog: Option<Registration>,
-    /// Where `Drop` spawns the release; captured while acquiring, inside a runtime.
-    /// Who acquired it, for re-entry detection (see `reentry`).
-    holder: Holder,
+    /// Who acquired it, and the client's record of owners (see `reentry`).
+    owner: Owner,
+    owners: Arc<Owners>,
     /// A re-entrant guard inside the outer one: it releases nothing, the outer guard does.
     nested: bool,
 }
 
 impl LockGuard {
-    pub(crate) fn new(
-        lease: Lease,
-        valid_until: Instant,
-        auto_extend: bool,
-        holder: Holder,
-    ) -> Self {
-        let lease = Arc::new(lease);
-        let hold = Arc::new(watch::Sender::new(Hold {
-            valid_until,
-            lost: false,
-        }));
-        let watchdog = auto_extend
-            .then(|| renewals::register(Arc::clone(&lease), Arc::clone(&hold), Handle::current()));
-        let shared = (lease, hold);
-        let key = Arc::clone(&shared.0.keys.lock);
-        shared.0.shared.holders.insert(&key, holder, &shared);
-        Self::with(shared, watchdog, holder, false)
+    /// The guard of a new hold by `owner`, recorded in `owners`; renewed by the watchdog with
+    /// `auto_extend`.
+    pub(crate) fn new(hold: Hold, auto_extend: bool, owner: Owner, owners: Arc<Owners>) -> Self {
+        let watchdog = auto_extend.then(|| renewals::register(hold.clone(), Handle::current()));
+        owners.insert(owner, &hold);
+        Self::with(hold, watchdog, owner, owners, false)
     }
 
-    /// A guard inside `holder`'s own hold (a `reentrant` request): the same lock and state,
+    /// A guard inside `owner`'s own hold (a `reentrant` request): the same lock and state,
     /// released by the outer guard only.
-    pub(crate) fn nested(shared: SharedHold, holder: Holder) -> Self {
-        Self::with(shared, None, holder, true)
+    pub(crate) fn nested(hold: Hold, owner: Owner, owners: Arc<Owners>) -> Self {
+        Self::with(hold, None, owner, owners, true)
     }
 
     fn with(
-        (lease, hold): SharedHold,
+        hold: Hold,
         watchdog: Option<Registration>,
-        holder: Holder,
+        owner: Owner,
+        owners: Arc<Owners>,
         nested: bool,
     ) -> Self {
         Self {
-            held: Some(Held {
-                lease,
+            state: Some(GuardState {
                 hold,
                 watchdog,
-                holder,
+                owner,
+                owners,
                 nested,
             }),
         }
     }
 
-    fn held(&self) -> &Held {
-        self.held
+    fn state(&self) -> &GuardState {
+        self.state
             .as_ref()
             .expect("a LockGuard holds its lock until consumed")
     }
@@ -141,7 +100,7 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub fn name(&self) -> &str {
-        &self.held().lease.name
+        &self.state().hold.lease.name
     }
 
     /// The random value (a UUID v4) that marks this holder in Redis.
@@ -153,7 +112,7 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub fn value(&self) -> &str {
-        &self.held().lease.value
+        &self.state().hold.lease.value
     }
 
     /// Until when the lock is certainly ours: the Redlock validity (TTL minus the time the
@@ -166,7 +125,7 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub fn valid_until(&self) -> Instant {
-        self.held().hold.borrow().valid_until
+        self.state().hold.validity.borrow().valid_until
     }
 
     /// Whether the lock can no longer be counted on: found deleted or replaced, or its
@@ -181,8 +140,7 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub fn is_lost(&self) -> bool {
-        let hold = *self.held().hold.borrow();
-        hold.lost || Instant::now() >= hold.valid_until
+        self.state().hold.validity.borrow().is_lost(Instant::now())
     }
 
     /// Resolves as soon as the lock is lost (see [`is_lost`](Self::is_lost)); never while it
@@ -203,16 +161,16 @@ impl LockGuard {
 
     /// [`lost`](Self::lost) as a future that borrows nothing (for the blocking API).
     pub(crate) fn when_lost(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut hold = self.held().hold.subscribe();
+        let mut validity = self.state().hold.validity.subscribe();
         async move {
             loop {
-                let Hold { valid_until, lost } = *hold.borrow_and_update();
-                if lost || Instant::now() >= valid_until {
+                let known: Validity = *validity.borrow_and_update();
+                if known.is_lost(Instant::now()) {
                     return;
                 }
                 tokio::select! {
-                    changed = hold.changed() => if changed.is_err() { return },
-                    () = tokio::time::sleep_until(valid_until.into()) => {}
+                    changed = validity.changed() => if changed.is_err() { return },
+                    () = tokio::time::sleep_until(known.valid_until.into()) => {}
                 }
             }
         }
@@ -244,7 +202,7 @@ impl LockGuard {
     pub(crate) fn take_fencing_token(
         &self,
     ) -> impl Future<Output = Result<u64, LockError>> + Send + 'static {
-        let lease = Arc::clone(&self.held().lease);
+        let lease = Arc::clone(&self.state().hold.lease);
         async move {
             lease
                 .fencing_token
@@ -265,8 +223,8 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub async fn extend(&self) -> Result<(), LockError> {
-        let held = self.held();
-        renew(&held.lease, &held.hold).await
+        let hold = &self.state().hold;
+        renew(&hold.lease, &hold.validity).await
     }
 
     /// Releases the lock on every master. [`LockError::Lost`] if it was no longer ours on a
@@ -279,26 +237,26 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub async fn release(mut self) -> Result<(), LockError> {
-        let held = self
-            .held
+        let state = self
+            .state
             .take()
             .expect("a LockGuard holds its lock until consumed");
-        if held.nested {
+        if state.nested {
             return Ok(());
         }
-        held.stop_holding();
-        release_everywhere(&held.lease).await
+        state.stop_holding();
+        release_everywhere(&state.hold.lease).await
     }
 }
 
-impl Held {
+impl GuardState {
     /// The end of the hold in this process: no more renewals, no more re-entry detection.
     fn stop_holding(&self) {
         if let Some(watchdog) = self.watchdog {
             renewals::cancel(watchdog);
         }
-        let lease = &self.lease;
-        lease.shared.holders.remove(&lease.keys.lock, self.holder);
+        let lease = &self.hold.lease;
+        self.owners.remove(&lease.keys.lock, self.owner);
         observe::hold_ended(
             &lease.name,
             lease.stats_name.as_deref(),
@@ -309,12 +267,12 @@ impl Held {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        let Some(held) = self.held.take().filter(|held| !held.nested) else {
+        let Some(state) = self.state.take().filter(|state| !state.nested) else {
             return;
         };
-        held.stop_holding();
-        let lease = held.lease;
-        let ticket = lease.shared.background.start(&lease.keys.lock);
+        state.stop_holding();
+        let lease = Arc::clone(&state.hold.lease);
+        let ticket = lease.backend.background.start(&lease.keys.lock);
         // On the private runtime, which the process lets finish before it exits: the
         // application's runtime may be shutting down (a guard dropped as `main` returns).
         rt::spawn_background(async move {
@@ -324,111 +282,5 @@ impl Drop for LockGuard {
                 tracing::warn!(lock = %lease.name, %error, "redlock: background release failed; the lock expires with its TTL");
             }
         });
-    }
-}
-
-/// Extends the lock and records the outcome: a fresh validity, or the loss.
-pub(crate) async fn renew(lease: &Lease, hold: &watch::Sender<Hold>) -> Result<(), LockError> {
-    let started = Instant::now();
-    let ttl_ms = lease.ttl.as_millis() as u64;
-    let renewed = owned_round(lease, &scripts::EXTEND, |call| call.arg(ttl_ms))
-        .await
-        .map(drop);
-    match &renewed {
-        Ok(()) => {
-            let validity = lease
-                .ttl
-                .saturating_sub(started.elapsed() + drift(lease.ttl));
-            hold.send_modify(|hold| hold.valid_until = hold.valid_until.max(started + validity));
-        }
-        Err(LockError::Lost { .. }) => mark_lost(lease, hold, "the key was deleted or replaced"),
-        Err(_) => {}
-    }
-    renewed
-}
-
-pub(crate) fn mark_lost(lease: &Lease, hold: &watch::Sender<Hold>, why: &str) {
-    let newly = hold.send_if_modified(|hold| !std::mem::replace(&mut hold.lost, true));
-    if newly {
-        tracing::error!(lock = %lease.name, why, "redlock: lock lost");
-        observe::lost(&lease.name, lease.stats_name.as_deref());
-    }
-}
-
-/// Releases on every master, handing the lock over to the first waiter (see `release.lua`).
-async fn release_everywhere(lease: &Lease) -> Result<(), LockError> {
-    let reservation_ms = RESERVATION.as_millis() as u64;
-    owned_round(lease, &scripts::RELEASE, |call| {
-        call.arg(lease.keys.channel()).arg(reservation_ms)
-    })
-    .await
-    .map(drop)
-}
-
-/// The next fencing token: the highest counter of a quorum after incrementing each, written
-/// back to a majority (with several masters) so that every later quorum sees it.
-async fn take_fencing_token(lease: &Lease) -> Result<u64, LockError> {
-    let token = owned_round(lease, &scripts::FENCE, |call| call.arg("next").arg(0)).await?;
-    if lease.shared.masters.len() > 1 {
-        owned_round(lease, &scripts::FENCE, |call| call.arg("raise").arg(token)).await?;
-    }
-    Ok(token)
-}
-
-/// Runs a script that acts only if the lock still holds our value (see
-/// [`LockKeys::owned_call`]; `args` appends the rest) on every master, and decides
-/// as soon as the outcome is certain: the highest reply once a quorum replied (a negative
-/// reply means "not ours"), `Lost` once a quorum said "not ours", else `Unavailable`.
-async fn owned_round(
-    lease: &Lease,
-    script: &'static Script,
-    args: impl FnOnce(ScriptCall) -> ScriptCall,
-) -> Result<u64, LockError> {
-    let masters = &lease.shared.masters;
-    let quorum = lease.shared.quorum();
-    let (mut owned, mut not_owned, mut highest) = (0, 0, 0);
-    let mut failures: Vec<MasterFailure> = Vec::new();
-    let call = Arc::new(args(lease.keys.owned_call(script, &lease.value)));
-    let stragglers = fan_out(
-        masters,
-        |master| {
-            let call = Arc::clone(&call);
-            async move {
-                master
-                    .call(|mut connection| async move { call.invoke::<i64>(&mut connection).await })
-                    .await
-            }
-        },
-        |index, reply| {
-            match reply {
-                Ok(reply) if reply >= 0 => {
-                    owned += 1;
-                    highest = highest.max(reply.unsigned_abs());
-                }
-                Ok(_) => not_owned += 1,
-                Err(error) => failures.push(masters[index].failure(&error)),
-            }
-            if owned >= quorum || not_owned + failures.len() > masters.len() - quorum {
-                Verdict::Decided
-            } else {
-                Verdict::Undecided
-            }
-        },
-    )
-    .await;
-    stragglers.finish_in_background(|_, _| {});
-    if owned >= quorum {
-        Ok(highest)
-    } else if not_owned > masters.len() - quorum {
-        Err(LockError::Lost {
-            name: lease.name.clone(),
-        })
-    } else {
-        Err(LockError::Unavailable {
-            name: lease.name.clone(),
-            quorum,
-            masters: masters.len(),
-            failures,
-        })
     }
 }

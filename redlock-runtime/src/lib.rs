@@ -35,30 +35,46 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
-mod acquire;
-mod background;
-pub mod blocking;
-mod config;
+// The modules in layers: each uses only those above it in this list (`test_util` and
+// `__private` may use any); `.ci/check_layers.py` checks it. A reader follows one acquisition
+// downward from `redlock`.
+//
+// The vocabulary: errors, timeouts, URL kinds, settings, key names, the private runtime.
 mod error;
-mod guard;
-mod master;
-mod observe;
-mod quorum;
-mod reentry;
-mod renewals;
-mod request;
-mod rt;
-mod scripts;
-mod stats;
+mod timeout;
 mod target;
+mod config;
+mod keys;
+mod rt;
+// One connection per master; the Lua scripts; fan-out and tally; release notifications;
+// background releases in flight; a client's masters.
+mod master;
+mod scripts;
+mod quorum;
+mod wake;
+mod background;
+mod backend;
+// One hold: observation, its lease and validity, renewals, re-entry records.
+mod observe;
+mod lease;
+mod renewals;
+mod reentry;
+// One attempt round; waiting statistics; the wait; the guard; the request; the client.
+mod acquire;
+mod stats;
+mod wait;
+mod guard;
+mod client;
+mod request;
+mod redlock;
+pub mod blocking;
 #[cfg(feature = "test-util")]
 pub mod test_util;
-mod timeout;
-mod wake;
 
-pub use config::{Config, DEFAULT_OUTAGE_TIMEOUT, DEFAULT_URL, Redlock};
+pub use config::{Config, DEFAULT_OUTAGE_TIMEOUT, DEFAULT_URL};
 pub use error::{LockError, MasterFailure};
 pub use guard::LockGuard;
+pub use redlock::Redlock;
 pub use request::{DEFAULT_AUTO_RELEASE_TIME, LockRequest};
 pub use stats::{Contended, REGISTRY_KEY, waiting_key};
 pub use timeout::Timeout;
@@ -81,7 +97,7 @@ pub use redis;
 /// assert_eq!(redlock_runtime::lock_key("emails"), "redlock:ConfigurableLock.emails");
 /// ```
 pub fn lock_key(name: &str) -> String {
-    acquire::lock_key(name)
+    keys::lock_key(name)
 }
 
 /// What `#[redlock]` expansions call. Not a public API: it changes without notice.

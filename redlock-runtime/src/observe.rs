@@ -17,7 +17,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{LockError, LockGuard, Timeout};
+use crate::{LockError, Timeout};
 
 /// One acquisition being observed, from the request to its outcome.
 pub(crate) struct Acquisition {
@@ -39,7 +39,8 @@ impl Acquisition {
         }
     }
 
-    pub(crate) fn finish(self, result: &Result<LockGuard, LockError>) {
+    /// Records the outcome; the `redlock_acquire` span around it carries the lock name.
+    pub(crate) fn finish<T>(self, result: &Result<T, LockError>) {
         let waited = self.started.elapsed();
         let outcome = match result {
             Ok(_) => "acquired",
@@ -49,9 +50,7 @@ impl Acquisition {
             Err(_) => "error",
         };
         match result {
-            Ok(guard) => {
-                tracing::debug!(lock = guard.name(), outcome, ?waited, "redlock: acquired")
-            }
+            Ok(_) => tracing::debug!(outcome, ?waited, "redlock: acquired"),
             Err(error) => tracing::debug!(%error, outcome, ?waited, "redlock: not acquired"),
         }
         #[cfg(feature = "metrics")]

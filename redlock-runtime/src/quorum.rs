@@ -1,14 +1,101 @@
 //! Where the quorum is decided: one request fanned out to every master in parallel, a decision
 //! as soon as the outcome is certain, and the stragglers finished in the background.
 
-use std::{future::Future, pin::Pin, sync::Arc};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use futures_util::{StreamExt, stream::FuturesUnordered};
 
-use crate::master::{CallError, Master};
+use crate::{
+    MasterFailure,
+    master::{CallError, Master},
+};
 
 type Reply<T> = (usize, Result<T, CallError>);
 type Pending<T> = FuturesUnordered<Pin<Box<dyn Future<Output = Reply<T>> + Send>>>;
+
+/// The clock-drift allowance of the Redlock spec: 1% of the TTL plus 2 ms.
+pub(crate) fn drift(ttl: Duration) -> Duration {
+    ttl / 100 + Duration::from_millis(2)
+}
+
+/// How many of `masters` must agree: a strict majority.
+pub(crate) fn quorum_of(masters: usize) -> usize {
+    masters / 2 + 1
+}
+
+/// How long a lock granted `elapsed` after the attempt started stays ours: the TTL less the
+/// time spent and the drift; `None` if nothing is left.
+pub(crate) fn validity(ttl: Duration, elapsed: Duration) -> Option<Duration> {
+    ttl.checked_sub(elapsed + drift(ttl))
+        .filter(|validity| !validity.is_zero())
+}
+
+/// The replies of one round: yes (granted, or ours), no (held by another, or not ours), and
+/// failures; and whether the outcome is certain.
+#[derive(Debug)]
+pub(crate) struct Tally {
+    masters: usize,
+    quorum: usize,
+    yes: usize,
+    no: usize,
+    failures: Vec<MasterFailure>,
+}
+
+impl Tally {
+    pub(crate) fn new(masters: usize) -> Self {
+        Self {
+            masters,
+            quorum: quorum_of(masters),
+            yes: 0,
+            no: 0,
+            failures: Vec::new(),
+        }
+    }
+
+    pub(crate) fn yes(&mut self) {
+        self.yes += 1;
+    }
+
+    pub(crate) fn no(&mut self) {
+        self.no += 1;
+    }
+
+    pub(crate) fn failed(&mut self, failure: MasterFailure) {
+        self.failures.push(failure);
+    }
+
+    pub(crate) fn yes_count(&self) -> usize {
+        self.yes
+    }
+
+    /// A quorum said yes.
+    pub(crate) fn granted(&self) -> bool {
+        self.yes >= self.quorum
+    }
+
+    /// A quorum said no: the answer is no whatever the others say.
+    pub(crate) fn refused(&self) -> bool {
+        self.no > self.masters - self.quorum
+    }
+
+    /// Failures alone leave too few masters for a quorum of yes.
+    pub(crate) fn impossible_by_failures(&self) -> bool {
+        self.failures.len() > self.masters - self.quorum
+    }
+
+    /// Decided once a quorum said yes, or too few masters are left to say it.
+    pub(crate) fn verdict(&self) -> Verdict {
+        if self.granted() || self.no + self.failures.len() > self.masters - self.quorum {
+            Verdict::Decided
+        } else {
+            Verdict::Undecided
+        }
+    }
+
+    pub(crate) fn into_failures(self) -> Vec<MasterFailure> {
+        self.failures
+    }
+}
 
 /// What a tally says after each reply.
 pub(crate) enum Verdict {
@@ -77,5 +164,73 @@ impl<T: Send + 'static> Stragglers<T> {
                 on_reply(index, reply);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{Tally, Verdict, drift, quorum_of, validity};
+    use crate::MasterFailure;
+
+    fn failure() -> MasterFailure {
+        MasterFailure {
+            master: "redis://m".into(),
+            error: "down".into(),
+            misconfigured: false,
+        }
+    }
+
+    #[test]
+    fn a_quorum_is_a_strict_majority() {
+        assert_eq!([1, 2, 3, 4, 5].map(quorum_of), [1, 2, 2, 3, 3]);
+    }
+
+    #[test]
+    fn the_tally_decides_as_soon_as_the_outcome_is_certain() {
+        let mut tally = Tally::new(5);
+        tally.yes();
+        tally.yes();
+        assert!(matches!(tally.verdict(), Verdict::Undecided));
+        tally.yes();
+        assert!(tally.granted() && matches!(tally.verdict(), Verdict::Decided));
+
+        let mut tally = Tally::new(5);
+        tally.no();
+        tally.no();
+        assert!(matches!(tally.verdict(), Verdict::Undecided) && !tally.refused());
+        tally.failed(failure());
+        // Two no and one failure leave two masters: a quorum of three is impossible.
+        assert!(matches!(tally.verdict(), Verdict::Decided));
+        assert!(!tally.refused() && !tally.impossible_by_failures());
+        tally.no();
+        assert!(tally.refused());
+    }
+
+    #[test]
+    fn failures_alone_can_make_a_quorum_impossible() {
+        let mut tally = Tally::new(3);
+        tally.failed(failure());
+        assert!(!tally.impossible_by_failures());
+        tally.failed(failure());
+        assert!(tally.impossible_by_failures());
+        assert_eq!(tally.into_failures().len(), 2);
+    }
+
+    #[test]
+    fn validity_is_the_ttl_less_elapsed_time_and_drift() {
+        let ttl = Duration::from_secs(10);
+        assert_eq!(drift(ttl), Duration::from_millis(102));
+        assert_eq!(
+            validity(ttl, Duration::from_millis(900)),
+            Some(Duration::from_millis(8_998))
+        );
+        assert_eq!(validity(ttl, Duration::from_millis(9_898)), None);
+        assert_eq!(
+            validity(Duration::from_millis(3), Duration::ZERO),
+            Some(Duration::from_micros(970))
+        );
+        assert_eq!(validity(Duration::from_millis(2), Duration::ZERO), None);
     }
 }

@@ -10,17 +10,17 @@ use std::{
 
 use tokio::sync::watch;
 
-use crate::guard::{Hold, Lease};
+use crate::lease::{Hold, Lease, Validity};
 
-/// Who holds a lock in this process: the tokio task that acquired it, or the thread of a
+/// Who owns a hold in this process: the tokio task that acquired it, or the thread of a
 /// blocking call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Holder {
+pub(crate) enum Owner {
     Task(tokio::task::Id),
     Thread(ThreadId),
 }
 
-impl Holder {
+impl Owner {
     /// The current tokio task; outside any task (the future given to `block_on`, as in
     /// `#[tokio::main]`), the thread that polls it, which stays the same.
     pub(crate) fn current() -> Self {
@@ -33,49 +33,49 @@ impl Holder {
     }
 }
 
-/// One hold of this client: who holds it, and (weakly) the guard's state that a re-entrant
-/// request shares.
+/// One hold of this client: who owns it, and (weakly) the hold that a re-entrant request
+/// shares.
 #[derive(Debug)]
 struct Entry {
-    holder: Holder,
+    owner: Owner,
     lease: Weak<Lease>,
-    hold: Weak<watch::Sender<Hold>>,
+    validity: Weak<watch::Sender<Validity>>,
 }
 
-/// The state of a hold that a re-entrant request shares.
-pub(crate) type SharedHold = (Arc<Lease>, Arc<watch::Sender<Hold>>);
-
-/// The locks this client holds, by lock key, with their holders.
+/// The locks this client holds, by lock key, with their owners.
 #[derive(Debug, Default)]
-pub(crate) struct Holders(Mutex<HashMap<Arc<str>, Entry>>);
+pub(crate) struct Owners(Mutex<HashMap<Arc<str>, Entry>>);
 
-impl Holders {
+impl Owners {
     fn map(&self) -> MutexGuard<'_, HashMap<Arc<str>, Entry>> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The state of `holder`'s hold of `key`, if it holds it.
-    pub(crate) fn held_by(&self, key: &str, holder: Holder) -> Option<SharedHold> {
+    /// `owner`'s hold of `key`, if it owns one.
+    pub(crate) fn hold_of(&self, key: &str, owner: Owner) -> Option<Hold> {
         let map = self.map();
-        let entry = map.get(key).filter(|entry| entry.holder == holder)?;
-        Some((entry.lease.upgrade()?, entry.hold.upgrade()?))
+        let entry = map.get(key).filter(|entry| entry.owner == owner)?;
+        Some(Hold {
+            lease: entry.lease.upgrade()?,
+            validity: entry.validity.upgrade()?,
+        })
     }
 
-    pub(crate) fn insert(&self, key: &Arc<str>, holder: Holder, (lease, hold): &SharedHold) {
+    pub(crate) fn insert(&self, owner: Owner, hold: &Hold) {
         let entry = Entry {
-            holder,
-            lease: Arc::downgrade(lease),
-            hold: Arc::downgrade(hold),
+            owner,
+            lease: Arc::downgrade(&hold.lease),
+            validity: Arc::downgrade(&hold.validity),
         };
-        self.map().insert(Arc::clone(key), entry);
+        self.map().insert(Arc::clone(&hold.lease.keys.lock), entry);
     }
 
-    /// Forgets `holder`'s hold of `key` (and nobody else's).
-    pub(crate) fn remove(&self, key: &str, holder: Holder) {
+    /// Forgets `owner`'s hold of `key` (and nobody else's).
+    pub(crate) fn remove(&self, key: &str, owner: Owner) {
         let mut map = self.map();
-        if map.get(key).is_some_and(|entry| entry.holder == holder) {
+        if map.get(key).is_some_and(|entry| entry.owner == owner) {
             map.remove(key);
         }
     }

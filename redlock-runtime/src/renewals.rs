@@ -6,19 +6,15 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    sync::{Arc, LazyLock, Mutex, MutexGuard},
+    sync::{LazyLock, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
-use tokio::{
-    runtime::Handle,
-    sync::{Notify, watch},
-    task::AbortHandle,
-};
+use tokio::{runtime::Handle, sync::Notify, task::AbortHandle};
 
 use crate::{
     LockError,
-    guard::{Hold, Lease, mark_lost, renew},
+    lease::{Hold, mark_lost, renew},
 };
 
 /// A guard's place in the schedule, until [`cancel`].
@@ -26,8 +22,7 @@ use crate::{
 pub(crate) struct Registration(u64);
 
 struct Entry {
-    lease: Arc<Lease>,
-    hold: Arc<watch::Sender<Hold>>,
+    hold: Hold,
     /// Where the guard was acquired: its renewals run there.
     runtime: Handle,
     /// When the next renewal is due; `None` while one runs.
@@ -78,13 +73,9 @@ impl State {
 
 /// Renews the lock every third of its TTL from now until [`cancel`]; a failed renewal is
 /// retried sooner, until the validity ends and the lock counts as lost.
-pub(crate) fn register(
-    lease: Arc<Lease>,
-    hold: Arc<watch::Sender<Hold>>,
-    runtime: Handle,
-) -> Registration {
+pub(crate) fn register(hold: Hold, runtime: Handle) -> Registration {
     let renewals = &*RENEWALS;
-    let at = Instant::now() + lease.ttl / 3;
+    let at = Instant::now() + hold.lease.ttl / 3;
     let mut state = renewals.lock();
     if !state.timer_started {
         state.timer_started = true;
@@ -93,7 +84,6 @@ pub(crate) fn register(
     let id = state.next_id;
     state.next_id += 1;
     let entry = Entry {
-        lease,
         hold,
         runtime,
         due: None,
@@ -137,7 +127,7 @@ async fn timer() {
                 state.due.pop_first();
                 if let Some(entry) = state.entries.get_mut(&id) {
                     entry.due = None;
-                    let job = renewal(id, Arc::clone(&entry.lease), Arc::clone(&entry.hold));
+                    let job = renewal(id, entry.hold.clone());
                     // Started under the lock, so that `cancel` finds it to stop.
                     entry.running = Some(entry.runtime.spawn(job).abort_handle());
                 }
@@ -159,23 +149,24 @@ async fn timer() {
 }
 
 /// One renewal of a registered guard, then its next deadline (if the lock is still held).
-async fn renewal(id: u64, lease: Arc<Lease>, hold: Arc<watch::Sender<Hold>>) {
-    let next = match renew(&lease, &hold).await {
+async fn renewal(id: u64, hold: Hold) {
+    let Hold { lease, validity } = &hold;
+    let next = match renew(lease, validity).await {
         Ok(()) => Some(Instant::now() + lease.ttl / 3),
         Err(LockError::Lost { .. }) => None,
         Err(error) => {
-            let valid_until = hold.borrow().valid_until;
+            let valid_until = validity.borrow().valid_until;
             if Instant::now() >= valid_until {
                 mark_lost(
-                    &lease,
-                    &hold,
+                    lease,
+                    validity,
                     "no quorum renewed it before its validity ended",
                 );
                 None
             } else {
                 tracing::warn!(lock = %lease.name, %error, "redlock: renewal failed; retrying");
                 let retry = lease
-                    .shared
+                    .backend
                     .config
                     .retry_delay
                     .max(Duration::from_millis(1));

@@ -1,28 +1,25 @@
-//! A lock request: its settings, and the wait until it is granted, refused or timed out.
+//! A lock request: its settings, checked, then handed over to the wait (`wait`); the guard
+//! it returns.
 
 use std::{
     future::{Future, IntoFuture},
     pin::Pin,
     sync::Arc,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
-
-use uuid::Uuid;
 
 use tracing::Instrument;
 
 use crate::{
-    LockError, LockGuard, Redlock, Timeout,
-    acquire::{
-        Attempt, LockKeys, WAITER_LEASE, Waiter, attempt, companions_share_slot, drift,
-        spawn_leave_queue,
-    },
-    config::{Config, Shared},
-    guard::Lease,
+    LockError, LockGuard, Timeout,
+    client::Client,
+    keys::{LockKeys, companions_share_slot},
+    lease::{Hold, Lease},
     observe::Acquisition,
-    reentry::Holder,
-    stats::{WaitingStats, waiting_key},
-    wake::Watch,
+    quorum::drift,
+    reentry::Owner,
+    stats::waiting_key,
+    wait::{self, Granted},
 };
 
 /// The default TTL of a lock (the Python library's `auto_release_time`).
@@ -54,7 +51,7 @@ pub const DEFAULT_AUTO_RELEASE_TIME: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 #[must_use = "a lock request does nothing until it is awaited"]
 pub struct LockRequest {
-    client: Redlock,
+    client: Arc<Client>,
     name: String,
     timeout: Result<Timeout, LockError>,
     auto_release_time: Duration,
@@ -63,11 +60,11 @@ pub struct LockRequest {
     auto_extend: bool,
     reentrant: bool,
     /// Who asks: set by the blocking API (the calling thread); else the current task.
-    pub(crate) holder: Option<Holder>,
+    pub(crate) owner: Option<Owner>,
 }
 
 impl LockRequest {
-    pub(crate) fn new(client: Redlock, name: String) -> Self {
+    pub(crate) fn new(client: Arc<Client>, name: String) -> Self {
         Self {
             client,
             name,
@@ -77,7 +74,7 @@ impl LockRequest {
             stats: true,
             auto_extend: true,
             reentrant: false,
-            holder: None,
+            owner: None,
         }
     }
 
@@ -189,7 +186,7 @@ impl LockRequest {
             stats,
             auto_extend,
             reentrant,
-            holder,
+            owner,
         } = self;
         let timeout = timeout?;
         if name.is_empty() {
@@ -201,9 +198,13 @@ impl LockRequest {
         if ttl < Duration::from_millis(3) || ttl <= drift(ttl) {
             return Err(LockError::InvalidAutoReleaseTime { name, value: ttl });
         }
-        let shared = &client.shared;
         let keys = LockKeys::new(&name);
-        if shared.masters.iter().any(|master| master.is_cluster) {
+        if client
+            .backend
+            .masters
+            .iter()
+            .any(|master| master.is_cluster)
+        {
             let stats_key = waiting_key(stats_name.as_deref().unwrap_or(&name));
             if !companions_share_slot(&keys.lock) || !companions_share_slot(&stats_key) {
                 return Err(LockError::InvalidName {
@@ -214,225 +215,43 @@ impl LockRequest {
                 });
             }
         }
-        let holder = holder.unwrap_or_else(Holder::current);
+        let owner = owner.unwrap_or_else(Owner::current);
         // Waiting without a deadline for a lock we hold ourselves would never end. (With `Skip`
         // or a deadline the answer is the usual `Timeout`: the lock is held, by us.)
-        if let Some(shared_hold) = shared.holders.held_by(&keys.lock, holder) {
+        if let Some(hold) = client.owners.hold_of(&keys.lock, owner) {
             if reentrant {
-                return Ok(LockGuard::nested(shared_hold, holder));
+                return Ok(LockGuard::nested(hold, owner, Arc::clone(&client.owners)));
             }
             if timeout == Timeout::Forever {
                 return Err(LockError::Reentered { name });
             }
         }
-        let started = Instant::now();
-        let deadline = match timeout {
-            Timeout::After(wait) => Some(started + wait),
-            Timeout::Forever | Timeout::Skip => None,
+        let ask = wait::Ask {
+            name: &name,
+            keys: &keys,
+            ttl,
+            timeout,
+            stats_name: stats.then(|| stats_name.as_deref().unwrap_or(&name)),
         };
-        let mut backoff = Backoff::new(&shared.config);
-        let mut waiting: Option<Waiting> = None;
-        // Since when no attempt reached a quorum (see `Config::outage_timeout`).
-        let mut outage_since: Option<Instant> = None;
-        loop {
-            let mut text = Uuid::encode_buffer();
-            let value: Arc<str> = Arc::from(&*Uuid::new_v4().hyphenated().encode_lower(&mut text));
-            // Our own background releases of this key go first (see `background`).
-            shared
-                .background
-                .settled(&keys.lock, shared.config.master_timeout)
-                .await;
-            let waiter = waiting.as_ref().map(|waiting| &waiting.waiter);
-            // Releases announced from here on may be the ones we wait for, even those that
-            // arrive before the attempt's reply.
-            let releases_before = waiting
-                .as_ref()
-                .map_or(0, |waiting| waiting.releases.releases_seen());
-            let outcome = attempt(shared, &keys, &value, ttl, waiter).await;
-            let now = Instant::now();
-            let (error, wake) = match outcome {
-                Attempt::Acquired { valid_until } => {
-                    if let Some(mut waiting) = waiting {
-                        // The acquire script took us out of the queue where it granted the
-                        // lock; with several masters, a master that refused still has our
-                        // place, which must not stay at the head of its queue.
-                        waiting.place.left = shared.masters.len() == 1;
-                    }
-                    let lease = Lease {
-                        shared: Arc::clone(shared),
-                        name,
-                        stats_name,
-                        acquired_at: Instant::now(),
-                        keys,
-                        value,
-                        ttl,
-                        fencing_token: tokio::sync::OnceCell::new(),
-                    };
-                    return Ok(LockGuard::new(lease, valid_until, auto_extend, holder));
-                }
-                Attempt::Busy { expires_in, ahead } => {
-                    backoff.reset();
-                    outage_since = None;
-                    let error = LockError::Timeout {
-                        name: name.clone(),
-                        waited: now - started,
-                    };
-                    // Our turn comes after the holder's release (if the lock is held) and
-                    // after those of the waiters ahead of us.
-                    let held = u64::from(!expires_in.is_zero());
-                    let wake = Wake::OnRelease {
-                        releases: ahead + held,
-                        fallback: now + fallback_after(expires_in),
-                    };
-                    (error, wake)
-                }
-                Attempt::Unavailable(failures) => {
-                    // Waiting cannot help when too many masters are misconfigured for a quorum,
-                    // nor past the outage timeout.
-                    let misconfigured = failures.iter().filter(|f| f.misconfigured).count();
-                    let hopeless = misconfigured > shared.masters.len() - shared.quorum();
-                    let since = *outage_since.get_or_insert(now);
-                    let gives_up_at = shared.config.outage_timeout.map(|limit| since + limit);
-                    let too_long = gives_up_at.is_some_and(|at| now >= at);
-                    let error = LockError::Unavailable {
-                        name: name.clone(),
-                        quorum: shared.quorum(),
-                        masters: shared.masters.len(),
-                        failures,
-                    };
-                    if hopeless || too_long {
-                        return Err(error);
-                    }
-                    let retry_at = now + backoff.next();
-                    (
-                        error,
-                        Wake::At(gives_up_at.map_or(retry_at, |at| retry_at.min(at))),
-                    )
-                }
-            };
-            if timeout == Timeout::Skip || deadline.is_some_and(|deadline| now >= deadline) {
-                return Err(error);
-            }
-            match &mut waiting {
-                Some(waiting) => {
-                    tracing::trace!(lock = %name, %error, "redlock: waiting");
-                    waiting
-                        .pause(wake, deadline, shared.quorum(), releases_before)
-                        .await;
-                }
-                None => {
-                    // The first refusal: watch releases and join the queue, then attempt again
-                    // at once, so that no release between the two attempts goes unseen.
-                    let stats_name = stats.then(|| stats_name.as_deref().unwrap_or(&name));
-                    waiting = Some(Waiting::start(shared, &keys, stats_name).await);
-                }
-            }
-        }
-    }
-}
-
-/// A waiting request: its place in the queue, its watch on releases, its statistics. Dropping
-/// it (deadline, cancellation, panic) leaves the queue and uncounts the waiter.
-struct Waiting {
-    waiter: Waiter,
-    releases: Watch,
-    place: QueuePlace,
-    /// `None` when statistics are off.
-    _stats: Option<WaitingStats>,
-}
-
-/// When a waiter attempts again.
-enum Wake {
-    /// At the release that makes it our turn (the `releases`-th from the last attempt), or
-    /// at `fallback` (the holder's TTL ends, or the heartbeat that keeps our place).
-    OnRelease { releases: u64, fallback: Instant },
-    /// At this instant (backoff while masters fail).
-    At(Instant),
-}
-
-impl Waiting {
-    async fn start(shared: &Arc<Shared>, keys: &Arc<LockKeys>, stats_name: Option<&str>) -> Self {
-        let stats = stats_name.map(|stats_name| WaitingStats::begin(shared, stats_name));
-        let channel: Arc<str> = keys.channel().to_string().into();
-        let releases = shared.wakeups.watch(&channel).await;
-        let ticket = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |since| since.as_secs_f64() * 1000.0);
-        let waiter = Waiter {
-            id: Uuid::new_v4().hyphenated().to_string().into(),
-            ticket,
+        let Granted { value, valid_until } =
+            wait::run(&client.backend, &client.notices, ask).await?;
+        let lease = Lease {
+            backend: Arc::clone(&client.backend),
+            name,
+            stats_name,
+            acquired_at: Instant::now(),
+            keys,
+            value,
+            ttl,
+            fencing_token: tokio::sync::OnceCell::new(),
         };
-        let place = QueuePlace {
-            shared: Arc::clone(shared),
-            keys: Arc::clone(keys),
-            id: Arc::clone(&waiter.id),
-            left: false,
-        };
-        Self {
-            waiter,
-            releases,
-            place,
-            _stats: stats,
-        }
-    }
-
-    /// Sleeps until `wake` or the deadline, whichever comes first; `releases_before` is the
-    /// count of announced releases when the last attempt started.
-    async fn pause(
-        &mut self,
-        wake: Wake,
-        deadline: Option<Instant>,
-        quorum: usize,
-        releases_before: u64,
-    ) {
-        let (until, releases) = match wake {
-            Wake::OnRelease { releases, fallback } => (fallback, Some(releases)),
-            Wake::At(at) => (at, None),
-        };
-        let until = deadline.map_or(until, |deadline| until.min(deadline));
-        let sleep = tokio::time::sleep_until(until.into());
-        let Some(releases) = releases else {
-            return sleep.await;
-        };
-        // Each release is announced by at least a quorum of masters (by all, mostly): wake
-        // once the count can include the one we need; waking early costs one attempt.
-        let enough = releases.saturating_sub(1).saturating_mul(quorum as u64) + 1;
-        tokio::pin!(sleep);
-        while self.releases.releases_seen() - releases_before < enough {
-            tokio::select! {
-                () = &mut sleep => return,
-                () = self.releases.next_release() => {}
-            }
-        }
-    }
-}
-
-/// How long to sleep, at most, when the lock is held and no release is announced: until the
-/// holder's TTL ends (a holder that never announces, such as the Python library or a crashed
-/// process), and never longer than the heartbeat that keeps our place in the queue.
-fn fallback_after(expires_in: Duration) -> Duration {
-    let heartbeat = WAITER_LEASE / 3;
-    if expires_in.is_zero() {
-        heartbeat
-    } else {
-        (expires_in + Duration::from_millis(1)).min(heartbeat)
-    }
-}
-
-/// A place in the lock's queue on every master; left in the background when dropped, unless
-/// the acquire script already removed it.
-struct QueuePlace {
-    shared: Arc<Shared>,
-    keys: Arc<LockKeys>,
-    id: Arc<str>,
-    left: bool,
-}
-
-impl Drop for QueuePlace {
-    fn drop(&mut self) {
-        if !self.left {
-            spawn_leave_queue(&self.shared, &self.keys, &self.id);
-        }
+        let hold = Hold::new(lease, valid_until);
+        Ok(LockGuard::new(
+            hold,
+            auto_extend,
+            owner,
+            Arc::clone(&client.owners),
+        ))
     }
 }
 
@@ -453,34 +272,5 @@ impl IntoFuture for LockRequest {
             }
             .instrument(span),
         )
-    }
-}
-
-/// A capped, jittered exponential backoff while masters fail.
-struct Backoff {
-    base: Duration,
-    cap: Duration,
-    failures_in_a_row: u32,
-}
-
-impl Backoff {
-    fn new(config: &Config) -> Self {
-        Self {
-            base: config.retry_delay,
-            cap: config.max_backoff,
-            failures_in_a_row: 0,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.failures_in_a_row = 0;
-    }
-
-    fn next(&mut self) -> Duration {
-        let factor = 1u32 << self.failures_in_a_row.min(16);
-        self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
-        let mean = self.base.saturating_mul(factor).min(self.cap);
-        // Uniform in [mean / 2, mean * 3 / 2): clients that failed together spread apart.
-        mean / 2 + mean.mul_f64(fastrand::f64())
     }
 }

@@ -4,7 +4,7 @@ use std::sync::LazyLock;
 
 use redis::{Cmd, ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind, ToRedisArgs};
 
-use crate::master::Handle;
+use crate::{keys::LockKeys, master::Handle};
 
 /// A script that reads the queue of waiters, with the queue helpers prepended.
 macro_rules! queue_script {
@@ -55,6 +55,17 @@ impl ScriptCall {
         let mut cmd = Cmd::with_capacity(16, 512);
         cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys);
         Self { script, cmd }
+    }
+
+    /// A call of a script that acts only if the lock holds `value`: `KEYS` = lock, fence,
+    /// queue, leases; `ARGV[1]` = `value`, more arguments to follow.
+    pub(crate) fn owned(script: &'static Script, keys: &LockKeys, value: &str) -> Self {
+        Self::new(script, 4)
+            .arg(&*keys.lock)
+            .arg(keys.fence())
+            .arg(keys.queue())
+            .arg(keys.leases())
+            .arg(value)
     }
 
     /// Appends a key or an argument: the keys first, then the arguments.

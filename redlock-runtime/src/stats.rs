@@ -11,9 +11,9 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::{
-    LockError, Redlock,
-    acquire::{WAITER_LEASE, companion_key},
-    config::Shared,
+    LockError,
+    backend::Backend,
+    keys::{WAITER_LEASE, companion_key},
     master::{CallError, Master},
     rt,
     scripts::{self, ScriptCall},
@@ -50,12 +50,36 @@ pub struct Contended {
     pub waiters: i64,
 }
 
-/// Runs the stats script for one operation on one master.
+/// What `stats.lua` does (its `ARGV[1]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    /// Count a waiter in, register the stats name once.
+    Begin,
+    /// Keep a waiter's entry alive (count it in again if it was presumed dead).
+    Refresh,
+    /// Count a waiter out.
+    End,
+    /// Uncount the dead, and return the count.
+    Read,
+}
+
+impl Op {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Begin => "begin",
+            Self::Refresh => "refresh",
+            Self::End => "end",
+            Self::Read => "read",
+        }
+    }
+}
+
+/// Runs the stats script for one operation on one master; `waiter` is `None` for a read.
 async fn stats_call(
     master: &Arc<Master>,
     counter: &str,
-    op: &'static str,
-    waiter: &str,
+    op: Op,
+    waiter: Option<&str>,
 ) -> Result<i64, CallError> {
     let lease_ms = WAITER_LEASE.as_millis() as u64;
     let inserted = format!("Inserted.{counter}");
@@ -73,13 +97,13 @@ async fn stats_call(
                 call = call.arg(&inserted).arg(REGISTRY_KEY);
             }
             let count = call
-                .arg(op)
-                .arg(waiter)
+                .arg(op.as_str())
+                .arg(waiter.unwrap_or_default())
                 .arg(lease_ms)
                 .arg(json_string(counter))
                 .invoke::<i64>(&mut connection)
                 .await?;
-            if register_apart && op == "begin" {
+            if register_apart && op == Op::Begin {
                 let first: Option<String> = redis::cmd("SET")
                     .arg(&inserted)
                     .arg(1)
@@ -119,25 +143,25 @@ impl Drop for WaitingStats {
 
 impl WaitingStats {
     /// Starts counting a waiter for `stats_name`.
-    pub(crate) fn begin(shared: &Shared, stats_name: &str) -> Self {
-        let master = Arc::clone(&shared.masters[0]);
+    pub(crate) fn begin(backend: &Backend, stats_name: &str) -> Self {
+        let master = Arc::clone(&backend.masters[0]);
         let counter = waiting_key(stats_name);
         let (ended, mut end) = oneshot::channel::<rt::Work>();
         rt::spawn(async move {
             let waiter = Uuid::new_v4().hyphenated().to_string();
-            let mut op = "begin";
+            let mut op = Op::Begin;
             // Held until the waiter is counted out.
             let _counting_out = loop {
-                if let Err(error) = stats_call(&master, &counter, op, &waiter).await {
-                    tracing::debug!(master = %master.label, %counter, op, %error, "redlock: waiting statistics not updated");
+                if let Err(error) = stats_call(&master, &counter, op, Some(&waiter)).await {
+                    tracing::debug!(master = %master.label, %counter, ?op, %error, "redlock: waiting statistics not updated");
                 }
-                op = "refresh";
+                op = Op::Refresh;
                 tokio::select! {
                     work = &mut end => break work,
                     () = tokio::time::sleep(WAITER_LEASE / 3) => {}
                 }
             };
-            if let Err(error) = stats_call(&master, &counter, "end", &waiter).await {
+            if let Err(error) = stats_call(&master, &counter, Op::End, Some(&waiter)).await {
                 tracing::warn!(master = %master.label, %counter, %error, "redlock: cannot uncount a waiter; its lease repairs the count");
             }
         });
@@ -145,75 +169,57 @@ impl WaitingStats {
     }
 }
 
-impl Redlock {
-    /// Every contended lock with its live waiters, summed over all masters: the Python library's
-    /// counters (Python waiters included), after uncounting waiters whose process died.
-    ///
-    /// Locks are found through the registry (`ConfigurableLockKeys`), as the Python library's
-    /// own readers find them: a counter whose stats name is not registered yet is not listed.
-    /// That state lasts a moment only: a Python waiter increments its counter first and
-    /// registers the name right after (two commands apart); this crate does both in one script
-    /// (two commands in a cluster, registry second too). A waiter is therefore reported from
-    /// the first read after its registration, never a reading of a counter nobody can list.
-    ///
-    /// ```no_run
-    /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
-    /// let contended = redlock.waiting().await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn waiting(&self) -> Result<Vec<Contended>, LockError> {
-        let masters = &self.shared.masters;
-        let mut failures = Vec::new();
-        let mut counters: Vec<String> = Vec::new();
+/// Every contended lock with its live waiters (see `Redlock::waiting`).
+pub(crate) async fn read(backend: &Backend) -> Result<Vec<Contended>, LockError> {
+    let masters = &backend.masters;
+    let mut failures = Vec::new();
+    let mut counters: Vec<String> = Vec::new();
+    for master in masters {
+        let listed = master
+            .call(|mut connection| async move {
+                redis::cmd("LRANGE")
+                    .arg(REGISTRY_KEY)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async::<Vec<String>>(&mut connection)
+                    .await
+            })
+            .await;
+        match listed {
+            Ok(entries) => counters.extend(entries.iter().filter_map(|entry| json_unstring(entry))),
+            Err(error) => failures.push(master.failure(&error)),
+        }
+    }
+    if failures.len() == masters.len() {
+        return Err(LockError::Unavailable {
+            name: REGISTRY_KEY.into(),
+            quorum: 1,
+            masters: masters.len(),
+            failures,
+        });
+    }
+    counters.sort_unstable();
+    counters.dedup();
+    let mut contended = Vec::new();
+    for counter in counters {
+        let Some(stats_name) = counter.strip_prefix(COUNTER_PREFIX) else {
+            continue;
+        };
+        let mut waiters = 0;
         for master in masters {
-            let listed = master
-                .call(|mut connection| async move {
-                    redis::cmd("LRANGE")
-                        .arg(REGISTRY_KEY)
-                        .arg(0)
-                        .arg(-1)
-                        .query_async::<Vec<String>>(&mut connection)
-                        .await
-                })
-                .await;
-            match listed {
-                Ok(entries) => {
-                    counters.extend(entries.iter().filter_map(|entry| json_unstring(entry)))
-                }
-                Err(error) => failures.push(master.failure(&error)),
+            // 'read' also uncounts the waiters whose lease ran out.
+            if let Ok(count) = stats_call(master, &counter, Op::Read, None).await {
+                waiters += count;
             }
         }
-        if failures.len() == masters.len() {
-            return Err(LockError::Unavailable {
-                name: REGISTRY_KEY.into(),
-                quorum: 1,
-                masters: masters.len(),
-                failures,
+        if waiters > 0 {
+            contended.push(Contended {
+                stats_name: stats_name.to_owned(),
+                waiters,
             });
         }
-        counters.sort_unstable();
-        counters.dedup();
-        let mut contended = Vec::new();
-        for counter in counters {
-            let Some(stats_name) = counter.strip_prefix(COUNTER_PREFIX) else {
-                continue;
-            };
-            let mut waiters = 0;
-            for master in masters {
-                // 'read' also uncounts the waiters whose lease ran out.
-                if let Ok(count) = stats_call(master, &counter, "read", "").await {
-                    waiters += count;
-                }
-            }
-            if waiters > 0 {
-                contended.push(Contended {
-                    stats_name: stats_name.to_owned(),
-                    waiters,
-                });
-            }
-        }
-        Ok(contended)
     }
+    Ok(contended)
 }
 
 /// `text` as a JSON string the way Python's `json.dumps` writes it: quoted, with non-ASCII

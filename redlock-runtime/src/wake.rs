@@ -48,7 +48,7 @@ impl Registry {
 
 /// The wake-up service of one client: its subscriber tasks start on first use.
 #[derive(Debug)]
-pub(crate) struct Wakeups {
+pub(crate) struct ReleaseNotices {
     masters: Vec<Arc<Master>>,
     registry: Arc<Registry>,
     subscribers: OnceLock<Vec<mpsc::UnboundedSender<Command>>>,
@@ -57,13 +57,13 @@ pub(crate) struct Wakeups {
 
 /// One waiter's interest in a lock's releases; dropping it ends the interest.
 #[derive(Debug)]
-pub(crate) struct Watch {
-    wakeups: Arc<Wakeups>,
+pub(crate) struct ReleaseWatch {
+    notices: Arc<ReleaseNotices>,
     channel: Arc<str>,
     releases: watch::Receiver<u64>,
 }
 
-impl Wakeups {
+impl ReleaseNotices {
     /// `confirm_within`: how long a new waiter waits for its subscriptions before it attempts
     /// anyway.
     pub(crate) fn new(masters: Vec<Arc<Master>>, confirm_within: Duration) -> Self {
@@ -78,7 +78,7 @@ impl Wakeups {
     /// Starts watching `channel`: subscribes on every master if no other waiter of this
     /// process already does, and waits (bounded) until the subscriptions are confirmed, so
     /// that the attempt that follows cannot miss a release.
-    pub(crate) async fn watch(self: &Arc<Self>, channel: &Arc<str>) -> Watch {
+    pub(crate) async fn watch(self: &Arc<Self>, channel: &Arc<str>) -> ReleaseWatch {
         let mut confirmations = Vec::new();
         let releases = {
             let mut registry = self.registry.lock();
@@ -99,8 +99,8 @@ impl Wakeups {
         };
         let all_confirmed = futures_util::future::join_all(confirmations);
         let _ = tokio::time::timeout(self.confirm_within, all_confirmed).await;
-        Watch {
-            wakeups: Arc::clone(self),
+        ReleaseWatch {
+            notices: Arc::clone(self),
             channel: Arc::clone(channel),
             releases,
         }
@@ -124,7 +124,7 @@ impl Wakeups {
     }
 }
 
-impl Watch {
+impl ReleaseWatch {
     /// How many releases were announced since this watch started.
     pub(crate) fn releases_seen(&self) -> u64 {
         *self.releases.borrow()
@@ -139,9 +139,9 @@ impl Watch {
     }
 }
 
-impl Drop for Watch {
+impl Drop for ReleaseWatch {
     fn drop(&mut self) {
-        let mut registry = self.wakeups.registry.lock();
+        let mut registry = self.notices.registry.lock();
         let Some(interest) = registry.get_mut(&self.channel) else {
             return;
         };
@@ -152,15 +152,15 @@ impl Drop for Watch {
         interest.idle_epoch += 1;
         let epoch = interest.idle_epoch;
         drop(registry);
-        let (wakeups, channel) = (Arc::clone(&self.wakeups), Arc::clone(&self.channel));
+        let (notices, channel) = (Arc::clone(&self.notices), Arc::clone(&self.channel));
         crate::rt::spawn(async move {
             tokio::time::sleep(LINGER).await;
-            wakeups.unsubscribe_if_idle(&channel, epoch);
+            notices.unsubscribe_if_idle(&channel, epoch);
         });
     }
 }
 
-impl Wakeups {
+impl ReleaseNotices {
     /// Forgets `channel` and unsubscribes, unless a waiter came since the idle `epoch` began.
     fn unsubscribe_if_idle(&self, channel: &Arc<str>, epoch: u64) {
         let mut registry = self.registry.lock();

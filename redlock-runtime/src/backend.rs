@@ -1,0 +1,40 @@
+//! The masters of one client, with what every round over them needs: the client's settings
+//! and its background releases.
+
+use std::sync::Arc;
+
+use crate::{Config, LockError, background::BackgroundReleases, master::Master, quorum::quorum_of};
+
+/// The masters of one client; shared by its handles, its requests and its leases.
+#[derive(Debug)]
+pub(crate) struct Backend {
+    pub(crate) masters: Vec<Arc<Master>>,
+    pub(crate) config: Config,
+    pub(crate) background: Arc<BackgroundReleases>,
+}
+
+impl Backend {
+    /// One master per URL of `config`; no I/O until first use.
+    pub(crate) fn new(config: Config) -> Result<Self, LockError> {
+        if config.urls.is_empty() {
+            return Err(LockError::NoMasters);
+        }
+        let masters = config
+            .urls
+            .iter()
+            .map(|url| {
+                Master::new(url, config.master_timeout, config.connect_timeout).map(Arc::new)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            masters,
+            config,
+            background: Arc::default(),
+        })
+    }
+
+    /// How many masters must agree: a strict majority.
+    pub(crate) fn quorum(&self) -> usize {
+        quorum_of(self.masters.len())
+    }
+}

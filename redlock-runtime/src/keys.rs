@@ -1,0 +1,164 @@
+//! The keys of a lock: the Python library's lock key, and ours beside it in the same Redis
+//! Cluster hash slot (queue, leases, release channel, fencing counter), with the lifetimes
+//! of a queue place and of a reservation.
+
+use std::{sync::Arc, time::Duration};
+
+/// The lock key, as the Python library names it (pottery prefixes `redlock:`).
+pub(crate) fn lock_key(name: &str) -> String {
+    const PREFIX: &str = "redlock:ConfigurableLock.";
+    let mut key = String::with_capacity(PREFIX.len() + name.len());
+    key.push_str(PREFIX);
+    key.push_str(name);
+    key
+}
+
+/// A key of ours beside `key`, in the same Redis Cluster hash slot, so that one script may
+/// touch both. Redis hashes only a key's hash tag (the text between its first `{` and the
+/// first `}` after it, when not empty): appending keeps `key`'s tag, and wrapping `key` in
+/// braces makes all of it the tag. Written straight into a command's buffer, or displayed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Companion<'a> {
+    key: &'a str,
+    /// Whether `key` has a hash tag of its own.
+    tagged: bool,
+    suffix: &'static str,
+}
+
+pub(crate) fn companion_key<'a>(key: &'a str, suffix: &'static str) -> Companion<'a> {
+    Companion {
+        key,
+        tagged: hash_tag(key).is_some(),
+        suffix,
+    }
+}
+
+impl Companion<'_> {
+    fn parts(&self) -> [&str; 4] {
+        if self.tagged {
+            ["", self.key, ":", self.suffix]
+        } else {
+            ["{", self.key, "}:", self.suffix]
+        }
+    }
+}
+
+impl std::fmt::Display for Companion<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.parts().iter().try_for_each(|part| f.write_str(part))
+    }
+}
+
+impl redis::ToRedisArgs for Companion<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write;
+        let mut arg = out.writer_for_next_arg();
+        for part in self.parts() {
+            // Writing into the command's memory buffer cannot fail.
+            let _ = arg.write_all(part.as_bytes());
+        }
+    }
+}
+
+/// Whether [`companion_key`] lands in `key`'s slot: not when `key` has no hash tag yet holds a
+/// `}` (as in `a}b` or `a{}b`), which would cut the wrapped tag short.
+pub(crate) fn companions_share_slot(key: &str) -> bool {
+    hash_tag(key).is_some() || !key.contains('}')
+}
+
+/// The hash tag of a key, as Redis Cluster reads it.
+fn hash_tag(key: &str) -> Option<&str> {
+    let open = key.find('{')?;
+    let after = &key[open + 1..];
+    let close = after.find('}')?;
+    (close > 0).then(|| &after[..close])
+}
+
+/// How long a waiter keeps its place in a queue without an attempt: a waiter that was killed
+/// leaves the queue (and the live-waiter counts) this long after its last sign of life.
+pub(crate) const WAITER_LEASE: Duration = Duration::from_secs(3);
+
+/// The keys of one lock: the Python library's lock key, and ours beside it (see
+/// [`companion_key`]: `{<lock key>}:<suffix>` for names without braces), made when used.
+#[derive(Debug)]
+pub(crate) struct LockKeys {
+    pub(crate) lock: Arc<str>,
+    /// Whether the lock key has a hash tag of its own (see [`Companion`]).
+    tagged: bool,
+}
+
+/// How long a release reserves the lock for the first waiter of the queue: long enough for
+/// its attempt to arrive, short enough that a waiter that died meanwhile blocks no one long.
+pub(crate) const RESERVATION: Duration = Duration::from_secs(1);
+
+impl LockKeys {
+    pub(crate) fn new(name: &str) -> Arc<Self> {
+        let lock = lock_key(name);
+        Arc::new(Self {
+            tagged: hash_tag(&lock).is_some(),
+            lock: lock.into(),
+        })
+    }
+
+    fn companion(&self, suffix: &'static str) -> Companion<'_> {
+        Companion {
+            key: &self.lock,
+            tagged: self.tagged,
+            suffix,
+        }
+    }
+
+    /// The waiters in ticket order.
+    pub(crate) fn queue(&self) -> Companion<'_> {
+        self.companion("queue")
+    }
+
+    /// When each waiter's place expires.
+    pub(crate) fn leases(&self) -> Companion<'_> {
+        self.companion("leases")
+    }
+
+    /// Where a release is announced.
+    pub(crate) fn channel(&self) -> Companion<'_> {
+        self.companion("released")
+    }
+
+    /// The fencing-token counter (created only when a holder asks for a token).
+    pub(crate) fn fence(&self) -> Companion<'_> {
+        self.companion("fence")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{companion_key, companions_share_slot};
+    use redis::ToRedisArgs;
+
+    #[test]
+    fn companion_keys_keep_the_lock_key_slot() {
+        for (key, expected) in [
+            (
+                "redlock:ConfigurableLock.job",
+                "{redlock:ConfigurableLock.job}:queue",
+            ),
+            (
+                "redlock:ConfigurableLock.a{b}c",
+                "redlock:ConfigurableLock.a{b}c:queue",
+            ),
+            (
+                "redlock:ConfigurableLock.open{",
+                "{redlock:ConfigurableLock.open{}:queue",
+            ),
+        ] {
+            let companion = companion_key(key, "queue");
+            assert_eq!(companion.to_string(), expected);
+            assert_eq!(
+                companion.to_redis_args(),
+                vec![expected.as_bytes().to_vec()]
+            );
+            assert!(companions_share_slot(key), "{key}");
+        }
+        assert!(!companions_share_slot("redlock:ConfigurableLock.a}b"));
+        assert!(!companions_share_slot("redlock:ConfigurableLock.a{}b"));
+    }
+}

@@ -1,0 +1,177 @@
+//! One hold of a lock on the masters: what identifies it (the lease), what is known of its
+//! validity, and the rounds that act on it only while it is ours: renew, release, take a
+//! fencing token.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use redis::Script;
+use tokio::sync::watch;
+
+use crate::{
+    LockError,
+    backend::Backend,
+    keys::{LockKeys, RESERVATION},
+    observe,
+    quorum::{Tally, drift, fan_out},
+    scripts::{self, ScriptCall},
+};
+
+/// What identifies one hold of the lock on the masters; shared with the watchdog and with
+/// re-entrant guards.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    pub(crate) backend: Arc<Backend>,
+    pub(crate) name: String,
+    /// Groups the lock in waiting statistics and metrics.
+    pub(crate) stats_name: Option<String>,
+    pub(crate) acquired_at: Instant,
+    pub(crate) keys: Arc<LockKeys>,
+    pub(crate) value: Arc<str>,
+    pub(crate) ttl: Duration,
+    /// Taken on first request, then the same for this hold (nested guards included).
+    pub(crate) fencing_token: tokio::sync::OnceCell<u64>,
+}
+
+/// What is known of a hold's validity, updated by the watchdog and by `extend`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Validity {
+    pub(crate) valid_until: Instant,
+    pub(crate) lost: bool,
+}
+
+impl Validity {
+    /// Whether the lock may no longer be ours: told so, or its validity ran out.
+    pub(crate) fn is_lost(&self, now: Instant) -> bool {
+        self.lost || now >= self.valid_until
+    }
+}
+
+/// One hold of a lock: what identifies it and what is known of its validity, shared by its
+/// guard, the watchdog and nested guards.
+#[derive(Debug, Clone)]
+pub(crate) struct Hold {
+    pub(crate) lease: Arc<Lease>,
+    pub(crate) validity: Arc<watch::Sender<Validity>>,
+}
+
+impl Hold {
+    pub(crate) fn new(lease: Lease, valid_until: Instant) -> Self {
+        Self {
+            lease: Arc::new(lease),
+            validity: Arc::new(watch::Sender::new(Validity {
+                valid_until,
+                lost: false,
+            })),
+        }
+    }
+}
+
+/// Extends the lock and records the outcome: a fresh validity, or the loss.
+pub(crate) async fn renew(
+    lease: &Lease,
+    validity: &watch::Sender<Validity>,
+) -> Result<(), LockError> {
+    let started = Instant::now();
+    let ttl_ms = lease.ttl.as_millis() as u64;
+    let renewed = round_if_ours(lease, &scripts::EXTEND, |call| call.arg(ttl_ms))
+        .await
+        .map(drop);
+    match &renewed {
+        Ok(()) => {
+            let fresh = lease
+                .ttl
+                .saturating_sub(started.elapsed() + drift(lease.ttl));
+            validity
+                .send_modify(|known| known.valid_until = known.valid_until.max(started + fresh));
+        }
+        Err(LockError::Lost { .. }) => {
+            mark_lost(lease, validity, "the key was deleted or replaced");
+        }
+        Err(_) => {}
+    }
+    renewed
+}
+
+pub(crate) fn mark_lost(lease: &Lease, validity: &watch::Sender<Validity>, why: &str) {
+    let newly = validity.send_if_modified(|known| !std::mem::replace(&mut known.lost, true));
+    if newly {
+        tracing::error!(lock = %lease.name, why, "redlock: lock lost");
+        observe::lost(&lease.name, lease.stats_name.as_deref());
+    }
+}
+
+/// Releases on every master, handing the lock over to the first waiter (see `release.lua`).
+pub(crate) async fn release_everywhere(lease: &Lease) -> Result<(), LockError> {
+    let reservation_ms = RESERVATION.as_millis() as u64;
+    round_if_ours(lease, &scripts::RELEASE, |call| {
+        call.arg(lease.keys.channel()).arg(reservation_ms)
+    })
+    .await
+    .map(drop)
+}
+
+/// The next fencing token: the highest counter of a quorum after incrementing each, written
+/// back to a majority (with several masters) so that every later quorum sees it.
+pub(crate) async fn take_fencing_token(lease: &Lease) -> Result<u64, LockError> {
+    let token = round_if_ours(lease, &scripts::FENCE, |call| call.arg("next").arg(0)).await?;
+    if lease.backend.masters.len() > 1 {
+        round_if_ours(lease, &scripts::FENCE, |call| call.arg("raise").arg(token)).await?;
+    }
+    Ok(token)
+}
+
+/// Runs a script that acts only if the lock still holds our value (see
+/// [`ScriptCall::owned`]; `args` appends the rest) on every master, and decides as soon as the
+/// outcome is certain: the highest reply once a quorum replied (a negative reply means "not
+/// ours"), `Lost` once a quorum said "not ours", else `Unavailable`.
+async fn round_if_ours(
+    lease: &Lease,
+    script: &'static Script,
+    args: impl FnOnce(ScriptCall) -> ScriptCall,
+) -> Result<u64, LockError> {
+    let masters = &lease.backend.masters;
+    let mut tally = Tally::new(masters.len());
+    let mut highest = 0;
+    let call = Arc::new(args(ScriptCall::owned(script, &lease.keys, &lease.value)));
+    let stragglers = fan_out(
+        masters,
+        |master| {
+            let call = Arc::clone(&call);
+            async move {
+                master
+                    .call(|mut connection| async move { call.invoke::<i64>(&mut connection).await })
+                    .await
+            }
+        },
+        |index, reply| {
+            match reply {
+                Ok(reply) if reply >= 0 => {
+                    tally.yes();
+                    highest = highest.max(reply.unsigned_abs());
+                }
+                Ok(_) => tally.no(),
+                Err(error) => tally.failed(masters[index].failure(&error)),
+            }
+            tally.verdict()
+        },
+    )
+    .await;
+    stragglers.finish_in_background(|_, _| {});
+    if tally.granted() {
+        Ok(highest)
+    } else if tally.refused() {
+        Err(LockError::Lost {
+            name: lease.name.clone(),
+        })
+    } else {
+        Err(LockError::Unavailable {
+            name: lease.name.clone(),
+            quorum: lease.backend.quorum(),
+            masters: masters.len(),
+            failures: tally.into_failures(),
+        })
+    }
+}

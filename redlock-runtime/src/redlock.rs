@@ -1,0 +1,182 @@
+//! The client handle users hold: [`Redlock`].
+
+use std::sync::Arc;
+
+use crate::{
+    Config, LockError, LockRequest,
+    backend::Backend,
+    client::Client,
+    rt,
+    stats::{self, Contended},
+    target::redact_url,
+    wake::ReleaseNotices,
+};
+
+/// A Redlock client over one or many independent Redis masters. Cheap to clone; all clones
+/// share the connections.
+///
+/// Creating it does no I/O: each master is connected on first use, and reconnected after a
+/// failure.
+///
+/// ```no_run
+/// use redlock_runtime::{Redlock, Timeout};
+///
+/// # async fn run() -> Result<(), redlock_runtime::LockError> {
+/// let redlock = Redlock::new(["redis://127.0.0.1:6379"])?;
+/// let guard = redlock.lock("nightly-report").timeout(Timeout::Skip).await?;
+/// // ... the critical section ...
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Redlock {
+    pub(crate) client: Arc<Client>,
+}
+
+impl Redlock {
+    /// A client with default settings, one URL per independent master.
+    ///
+    /// ```
+    /// let redlock = redlock_runtime::Redlock::new(["redis://127.0.0.1:6379"])?;
+    /// assert_eq!(redlock.quorum(), 1);
+    /// # Ok::<(), redlock_runtime::LockError>(())
+    /// ```
+    pub fn new(urls: impl IntoIterator<Item = impl AsRef<str>>) -> Result<Self, LockError> {
+        Self::with_config(Config::new(urls))
+    }
+
+    /// A client for the masters named by the environment (see [`Config::from_env`]). An invalid
+    /// URL is reported with the variable it came from.
+    ///
+    /// ```
+    /// let redlock = redlock_runtime::Redlock::from_env()?;
+    /// # Ok::<(), redlock_runtime::LockError>(())
+    /// ```
+    pub fn from_env() -> Result<Self, LockError> {
+        let (config, source) = Config::from_env_with_source();
+        let entries = config.urls.len();
+        let position = |url: &str| {
+            let labels: Vec<String> = config.urls.iter().map(|u| redact_url(u)).collect();
+            labels.iter().position(|label| label == url)
+        };
+        let located = |url: &str| match position(url) {
+            Some(index) if entries > 1 => format!("entry {} of {entries} in {source}", index + 1),
+            _ => source.to_owned(),
+        };
+        Self::with_config(config.clone()).map_err(|error| match error {
+            LockError::InvalidUrl { url, reason } => LockError::InvalidUrl {
+                reason: format!("{reason} (from {})", located(&url)),
+                url,
+            },
+            other => other,
+        })
+    }
+
+    /// A client with explicit settings.
+    ///
+    /// ```
+    /// let config = redlock_runtime::Config::new(["redis://127.0.0.1:6379"]);
+    /// let redlock = redlock_runtime::Redlock::with_config(config)?;
+    /// # Ok::<(), redlock_runtime::LockError>(())
+    /// ```
+    pub fn with_config(config: Config) -> Result<Self, LockError> {
+        let backend = Backend::new(config)?;
+        // Usually the main thread: it then waits for background work when `main` returns,
+        // whichever thread started that work.
+        rt::drain_when_this_thread_ends();
+        let notices = ReleaseNotices::new(backend.masters.clone(), backend.config.master_timeout);
+        Ok(Self {
+            client: Arc::new(Client {
+                backend: Arc::new(backend),
+                notices: Arc::new(notices),
+                owners: Arc::default(),
+            }),
+        })
+    }
+
+    /// Starts a request for the lock `name`; configure it, then `.await` it.
+    ///
+    /// ```no_run
+    /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
+    /// let guard = redlock.lock("invoice:42").timeout(5).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn lock(&self, name: impl Into<String>) -> LockRequest {
+        LockRequest::new(Arc::clone(&self.client), name.into())
+    }
+
+    /// How many masters must agree to grant a lock: `masters / 2 + 1`.
+    ///
+    /// ```
+    /// let redlock = redlock_runtime::Redlock::new(["redis://a", "redis://b", "redis://c"])?;
+    /// assert_eq!(redlock.quorum(), 2);
+    /// # Ok::<(), redlock_runtime::LockError>(())
+    /// ```
+    pub fn quorum(&self) -> usize {
+        self.client.backend.quorum()
+    }
+
+    /// The masters' URLs, passwords replaced by `***`.
+    ///
+    /// ```
+    /// let redlock = redlock_runtime::Redlock::new(["redis://:secret@db1:6379"])?;
+    /// assert_eq!(redlock.masters().collect::<Vec<_>>(), ["redis://:***@db1:6379"]);
+    /// # Ok::<(), redlock_runtime::LockError>(())
+    /// ```
+    pub fn masters(&self) -> impl Iterator<Item = &str> {
+        self.client
+            .backend
+            .masters
+            .iter()
+            .map(|master| master.label.as_str())
+    }
+
+    /// The settings this client was built with.
+    ///
+    /// ```
+    /// let redlock = redlock_runtime::Redlock::new(["redis://127.0.0.1"])?;
+    /// assert_eq!(redlock.config().urls.len(), 1);
+    /// # Ok::<(), redlock_runtime::LockError>(())
+    /// ```
+    pub fn config(&self) -> &Config {
+        &self.client.backend.config
+    }
+
+    /// Every contended lock with its live waiters, summed over all masters: the Python library's
+    /// counters (Python waiters included), after uncounting waiters whose process died.
+    ///
+    /// Locks are found through the registry (`ConfigurableLockKeys`), as the Python library's
+    /// own readers find them: a counter whose stats name is not registered yet is not listed.
+    /// That state lasts a moment only: a Python waiter increments its counter first and
+    /// registers the name right after (two commands apart); this crate does both in one script
+    /// (two commands in a cluster, registry second too). A waiter is therefore reported from
+    /// the first read after its registration, never a reading of a counter nobody can list.
+    ///
+    /// ```no_run
+    /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
+    /// let contended = redlock.waiting().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn waiting(&self) -> Result<Vec<Contended>, LockError> {
+        stats::read(&self.client.backend).await
+    }
+
+    /// Waits until this process's background work is done: the releases of dropped guards,
+    /// the undos of failed attempts, and the uncounting of ended waits.
+    ///
+    /// The process does this by itself before it exits normally: the thread that dropped a
+    /// guard (the main thread, when `main` returns) waits for it as it ends, for at most 5 s.
+    /// Call `shutdown` where that does not happen, e.g. before `std::process::exit`.
+    ///
+    /// ```no_run
+    /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
+    /// let guard = redlock.lock("report").await?;
+    /// drop(guard); // released in the background
+    /// redlock.shutdown().await; // released now
+    /// std::process::exit(0);
+    /// # }
+    /// ```
+    pub async fn shutdown(&self) {
+        rt::drained().await;
+    }
+}

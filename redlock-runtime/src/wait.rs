@@ -1,0 +1,420 @@
+//! The wait for a lock, from the first attempt to the grant, the refusal or the deadline: the
+//! whole state machine, read top to bottom in [`run`].
+//!
+//! 1. The first attempt is a plain `SET NX PX` (the uncontended path: no queue, no statistics).
+//! 2. Refused, the request starts waiting ([`Queued`]): it watches the lock's release channel,
+//!    counts itself in the waiting statistics, and joins the lock's queue with its next
+//!    attempt, made at once so that no release between the two goes unseen.
+//! 3. Each refusal tells how many releases must come before our turn (the holder's, and one
+//!    per waiter ahead); the request sleeps until the release channel has announced them, or
+//!    until its fallback timer: the holder's TTL (a holder that never announces: the Python
+//!    library, a crashed process), capped by the heartbeat that keeps its queue place alive.
+//! 4. While masters fail, attempts are spaced by a capped, jittered backoff; failures that
+//!    waiting cannot fix end the wait at once, an outage after `Config::outage_timeout`.
+//! 5. Dropping the wait (granted elsewhere, deadline, cancellation, panic) leaves the queue,
+//!    passes on a reservation made for it, and counts the waiter out, in the background.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use uuid::Uuid;
+
+use crate::{
+    Config, LockError, Timeout,
+    acquire::{Attempt, Place, Standing, attempt, spawn_leave_queue},
+    backend::Backend,
+    keys::{LockKeys, WAITER_LEASE},
+    stats::WaitingStats,
+    wake::{ReleaseNotices, ReleaseWatch},
+};
+
+/// What a request waits for.
+pub(crate) struct Ask<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) keys: &'a Arc<LockKeys>,
+    pub(crate) ttl: Duration,
+    pub(crate) timeout: Timeout,
+    /// Where the wait is counted; `None` with statistics off.
+    pub(crate) stats_name: Option<&'a str>,
+}
+
+/// The lock, granted: our value is set on a quorum until `valid_until`.
+pub(crate) struct Granted {
+    pub(crate) value: Arc<str>,
+    pub(crate) valid_until: Instant,
+}
+
+/// Attempts until the lock is granted, refused for good or the deadline passes.
+pub(crate) async fn run(
+    backend: &Arc<Backend>,
+    notices: &Arc<ReleaseNotices>,
+    ask: Ask<'_>,
+) -> Result<Granted, LockError> {
+    let Ask {
+        name,
+        keys,
+        ttl,
+        timeout,
+        stats_name,
+    } = ask;
+    let started = Instant::now();
+    let deadline = match timeout {
+        Timeout::After(wait) => Some(started + wait),
+        Timeout::Forever | Timeout::Skip => None,
+    };
+    let mut backoff = Backoff::new(&backend.config);
+    let mut outage = Outage::default();
+    let mut queued: Option<Queued> = None;
+    loop {
+        let mut text = Uuid::encode_buffer();
+        let value: Arc<str> = Arc::from(&*Uuid::new_v4().hyphenated().encode_lower(&mut text));
+        // Our own background releases of this key go first (see `background`).
+        backend
+            .background
+            .settled(&keys.lock, backend.config.master_timeout)
+            .await;
+        // Releases announced from here on may be the ones we wait for, even those that arrive
+        // before the attempt's reply.
+        let releases_before = queued.as_ref().map_or(0, Queued::releases_seen);
+        let place = queued.as_ref().map(|queued| &queued.place);
+        let outcome = attempt(backend, keys, &value, ttl, place).await;
+        let now = Instant::now();
+        let (error, next) = match outcome {
+            Attempt::Acquired { valid_until } => {
+                if let Some(mut queued) = queued {
+                    // The acquire script took us out of the queue where it granted the lock;
+                    // with several masters, a master that refused still has our place, which
+                    // must not stay at the head of its queue.
+                    queued.left = backend.masters.len() == 1;
+                }
+                return Ok(Granted { value, valid_until });
+            }
+            Attempt::Busy(standing) => {
+                backoff.reset();
+                outage.end();
+                let error = LockError::Timeout {
+                    name: name.to_owned(),
+                    waited: now - started,
+                };
+                (error, NextAttempt::after_refusal(standing, now))
+            }
+            Attempt::Unavailable(failures) => {
+                // Waiting cannot help when too many masters are misconfigured for a quorum,
+                // nor past the outage timeout.
+                let misconfigured = failures.iter().filter(|f| f.misconfigured).count();
+                let hopeless = misconfigured > backend.masters.len() - backend.quorum();
+                let gives_up_at = outage.gives_up_at(now, &backend.config);
+                let error = LockError::Unavailable {
+                    name: name.to_owned(),
+                    quorum: backend.quorum(),
+                    masters: backend.masters.len(),
+                    failures,
+                };
+                if hopeless || gives_up_at.is_some_and(|at| now >= at) {
+                    return Err(error);
+                }
+                let retry_at = now + backoff.next();
+                let at = gives_up_at.map_or(retry_at, |at| retry_at.min(at));
+                (error, NextAttempt::At(at))
+            }
+        };
+        if timeout == Timeout::Skip || deadline.is_some_and(|deadline| now >= deadline) {
+            return Err(error);
+        }
+        match &mut queued {
+            Some(queued) => {
+                tracing::trace!(lock = %name, %error, "redlock: waiting");
+                queued
+                    .pause(next, deadline, backend.quorum(), releases_before)
+                    .await;
+            }
+            None => {
+                // The first refusal: watch releases and join the queue, then attempt again at
+                // once, so that no release between the two attempts goes unseen.
+                queued = Some(Queued::start(backend, notices, keys, stats_name).await);
+            }
+        }
+    }
+}
+
+/// When a waiter attempts again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NextAttempt {
+    /// At the release that makes it our turn (the `releases`-th from the last attempt), or at
+    /// `fallback` (the holder's TTL ends, or the heartbeat that keeps our place).
+    OnRelease { releases: u64, fallback: Instant },
+    /// At this instant (backoff while masters fail).
+    At(Instant),
+}
+
+impl NextAttempt {
+    /// After a refusal: our turn comes after the holder's release (if the lock is held) and
+    /// after those of the waiters ahead of us. A plain `SET` learns nothing: the next attempt
+    /// (the queued one) comes at once anyway.
+    fn after_refusal(standing: Option<Standing>, now: Instant) -> Self {
+        let Standing { expires_in, ahead } = standing.unwrap_or(Standing {
+            expires_in: Duration::ZERO,
+            ahead: 0,
+        });
+        let held = u64::from(!expires_in.is_zero());
+        Self::OnRelease {
+            releases: ahead + held,
+            fallback: now + fallback_after(expires_in),
+        }
+    }
+}
+
+/// How long to sleep, at most, when the lock is held and no release is announced: until the
+/// holder's TTL ends (a holder that never announces, such as the Python library or a crashed
+/// process), and never longer than the heartbeat that keeps our place in the queue.
+fn fallback_after(expires_in: Duration) -> Duration {
+    let heartbeat = WAITER_LEASE / 3;
+    if expires_in.is_zero() {
+        heartbeat
+    } else {
+        (expires_in + Duration::from_millis(1)).min(heartbeat)
+    }
+}
+
+/// How many announcements make `releases` releases certain. Each release is announced by at
+/// least a quorum of masters (by all, mostly): wake once the count can include the one we
+/// need; waking early costs one attempt.
+fn announcements_for(releases: u64, quorum: usize) -> u64 {
+    releases.saturating_sub(1).saturating_mul(quorum as u64) + 1
+}
+
+/// Since when no attempt reached a quorum (see `Config::outage_timeout`).
+#[derive(Debug, Default)]
+struct Outage {
+    since: Option<Instant>,
+}
+
+impl Outage {
+    /// When the outage that goes on at `now` ends the wait, if it ever does.
+    fn gives_up_at(&mut self, now: Instant, config: &Config) -> Option<Instant> {
+        let since = *self.since.get_or_insert(now);
+        config.outage_timeout.map(|limit| since + limit)
+    }
+
+    /// A quorum answered.
+    fn end(&mut self) {
+        self.since = None;
+    }
+}
+
+/// A waiting request: its place in the queue, its watch on releases, its statistics. Dropping
+/// it (deadline, cancellation, panic) leaves the queue and counts the waiter out.
+struct Queued {
+    place: Place,
+    releases: ReleaseWatch,
+    backend: Arc<Backend>,
+    keys: Arc<LockKeys>,
+    /// Whether the acquire script already took us out of every queue.
+    left: bool,
+    /// `None` when statistics are off.
+    _stats: Option<WaitingStats>,
+}
+
+impl Queued {
+    async fn start(
+        backend: &Arc<Backend>,
+        notices: &Arc<ReleaseNotices>,
+        keys: &Arc<LockKeys>,
+        stats_name: Option<&str>,
+    ) -> Self {
+        let stats = stats_name.map(|stats_name| WaitingStats::begin(backend, stats_name));
+        let channel: Arc<str> = keys.channel().to_string().into();
+        let releases = notices.watch(&channel).await;
+        let ticket = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_secs_f64() * 1000.0);
+        Self {
+            place: Place {
+                id: Uuid::new_v4().hyphenated().to_string().into(),
+                ticket,
+            },
+            releases,
+            backend: Arc::clone(backend),
+            keys: Arc::clone(keys),
+            left: false,
+            _stats: stats,
+        }
+    }
+
+    fn releases_seen(&self) -> u64 {
+        self.releases.releases_seen()
+    }
+
+    /// Sleeps until `next` or the deadline, whichever comes first; `releases_before` is the
+    /// count of announced releases when the last attempt started.
+    async fn pause(
+        &mut self,
+        next: NextAttempt,
+        deadline: Option<Instant>,
+        quorum: usize,
+        releases_before: u64,
+    ) {
+        let (until, releases) = match next {
+            NextAttempt::OnRelease { releases, fallback } => (fallback, Some(releases)),
+            NextAttempt::At(at) => (at, None),
+        };
+        let until = deadline.map_or(until, |deadline| until.min(deadline));
+        let sleep = tokio::time::sleep_until(until.into());
+        let Some(releases) = releases else {
+            return sleep.await;
+        };
+        let enough = announcements_for(releases, quorum);
+        tokio::pin!(sleep);
+        while self.releases.releases_seen() - releases_before < enough {
+            tokio::select! {
+                () = &mut sleep => return,
+                () = self.releases.next_release() => {}
+            }
+        }
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        if !self.left {
+            spawn_leave_queue(&self.backend, &self.keys, &self.place.id);
+        }
+    }
+}
+
+/// A capped, jittered exponential backoff while masters fail.
+#[derive(Debug)]
+struct Backoff {
+    base: Duration,
+    cap: Duration,
+    failures_in_a_row: u32,
+}
+
+impl Backoff {
+    fn new(config: &Config) -> Self {
+        Self {
+            base: config.retry_delay,
+            cap: config.max_backoff,
+            failures_in_a_row: 0,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.failures_in_a_row = 0;
+    }
+
+    fn next(&mut self) -> Duration {
+        let factor = 1u32 << self.failures_in_a_row.min(16);
+        self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
+        let mean = self.base.saturating_mul(factor).min(self.cap);
+        // Uniform in [mean / 2, mean * 3 / 2): clients that failed together spread apart.
+        mean / 2 + mean.mul_f64(fastrand::f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{Backoff, NextAttempt, Outage, announcements_for, fallback_after};
+    use crate::{Config, acquire::Standing};
+
+    #[test]
+    fn the_backoff_doubles_with_jitter_up_to_its_cap_and_resets() {
+        let config = Config {
+            retry_delay: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(100),
+            ..Config::default()
+        };
+        let mut backoff = Backoff::new(&config);
+        for mean in [20, 40, 80, 100, 100] {
+            let pause = backoff.next();
+            let mean = Duration::from_millis(mean);
+            assert!(
+                pause >= mean / 2 && pause < mean * 3 / 2,
+                "{pause:?} for {mean:?}"
+            );
+        }
+        backoff.reset();
+        assert!(backoff.next() < Duration::from_millis(30));
+    }
+
+    #[test]
+    fn the_fallback_is_the_holders_ttl_capped_by_the_heartbeat() {
+        assert_eq!(
+            fallback_after(Duration::from_millis(400)),
+            Duration::from_millis(401)
+        );
+        assert_eq!(
+            fallback_after(Duration::from_secs(30)),
+            Duration::from_secs(1)
+        );
+        // Free but reserved for another waiter: only the heartbeat.
+        assert_eq!(fallback_after(Duration::ZERO), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn our_turn_comes_after_the_holder_and_the_waiters_ahead() {
+        let now = Instant::now();
+        let held = Standing {
+            expires_in: Duration::from_secs(5),
+            ahead: 2,
+        };
+        assert_eq!(
+            NextAttempt::after_refusal(Some(held), now),
+            NextAttempt::OnRelease {
+                releases: 3,
+                fallback: now + Duration::from_secs(1)
+            }
+        );
+        let reserved = Standing {
+            expires_in: Duration::ZERO,
+            ahead: 1,
+        };
+        assert!(matches!(
+            NextAttempt::after_refusal(Some(reserved), now),
+            NextAttempt::OnRelease { releases: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn a_release_counts_once_a_quorum_could_have_announced_it() {
+        // One release: its first announcement. With 3 masters (quorum 2), the third release
+        // is certain after 2 * 2 + 1 announcements: two per earlier release, one for it.
+        assert_eq!(announcements_for(1, 2), 1);
+        assert_eq!(announcements_for(3, 2), 5);
+        assert_eq!(announcements_for(0, 3), 1);
+        assert_eq!(announcements_for(2, 1), 2);
+    }
+
+    #[test]
+    fn an_outage_gives_up_its_timeout_after_it_began_and_ends_with_a_quorum() {
+        let config = Config {
+            outage_timeout: Some(Duration::from_secs(30)),
+            ..Config::default()
+        };
+        let began = Instant::now();
+        let mut outage = Outage::default();
+        assert_eq!(
+            outage.gives_up_at(began, &config),
+            Some(began + Duration::from_secs(30))
+        );
+        let later = began + Duration::from_secs(10);
+        assert_eq!(
+            outage.gives_up_at(later, &config),
+            Some(began + Duration::from_secs(30))
+        );
+        outage.end();
+        assert_eq!(
+            outage.gives_up_at(later, &config),
+            Some(later + Duration::from_secs(30))
+        );
+        let forever = Config {
+            outage_timeout: None,
+            ..Config::default()
+        };
+        assert_eq!(Outage::default().gives_up_at(began, &forever), None);
+    }
+}
