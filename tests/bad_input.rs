@@ -103,7 +103,7 @@ async fn a_master_that_is_not_redis_is_unavailable() {
     assert!(err.to_string().contains("not-redis"), "{err}");
 }
 
-/// Every malformed value of DESIGN §5 and of the builder, with the error it must give.
+/// Every malformed value a user may pass, with the error it must give.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_matrix() {
     type Check = fn(&LockError) -> bool;

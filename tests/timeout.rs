@@ -1,4 +1,4 @@
-//! The seed's three timeouts: -1 skips at once, N waits up to N seconds, 0 waits forever.
+//! The Python library's three timeouts: -1 skips at once, N waits up to N seconds, 0 waits forever.
 
 mod common;
 

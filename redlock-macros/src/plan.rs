@@ -10,7 +10,7 @@ use syn::{
 
 use crate::attr::{Args, Seconds, TIMEOUT_CHOICES, TTL_CHOICES, Text};
 
-/// The seed's default `auto_release_time`: 30 s.
+/// The Python library's default `auto_release_time`: 30 s.
 const DEFAULT_TTL_NANOS: u64 = 30_000_000_000;
 /// The smallest TTL that leaves validity after the drift allowance (1% + 2 ms).
 const MIN_TTL_SECONDS: f64 = 0.003;
@@ -34,7 +34,7 @@ pub(crate) enum Shape {
     TailAsync,
 }
 
-/// What to return when the lock is not acquired (DESIGN §3, the return-type table).
+/// What to return when the lock is not acquired (the return-type table of `#[redlock]`'s docs).
 pub(crate) enum Failure {
     /// `Result`, not `silent`: the error, converted.
     Fail,

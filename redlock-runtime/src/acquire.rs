@@ -9,7 +9,7 @@ use crate::{
     MasterFailure,
     backend::Backend,
     background::{BackgroundReleases, Ticket},
-    keys::{LockKeys, RESERVATION, WAITER_LEASE},
+    keys::{LockKeys, PLACE_TTL, RESERVATION},
     master::{Handle, Master},
     quorum::{Tally, fan_out, validity},
     rt,
@@ -85,12 +85,12 @@ pub(crate) async fn attempt(
                         let (granted, holder_ttl, rank) = ScriptCall::new(&scripts::ACQUIRE, 3)
                             .arg(&*keys.lock)
                             .arg(keys.queue())
-                            .arg(keys.leases())
+                            .arg(keys.expiries())
                             .arg(&*value)
                             .arg(ttl_ms)
                             .arg(&*id)
                             .arg(ticket)
-                            .arg(WAITER_LEASE.as_millis() as u64)
+                            .arg(PLACE_TTL.as_millis() as u64)
                             .invoke::<(u8, u64, u64)>(&mut connection)
                             .await?;
                         Ok(if granted == 1 {
@@ -250,7 +250,7 @@ pub(crate) fn spawn_leave_queue(backend: &Backend, keys: &Arc<LockKeys>, waiter_
                     ScriptCall::new(&scripts::LEAVE_QUEUE, 3)
                         .arg(&*keys.lock)
                         .arg(keys.queue())
-                        .arg(keys.leases())
+                        .arg(keys.expiries())
                         .arg(&**id)
                         .arg(keys.channel())
                         .arg(RESERVATION.as_millis() as u64)
@@ -259,7 +259,7 @@ pub(crate) fn spawn_leave_queue(backend: &Backend, keys: &Arc<LockKeys>, waiter_
                 })
                 .await;
             if let Err(error) = left {
-                tracing::debug!(master = %master.label, %error, "redlock: could not leave the queue; the place expires with its lease");
+                tracing::debug!(master = %master.label, %error, "redlock: could not leave the queue; the place expires with its TTL");
             }
         });
     }

@@ -76,7 +76,7 @@ fn hash_tag(key: &str) -> Option<&str> {
 
 /// How long a waiter keeps its place in a queue without an attempt: a waiter that was killed
 /// leaves the queue (and the live-waiter counts) this long after its last sign of life.
-pub(crate) const WAITER_LEASE: Duration = Duration::from_secs(3);
+pub(crate) const PLACE_TTL: Duration = Duration::from_secs(3);
 
 /// The keys of one lock: the Python library's lock key, and ours beside it (see
 /// [`companion_key`]: `{<lock key>}:<suffix>` for names without braces), made when used.
@@ -114,7 +114,8 @@ impl LockKeys {
     }
 
     /// When each waiter's place expires.
-    pub(crate) fn leases(&self) -> Companion<'_> {
+    pub(crate) fn expiries(&self) -> Companion<'_> {
+        // Named `leases` in Redis since the first release: kept for mixed-version fleets.
         self.companion("leases")
     }
 

@@ -449,7 +449,7 @@ impl Master {
         let master = Arc::clone(self);
         rt::spawn(async move {
             // Should the attempt panic, the link must not stay `Connecting` forever.
-            let mut attempt = Attempt {
+            let mut attempt = ConnectAttempt {
                 master: Arc::clone(&master),
                 finished: false,
             };
@@ -539,12 +539,12 @@ async fn follow_failovers(master: Weak<Master>) {
 }
 
 /// A connection attempt: if it ends without a result (a panic), the link is marked failed.
-struct Attempt {
+struct ConnectAttempt {
     master: Arc<Master>,
     finished: bool,
 }
 
-impl Drop for Attempt {
+impl Drop for ConnectAttempt {
     fn drop(&mut self) {
         if !self.finished {
             let failed = Link::Failed(ConnectFailure::transient(

@@ -190,3 +190,62 @@ async fn renewal(id: u64, hold: Hold) {
         renewals.earlier.notify_one();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::Arc,
+        time::{Duration, Instant},
+    };
+
+    use super::{Entry, State};
+    use crate::{
+        Config,
+        backend::Backend,
+        keys::LockKeys,
+        lease::{Hold, Lease},
+    };
+
+    fn entry(runtime: &tokio::runtime::Runtime) -> Entry {
+        let backend = Backend::new(Config::new(["redis://127.0.0.1:1"])).unwrap();
+        let lease = Lease {
+            backend: Arc::new(backend),
+            name: "renewed".into(),
+            stats_name: None,
+            acquired_at: Instant::now(),
+            keys: LockKeys::new("renewed"),
+            value: "value".into(),
+            ttl: Duration::from_secs(30),
+            fencing_token: tokio::sync::OnceCell::new(),
+        };
+        Entry {
+            hold: Hold::new(lease, Instant::now() + Duration::from_secs(30)),
+            runtime: runtime.handle().clone(),
+            due: None,
+            running: None,
+        }
+    }
+
+    #[test]
+    fn the_timer_is_woken_only_for_an_earlier_deadline() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut state = State::default();
+        for id in 1..=3 {
+            state.entries.insert(id, entry(&runtime));
+        }
+        let now = Instant::now();
+        // The timer waits for a first deadline: any deadline wakes it.
+        assert!(state.schedule(1, now + Duration::from_secs(10)));
+        state.wakes_at = Some(now + Duration::from_secs(10));
+        assert!(!state.schedule(2, now + Duration::from_secs(20)), "later");
+        assert!(state.schedule(3, now + Duration::from_secs(5)), "earlier");
+        let order: Vec<u64> = state.due.iter().map(|&(_, id)| id).collect();
+        assert_eq!(order, [3, 1, 2]);
+        assert_eq!(state.entries[&3].due, Some(now + Duration::from_secs(5)));
+        // A guard whose renewals were cancelled is not scheduled again.
+        assert!(!state.schedule(4, now));
+        assert_eq!(state.due.len(), 3);
+    }
+}

@@ -25,7 +25,7 @@ use crate::{
 /// The default TTL of a lock (the Python library's `auto_release_time`).
 pub const DEFAULT_AUTO_RELEASE_TIME: Duration = Duration::from_secs(30);
 
-/// A request for one lock, made by [`Redlock::lock`]; set its options, then `.await` it.
+/// A request for one lock, made by [`Redlock::lock`](crate::Redlock::lock); set its options, then `.await` it.
 ///
 /// | option | default |
 /// |---|---|
@@ -132,7 +132,7 @@ impl LockRequest {
     }
 
     /// Whether waiting is counted in the waiting statistics (see
-    /// [`stats_name`](Self::stats_name) and [`Redlock::waiting`]). Default `true`, as in the
+    /// [`stats_name`](Self::stats_name) and [`Redlock::waiting`](crate::Redlock::waiting)). Default `true`, as in the
     /// Python library; `false` writes no statistics keys at all.
     ///
     /// ```no_run

@@ -58,13 +58,13 @@ impl ScriptCall {
     }
 
     /// A call of a script that acts only if the lock holds `value`: `KEYS` = lock, fence,
-    /// queue, leases; `ARGV[1]` = `value`, more arguments to follow.
+    /// queue, expiries; `ARGV[1]` = `value`, more arguments to follow.
     pub(crate) fn owned(script: &'static Script, keys: &LockKeys, value: &str) -> Self {
         Self::new(script, 4)
             .arg(&*keys.lock)
             .arg(keys.fence())
             .arg(keys.queue())
-            .arg(keys.leases())
+            .arg(keys.expiries())
             .arg(value)
     }
 

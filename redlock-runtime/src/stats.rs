@@ -1,6 +1,6 @@
 //! Waiting statistics in the Python library's format (a counter of waiters per stats name and
 //! a registry of every stats key that ever had waiters), made crash-safe by a live set of
-//! leased waiter entries, and the reader that reports contended locks.
+//! waiter entries that expire unless refreshed, and the reader that reports contended locks.
 //!
 //! Writers use the first master (the Python library also writes to one master per process);
 //! the reader sums over all masters.
@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::{
     LockError,
     backend::Backend,
-    keys::{WAITER_LEASE, companion_key},
+    keys::{PLACE_TTL, companion_key},
     master::{CallError, Master},
     rt,
     scripts::{self, ScriptCall},
@@ -81,7 +81,7 @@ async fn stats_call(
     op: Op,
     waiter: Option<&str>,
 ) -> Result<i64, CallError> {
-    let lease_ms = WAITER_LEASE.as_millis() as u64;
+    let place_ttl_ms = PLACE_TTL.as_millis() as u64;
     let inserted = format!("Inserted.{counter}");
     // In a cluster the registry keys lie in other slots than the counter: the script keeps to
     // the counter's slot and the registry is written after it, with the Python library's own
@@ -99,7 +99,7 @@ async fn stats_call(
             let count = call
                 .arg(op.as_str())
                 .arg(waiter.unwrap_or_default())
-                .arg(lease_ms)
+                .arg(place_ttl_ms)
                 .arg(json_string(counter))
                 .invoke::<i64>(&mut connection)
                 .await?;
@@ -125,7 +125,7 @@ async fn stats_call(
 
 /// Counts one waiter from creation until drop, whatever ends the wait: the lock acquired, the
 /// deadline passed, the future cancelled (also by its runtime shutting down) or a panic. A task
-/// of its own counts in, keeps the waiter's lease alive, and counts out when the waiter is
+/// of its own counts in, keeps the waiter's entry alive, and counts out when the waiter is
 /// dropped, in that order; counting out is background work that the process finishes before
 /// it exits.
 pub(crate) struct WaitingStats {
@@ -158,11 +158,11 @@ impl WaitingStats {
                 op = Op::Refresh;
                 tokio::select! {
                     work = &mut end => break work,
-                    () = tokio::time::sleep(WAITER_LEASE / 3) => {}
+                    () = tokio::time::sleep(PLACE_TTL / 3) => {}
                 }
             };
             if let Err(error) = stats_call(&master, &counter, Op::End, Some(&waiter)).await {
-                tracing::warn!(master = %master.label, %counter, %error, "redlock: cannot uncount a waiter; its lease repairs the count");
+                tracing::warn!(master = %master.label, %counter, %error, "redlock: cannot uncount a waiter; its entry expires and the count is repaired");
             }
         });
         Self { ended: Some(ended) }
@@ -207,7 +207,7 @@ pub(crate) async fn read(backend: &Backend) -> Result<Vec<Contended>, LockError>
         };
         let mut waiters = 0;
         for master in masters {
-            // 'read' also uncounts the waiters whose lease ran out.
+            // A read also uncounts the waiters whose entry expired.
             if let Ok(count) = stats_call(master, &counter, Op::Read, None).await {
                 waiters += count;
             }

@@ -22,17 +22,17 @@ use crate::LockError;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Timeout {
-    /// Wait until the lock is acquired (the seed's `0`, and the default).
+    /// Wait until the lock is acquired (the Python library's `0`, and the default).
     #[default]
     Forever,
-    /// Make one attempt round and give up at once if the lock is held (the seed's `-1`).
+    /// Make one attempt round and give up at once if the lock is held (the Python library's `-1`).
     Skip,
     /// Wait up to this long; the last attempt is made at the deadline, not after it.
     After(Duration),
 }
 
 impl Timeout {
-    /// Converts the seed's number of seconds: `-1`, `0` or a positive finite number.
+    /// Converts the Python library's number of seconds: `-1`, `0` or a positive finite number.
     ///
     /// ```
     /// use redlock_runtime::Timeout;
@@ -94,7 +94,7 @@ impl TryFrom<i32> for Timeout {
 
 impl From<Duration> for Timeout {
     /// A `Duration` is always a bounded wait, even `Duration::ZERO` (one attempt, like `Skip`,
-    /// but with waiting statistics): it never means "forever" as the seed's `0` does.
+    /// but with waiting statistics): it never means "forever" as the Python library's `0` does.
     fn from(wait: Duration) -> Self {
         Self::After(wait)
     }
@@ -105,7 +105,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rejects_numbers_outside_the_seed_contract() {
+    fn rejects_numbers_outside_the_python_contract() {
         for bad in [
             -2.0,
             -0.5,
@@ -126,7 +126,7 @@ mod tests {
     }
 
     #[test]
-    fn converts_the_seed_numbers() {
+    fn converts_the_python_numbers() {
         assert_eq!(Timeout::try_from(-1_i32).unwrap(), Timeout::Skip);
         assert_eq!(Timeout::try_from(0.0).unwrap(), Timeout::Forever);
         assert_eq!(

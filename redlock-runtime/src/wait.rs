@@ -25,7 +25,7 @@ use crate::{
     Config, LockError, Timeout,
     acquire::{Attempt, Place, Standing, attempt, spawn_leave_queue},
     backend::Backend,
-    keys::{LockKeys, WAITER_LEASE},
+    keys::{LockKeys, PLACE_TTL},
     stats::WaitingStats,
     wake::{ReleaseNotices, ReleaseWatch},
 };
@@ -170,7 +170,7 @@ impl NextAttempt {
 /// holder's TTL ends (a holder that never announces, such as the Python library or a crashed
 /// process), and never longer than the heartbeat that keeps our place in the queue.
 fn fallback_after(expires_in: Duration) -> Duration {
-    let heartbeat = WAITER_LEASE / 3;
+    let heartbeat = PLACE_TTL / 3;
     if expires_in.is_zero() {
         heartbeat
     } else {

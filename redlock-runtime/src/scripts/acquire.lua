@@ -3,9 +3,9 @@
 -- Waiters queue by ticket; a free lock goes to the head of the queue only, and a release
 -- hands the key over to the head as `reserved:<waiter>` (see release.lua), so that a client
 -- that just released cannot barge ahead of those waiting.
--- KEYS[1]: lock key; KEYS[2]: queue (zset waiter -> ticket); KEYS[3]: leases (zset waiter -> expiry ms)
+-- KEYS[1]: lock key; KEYS[2]: queue (zset waiter -> ticket); KEYS[3]: expiries (zset waiter -> when its place expires, ms)
 -- ARGV[1]: value; ARGV[2]: TTL ms; ARGV[3]: waiter id; ARGV[4]: ticket (when the wait started,
--- the same on every master); ARGV[5]: waiter lease ms.
+-- the same on every master); ARGV[5]: how long a place lasts without an attempt (ms).
 -- Returns {1, 0, 0} when acquired, else {0, remaining TTL ms of the holder (0 if free or
 -- reserved for another waiter), rank in the queue}.
 local waiter = ARGV[3]
@@ -13,14 +13,14 @@ local now = now_ms()
 leave_expired(KEYS[2], KEYS[3], now)
 redis.call('ZADD', KEYS[2], 'NX', ARGV[4], waiter)
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), waiter)
--- Both expire with the newest lease: once it runs out, every place in them has expired, so a
+-- Both expire with the newest place: once it expires, every place in them has expired, so a
 -- lock nobody waits for any more leaves no key behind.
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('PEXPIRE', KEYS[3], ARGV[5])
 local holder = redis.call('GET', KEYS[1])
 if holder and string.sub(holder, 1, 9) == 'reserved:'
     and not redis.call('ZSCORE', KEYS[2], string.sub(holder, 10)) then
-  -- Reserved for a waiter that has left the queue (gave up, or its lease ran out): void.
+  -- Reserved for a waiter that has left the queue (gave up, or its place expired): void.
   redis.call('DEL', KEYS[1])
   holder = false
 end

@@ -1,7 +1,7 @@
 -- A waiter gives up (deadline, cancellation, its process ending): it leaves the queue at once
--- instead of holding its place until its lease runs out, and passes on a reservation that a
+-- instead of holding its place until it expires, and passes on a reservation that a
 -- release made for it, so that nobody waits for that reservation to expire.
--- KEYS[1]: lock key; KEYS[2]: queue; KEYS[3]: leases.
+-- KEYS[1]: lock key; KEYS[2]: queue; KEYS[3]: expiries.
 -- ARGV[1]: waiter id; ARGV[2]: the lock's release channel; ARGV[3]: how long a reservation lasts (ms).
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])

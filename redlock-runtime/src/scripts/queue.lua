@@ -1,17 +1,17 @@
 -- Shared by the scripts that read a lock's queue of waiters (prepended to them when loaded).
 
--- The server's clock in ms: leases are compared on one clock, whatever the clients' clocks.
+-- The server's clock in ms: expiries are compared on one clock, whatever the clients' clocks.
 local function now_ms()
   local time = redis.call('TIME')
   return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 end
 
--- Waiters whose lease ran out (killed, cancelled without cleanup) leave the queue.
-local function leave_expired(queue, leases, now)
-  local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now)
+-- Waiters whose place expired (killed, cancelled without cleanup) leave the queue.
+local function leave_expired(queue, expiries, now)
+  local expired = redis.call('ZRANGEBYSCORE', expiries, '-inf', now)
   if #expired > 0 then
     redis.call('ZREM', queue, unpack(expired))
-    redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
+    redis.call('ZREMRANGEBYSCORE', expiries, '-inf', now)
   end
 end
 

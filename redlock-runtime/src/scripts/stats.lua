@@ -1,10 +1,10 @@
 -- Waiting statistics, compatible with the Python library (a counter per stats name and a
 -- registry of stats keys), made crash-safe: each of our waiters also holds an entry with a
--- lease in a live set; a waiter whose lease ran out (killed) is uncounted by whoever comes next.
+-- an expiry in a live set; a waiter whose entry expired (killed) is uncounted by whoever comes next.
 -- KEYS[1]: Waiting.ConfigurableLock.<stats_name>; KEYS[2]: {KEYS[1]}:live (zset waiter -> expiry ms);
 -- KEYS[3]: Inserted.<KEYS[1]>; KEYS[4]: ConfigurableLockKeys (both left out in Redis Cluster,
 -- where they lie in other slots and the caller registers the counter itself).
--- ARGV[1]: 'begin' | 'refresh' | 'end' | 'read'; ARGV[2]: waiter id; ARGV[3]: lease ms;
+-- ARGV[1]: 'begin' | 'refresh' | 'end' | 'read'; ARGV[2]: waiter id; ARGV[3]: how long an entry lasts (ms);
 -- ARGV[4]: the registry entry (JSON text of KEYS[1]).
 -- Returns the counter after the operation.
 local time = redis.call('TIME')
