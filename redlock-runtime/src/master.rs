@@ -18,6 +18,7 @@ use std::{
         Arc, Weak,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
+    task::Poll,
     time::Duration,
 };
 
@@ -176,6 +177,10 @@ pub(crate) struct Master {
     pool: Pool,
     subscriptions: Subscriptions,
     link: watch::Sender<Link>,
+    /// Callers hand their commands to the connection in the order they called (a fair lock,
+    /// held until the command is queued): a release issued after its `SET` cannot overtake
+    /// it, even when both wait for the connection to come up.
+    order: tokio::sync::Mutex<()>,
     /// Bound on one call: getting the connection plus one round trip.
     call_timeout: Duration,
     /// Bound on establishing a connection; it goes on in the background past `call_timeout`.
@@ -239,6 +244,7 @@ impl Master {
             pool,
             subscriptions,
             link: watch::Sender::new(Link::Down),
+            order: tokio::sync::Mutex::new(()),
             call_timeout,
             connect_timeout,
         })
@@ -373,9 +379,18 @@ impl Master {
         // the command cannot have been applied.
         let sent = AtomicBool::new(false);
         let bounded = tokio::time::timeout(self.call_timeout, async {
+            let turn = self.order.lock().await;
             let connection = self.connection().await?;
             sent.store(true, Ordering::Relaxed);
-            request((*connection).clone()).await.map_err(|err| {
+            let mut request = std::pin::pin!(request((*connection).clone()));
+            // The first poll queues the command on the connection; the next caller may go then.
+            let first = std::future::poll_fn(|cx| Poll::Ready(request.as_mut().poll(cx))).await;
+            drop(turn);
+            let reply = match first {
+                Poll::Ready(reply) => reply,
+                Poll::Pending => request.await,
+            };
+            reply.map_err(|err| {
                 // A master that a failover turned into a replica answers READONLY: reconnect,
                 // which asks the sentinels again.
                 let demoted = err.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly);

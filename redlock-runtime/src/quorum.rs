@@ -1,7 +1,7 @@
 //! Where the quorum is decided: one request fanned out to every master in parallel, a decision
 //! as soon as the outcome is certain, and the stragglers finished in the background.
 
-use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, task::Poll, time::Duration};
 
 use futures_util::{StreamExt, stream::FuturesUnordered};
 
@@ -107,6 +107,12 @@ pub(crate) enum Verdict {
 
 /// Sends `request` to every master at once and feeds each reply to `tally` until it decides.
 ///
+/// Every request is polled once, in master order, before any reply is tallied: that queues its
+/// command on the master's connection (see `Master::call`), so a caller that acts on the
+/// decision (a release after a grant) can never send its next command ahead of this one. The
+/// requests run outside tokio's cooperative budget, which could otherwise postpone that first
+/// poll.
+///
 /// Returns the requests still in flight at the decision: the caller hands them to
 /// [`Stragglers::finish_in_background`] rather than dropping them, which could cancel a command
 /// before it is written and leave its fate unknown.
@@ -121,17 +127,28 @@ where
 {
     // One master: nothing runs in parallel, so nothing is boxed or queued.
     if let [master] = masters {
-        tally(0, request(Arc::clone(master)).await);
+        tally(
+            0,
+            tokio::task::unconstrained(request(Arc::clone(master))).await,
+        );
         return Stragglers(None);
     }
-    let mut pending: Pending<T> = masters
-        .iter()
-        .enumerate()
-        .map(|(index, master)| {
-            let reply = request(Arc::clone(master));
-            Box::pin(async move { (index, reply.await) }) as Pin<Box<_>>
-        })
-        .collect();
+    let mut pending: Pending<T> = FuturesUnordered::new();
+    let mut replied = Vec::new();
+    for (index, master) in masters.iter().enumerate() {
+        let reply = tokio::task::unconstrained(request(Arc::clone(master)));
+        let mut reply: Pin<Box<dyn Future<Output = Reply<T>> + Send>> =
+            Box::pin(async move { (index, reply.await) });
+        match std::future::poll_fn(|cx| Poll::Ready(reply.as_mut().poll(cx))).await {
+            Poll::Ready(reply) => replied.push(reply),
+            Poll::Pending => pending.push(reply),
+        }
+    }
+    for (index, reply) in replied {
+        if let Verdict::Decided = tally(index, reply) {
+            return Stragglers(Some(pending));
+        }
+    }
     while let Some((index, reply)) = pending.next().await {
         if let Verdict::Decided = tally(index, reply) {
             break;
