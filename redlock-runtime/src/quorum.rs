@@ -78,6 +78,11 @@ impl Tally {
         self.no > self.masters - self.quorum
     }
 
+    /// A quorum of masters answered (yes or no).
+    pub(crate) fn quorum_answered(&self) -> bool {
+        self.yes + self.no >= self.quorum
+    }
+
     /// Failures alone leave too few masters for a quorum of yes.
     pub(crate) fn impossible_by_failures(&self) -> bool {
         self.failures.len() > self.masters - self.quorum
@@ -217,12 +222,13 @@ mod tests {
         tally.no();
         tally.no();
         assert!(matches!(tally.verdict(), Verdict::Undecided) && !tally.refused());
+        assert!(!tally.quorum_answered());
         tally.failed(failure());
         // Two no and one failure leave two masters: a quorum of three is impossible.
         assert!(matches!(tally.verdict(), Verdict::Decided));
         assert!(!tally.refused() && !tally.impossible_by_failures());
         tally.no();
-        assert!(tally.refused());
+        assert!(tally.refused() && tally.quorum_answered());
     }
 
     #[test]
