@@ -41,13 +41,7 @@ pub(crate) enum Attempt {
     /// A quorum is impossible because enough masters answered that another client holds it
     /// (or that earlier waiters go first). A queued attempt learns the most hopeful standing
     /// among the refusals (the shortest TTL, the fewest waiters ahead); a plain `SET` nothing.
-    Busy {
-        standing: Option<Standing>,
-        /// Whether a quorum of masters answered; if not, masters failed too (`failures`), and
-        /// the refusal says little: the caller counts it as part of an outage.
-        quorum_answered: bool,
-        failures: Vec<MasterFailure>,
-    },
+    Busy(Option<Standing>),
     /// A quorum is impossible because masters failed (or answered too late to leave validity).
     Unavailable(Vec<MasterFailure>),
 }
@@ -169,11 +163,7 @@ pub(crate) async fn attempt(
     if tally.granted() || tally.impossible_by_failures() {
         Attempt::Unavailable(tally.into_failures())
     } else {
-        Attempt::Busy {
-            standing,
-            quorum_answered: tally.quorum_answered(),
-            failures: tally.into_failures(),
-        }
+        Attempt::Busy(standing)
     }
 }
 

@@ -78,19 +78,18 @@ impl Tally {
         self.no > self.masters - self.quorum
     }
 
-    /// A quorum of masters answered (yes or no).
-    pub(crate) fn quorum_answered(&self) -> bool {
-        self.yes + self.no >= self.quorum
-    }
-
     /// Failures alone leave too few masters for a quorum of yes.
     pub(crate) fn impossible_by_failures(&self) -> bool {
         self.failures.len() > self.masters - self.quorum
     }
 
-    /// Decided once a quorum said yes, or too few masters are left to say it.
+    /// Decided once the outcome and its kind are certain: a quorum said yes, a quorum said
+    /// no, or failures alone leave too few masters. When refusals and failures together make a
+    /// quorum impossible, the rest are heard too: whether the lock is held elsewhere or the
+    /// masters are down is then told by all the answers, not by the first ones.
     pub(crate) fn verdict(&self) -> Verdict {
-        if self.granted() || self.no + self.failures.len() > self.masters - self.quorum {
+        let all_answered = self.yes + self.no + self.failures.len() == self.masters;
+        if self.granted() || self.refused() || self.impossible_by_failures() || all_answered {
             Verdict::Decided
         } else {
             Verdict::Undecided
@@ -222,13 +221,13 @@ mod tests {
         tally.no();
         tally.no();
         assert!(matches!(tally.verdict(), Verdict::Undecided) && !tally.refused());
-        assert!(!tally.quorum_answered());
         tally.failed(failure());
-        // Two no and one failure leave two masters: a quorum of three is impossible.
-        assert!(matches!(tally.verdict(), Verdict::Decided));
+        // Two no and one failure make a quorum of three impossible, but say not yet whether
+        // the lock is held or the masters are down: the others are heard.
+        assert!(matches!(tally.verdict(), Verdict::Undecided));
         assert!(!tally.refused() && !tally.impossible_by_failures());
         tally.no();
-        assert!(tally.refused() && tally.quorum_answered());
+        assert!(tally.refused() && matches!(tally.verdict(), Verdict::Decided));
     }
 
     #[test]

@@ -91,32 +91,14 @@ pub(crate) async fn run(
                 }
                 return Ok(Granted { value, valid_until });
             }
-            Attempt::Busy {
-                standing,
-                quorum_answered,
-                failures,
-            } => {
-                let mut next = NextAttempt::after_refusal(standing, now);
-                if quorum_answered {
-                    backoff.reset();
-                    outage.end();
-                } else if let Some(at) = outage.gives_up_at(now, &backend.config) {
-                    // A refusal from a minority while the others fail: still an outage.
-                    if now >= at {
-                        return Err(LockError::Unavailable {
-                            name: name.to_owned(),
-                            quorum: backend.quorum(),
-                            masters: backend.masters.len(),
-                            failures,
-                        });
-                    }
-                    next = next.no_later_than(at);
-                }
+            Attempt::Busy(standing) => {
+                backoff.reset();
+                outage.end();
                 let error = LockError::Timeout {
                     name: name.to_owned(),
                     waited: now - started,
                 };
-                (error, next)
+                (error, NextAttempt::after_refusal(standing, now))
             }
             Attempt::Unavailable(failures) => {
                 // Waiting cannot help when too many masters are misconfigured for a quorum,
@@ -168,17 +150,6 @@ enum NextAttempt {
 }
 
 impl NextAttempt {
-    /// The same, but at `at` at the latest.
-    fn no_later_than(self, at: Instant) -> Self {
-        match self {
-            Self::OnRelease { releases, fallback } => Self::OnRelease {
-                releases,
-                fallback: fallback.min(at),
-            },
-            Self::At(when) => Self::At(when.min(at)),
-        }
-    }
-
     /// After a refusal: our turn comes after the holder's release (if the lock is held) and
     /// after those of the waiters ahead of us. A plain `SET` learns nothing: the next attempt
     /// (the queued one) comes at once anyway.
