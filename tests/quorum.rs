@@ -219,7 +219,13 @@ async fn no_stale_key_after_thousands_of_cycles_with_a_slow_master() {
                     match redlock.lock("slow").timeout(-1).await {
                         Ok(guard) => {
                             held += 1;
-                            guard.release().await.unwrap();
+                            // With master 2 frozen, a busy machine can make a second master miss
+                            // the 100 ms timeout: the release is then `Unavailable`, its commands
+                            // still on their way. Whether a key is left is checked at the end.
+                            match guard.release().await {
+                                Ok(()) | Err(LockError::Unavailable { .. }) => {}
+                                Err(other) => panic!("{other}"),
+                            }
                         }
                         Err(LockError::Timeout { .. } | LockError::Unavailable { .. }) => {
                             refused += 1

@@ -148,10 +148,14 @@ where
             Poll::Pending => pending.push(reply),
         }
     }
+    // Every reply already in is tallied, even past a decision: the caller must see each one
+    // (a late grant is undone).
+    let mut decided = false;
     for (index, reply) in replied {
-        if let Verdict::Decided = tally(index, reply) {
-            return Stragglers(Some(pending));
-        }
+        decided |= matches!(tally(index, reply), Verdict::Decided);
+    }
+    if decided {
+        return Stragglers(Some(pending));
     }
     while let Some((index, reply)) = pending.next().await {
         if let Verdict::Decided = tally(index, reply) {
