@@ -110,3 +110,22 @@ async fn uncontended_and_skipped_requests_write_no_statistics() {
         "nothing but the lock key was ever written: {keys:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_that_forgot_the_scripts_still_runs_them() {
+    let masters = Masters::start(1);
+    let redlock = redlock(&masters);
+    let guard = redlock.lock("flushed").await.unwrap();
+    // What a restart without persistence, or an operator, does to the script cache.
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query(&mut masters[0].connection())
+        .unwrap();
+
+    // The release script is sent again, with its code, in the same call.
+    guard.release().await.unwrap();
+    assert_eq!(
+        get(&masters, 0, &configurable_redlock::lock_key("flushed")),
+        None
+    );
+}

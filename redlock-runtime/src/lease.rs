@@ -7,7 +7,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use redis::Script;
 use tokio::sync::watch;
 
 use crate::{
@@ -16,7 +15,7 @@ use crate::{
     keys::{LockKeys, RESERVATION},
     observe,
     quorum::{Tally, drift, fan_out},
-    scripts::{self, ScriptCall},
+    scripts::{self, Lua, ScriptCall},
 };
 
 /// What identifies one hold of the lock on the masters; shared with the watchdog and with
@@ -129,7 +128,7 @@ pub(crate) async fn take_fencing_token(lease: &Lease) -> Result<u64, LockError> 
 /// ours"), `Lost` once a quorum said "not ours", else `Unavailable`.
 async fn round_if_ours(
     lease: &Lease,
-    script: &'static Script,
+    script: &'static Lua,
     args: impl FnOnce(ScriptCall) -> ScriptCall,
 ) -> Result<u64, LockError> {
     let masters = &lease.backend.masters;

@@ -2,15 +2,32 @@
 
 use std::sync::LazyLock;
 
-use redis::{Cmd, ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind, ToRedisArgs};
+use redis::{
+    Arg, Cmd, ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind, ToRedisArgs,
+};
 
 use crate::{keys::LockKeys, master::Handle};
+
+/// A Lua script: its code, and its SHA1 digest for `EVALSHA`.
+pub(crate) struct Lua {
+    script: Script,
+    code: &'static str,
+}
+
+impl Lua {
+    fn new(code: &'static str) -> Self {
+        Self {
+            script: Script::new(code),
+            code,
+        }
+    }
+}
 
 /// A script that reads the queue of waiters, with the queue helpers prepended.
 macro_rules! queue_script {
     ($file:literal) => {
         LazyLock::new(|| {
-            Script::new(concat!(
+            Lua::new(concat!(
                 include_str!("scripts/queue.lua"),
                 include_str!($file)
             ))
@@ -19,48 +36,48 @@ macro_rules! queue_script {
 }
 
 /// The queued attempt of a waiter; reports the holder's remaining TTL and the waiter's rank.
-pub(crate) static ACQUIRE: LazyLock<Script> = queue_script!("scripts/acquire.lua");
+pub(crate) static ACQUIRE: LazyLock<Lua> = queue_script!("scripts/acquire.lua");
 
 /// A waiter that gives up leaves the queue and passes on a reservation made for it.
-pub(crate) static LEAVE_QUEUE: LazyLock<Script> = queue_script!("scripts/leave_queue.lua");
+pub(crate) static LEAVE_QUEUE: LazyLock<Lua> = queue_script!("scripts/leave_queue.lua");
 
 /// Compare-and-delete: releases the lock only if it still holds our value, hands it to the
 /// first waiter and wakes the waiters.
-pub(crate) static RELEASE: LazyLock<Script> = queue_script!("scripts/release.lua");
+pub(crate) static RELEASE: LazyLock<Lua> = queue_script!("scripts/release.lua");
 
 /// Compare-and-extend: resets the TTL only if the lock still holds our value.
-pub(crate) static EXTEND: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
+pub(crate) static EXTEND: LazyLock<Lua> =
+    LazyLock::new(|| Lua::new(include_str!("scripts/extend.lua")));
 
 /// Waiting statistics: count a waiter in or out, keep it alive, repair the dead, read.
-pub(crate) static STATS: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/stats.lua")));
+pub(crate) static STATS: LazyLock<Lua> =
+    LazyLock::new(|| Lua::new(include_str!("scripts/stats.lua")));
 
 /// Fencing tokens: the next value of the lock's counter, or raise the counter to a token.
-pub(crate) static FENCE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/fence.lua")));
+pub(crate) static FENCE: LazyLock<Lua> =
+    LazyLock::new(|| Lua::new(include_str!("scripts/fence.lua")));
 
 /// One call of a script, as a single `EVALSHA` command whose keys and arguments are written once
 /// into the command's buffer (a `redis::ScriptInvocation` copies each into a vector of its own,
 /// then again into the command: a dozen allocations per call on the hot path).
 pub(crate) struct ScriptCall {
-    script: &'static Script,
+    lua: &'static Lua,
     cmd: Cmd,
 }
 
 impl ScriptCall {
     /// A call of `script` whose first `keys` arguments are keys (they route it in a cluster).
-    pub(crate) fn new(script: &'static Script, keys: usize) -> Self {
+    pub(crate) fn new(lua: &'static Lua, keys: usize) -> Self {
         // Room for the usual keys and arguments, so the buffers are not grown arg by arg.
         let mut cmd = Cmd::with_capacity(16, 512);
-        cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys);
-        Self { script, cmd }
+        cmd.arg("EVALSHA").arg(lua.script.get_hash()).arg(keys);
+        Self { lua, cmd }
     }
 
     /// A call of a script that acts only if the lock holds `value`: `KEYS` = lock, fence,
     /// queue, expiries; `ARGV[1]` = `value`, more arguments to follow.
-    pub(crate) fn owned(script: &'static Script, keys: &LockKeys, value: &str) -> Self {
-        Self::new(script, 4)
+    pub(crate) fn owned(lua: &'static Lua, keys: &LockKeys, value: &str) -> Self {
+        Self::new(lua, 4)
             .arg(&*keys.lock)
             .arg(keys.fence())
             .arg(keys.queue())
@@ -75,15 +92,24 @@ impl ScriptCall {
     }
 
     /// Runs the call; a master that does not know the script (restarted, or a new cluster
-    /// node) is sent it first.
+    /// node) gets it as `EVAL` with the same keys and arguments. One command either way: a
+    /// `SCRIPT LOAD` first would leave a gap in which the call's time bound could end it, with
+    /// the script never run (an undo lost, a key left for its TTL).
     pub(crate) async fn invoke<T: FromRedisValue>(
         &self,
         connection: &mut Handle,
     ) -> RedisResult<T> {
         match self.cmd.query_async(connection).await {
             Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                self.script.load_async(connection).await?;
-                self.cmd.query_async(connection).await
+                let mut eval = Cmd::with_capacity(16, 512 + self.lua.code.len());
+                eval.arg("EVAL").arg(self.lua.code);
+                // After `EVALSHA` and the digest: the key count, the keys, the arguments.
+                for arg in self.cmd.args_iter().skip(2) {
+                    if let Arg::Simple(bytes) = arg {
+                        eval.arg(bytes);
+                    }
+                }
+                eval.query_async(connection).await
             }
             other => other,
         }
