@@ -15,11 +15,7 @@ use redlock_runtime::test_util::Masters;
 async fn dropping_the_guard_releases_in_the_background_at_once() {
     let masters = Masters::start(3);
     // A long per-master timeout: a `Drop` that waited for a paused master would block 10 s.
-    let redlock = configurable_redlock::Redlock::with_config(configurable_redlock::Config {
-        master_timeout: Duration::from_secs(10),
-        ..configurable_redlock::Config::new(masters.urls())
-    })
-    .unwrap();
+    let redlock = common::redlock_with_master_timeout(&masters, Duration::from_secs(10));
     let guard = redlock.lock("dropped").await.unwrap();
     masters[0].pause();
 

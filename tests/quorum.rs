@@ -136,11 +136,7 @@ async fn a_majority_killed_is_unavailable_without_hanging() {
 async fn a_paused_master_does_not_slow_the_quorum() {
     let masters = Masters::start(3);
     // A long per-master timeout: a quorum that waited for the paused master would take 10 s.
-    let redlock = configurable_redlock::Redlock::with_config(configurable_redlock::Config {
-        master_timeout: Duration::from_secs(10),
-        ..configurable_redlock::Config::new(masters.urls())
-    })
-    .unwrap();
+    let redlock = common::redlock_with_master_timeout(&masters, Duration::from_secs(10));
     // Connect to every master first, so the pause hits live connections.
     redlock.lock("warm").await.unwrap().release().await.unwrap();
     masters[2].pause();

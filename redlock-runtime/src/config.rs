@@ -10,8 +10,8 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 /// The default of [`Config::outage_timeout`]: how long a wait rides out an outage.
 pub const DEFAULT_OUTAGE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Settings of a [`Redlock`](crate::Redlock) client. Plain data with documented defaults, in the manner of
-/// `deadpool_redis::Config`.
+/// Settings of a [`Redlock`](crate::Redlock) client. Plain data with documented defaults, in the
+/// manner of `deadpool_redis::Config`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -59,11 +59,12 @@ pub struct Config {
     /// Cap of the exponential backoff between attempts while masters are failing. Default 1 s.
     pub max_backoff: Duration,
     /// How long a wait goes on while no quorum of masters can be reached (down, unreachable,
-    /// timing out), whatever its timeout: then it fails with [`LockError::Unavailable`](crate::LockError::Unavailable).
-    /// Waiting forever (`timeout = 0`) is a promise about contention, not about outages.
-    /// `None` retries for as long as the timeout allows (forever for `timeout = 0`).
-    /// Failures that waiting cannot fix (a wrong password, an ACL, an unknown sentinel service
-    /// or database, an untrusted certificate) fail at once. Default 30 s.
+    /// timing out), whatever its timeout: then it fails with
+    /// [`LockError::Unavailable`](crate::LockError::Unavailable). Waiting forever
+    /// (`timeout = 0`) is a promise about contention, not about outages. `None` retries for
+    /// as long as the timeout allows (forever for `timeout = 0`). Failures that waiting cannot
+    /// fix (a wrong password, an ACL, an unknown sentinel service or database, an untrusted
+    /// certificate) fail at once. Default 30 s.
     ///
     /// ```
     /// let config = redlock_runtime::Config {

@@ -54,20 +54,24 @@ impl Redlock {
     /// ```
     pub fn from_env() -> Result<Self, LockError> {
         let (config, source) = Config::from_env_with_source();
-        let entries = config.urls.len();
-        let position = |url: &str| {
-            let labels: Vec<String> = config.urls.iter().map(|u| redact_url(u)).collect();
-            labels.iter().position(|label| label == url)
-        };
-        let located = |url: &str| match position(url) {
-            Some(index) if entries > 1 => format!("entry {} of {entries} in {source}", index + 1),
-            _ => source.to_owned(),
-        };
-        Self::with_config(config.clone()).map_err(|error| match error {
-            LockError::InvalidUrl { url, reason } => LockError::InvalidUrl {
-                reason: format!("{reason} (from {})", located(&url)),
-                url,
-            },
+        let urls = config.urls.clone();
+        Self::with_config(config).map_err(|error| match error {
+            LockError::InvalidUrl { url, reason } => {
+                // The error shows the URL redacted: find its entry the same way.
+                let entry = urls
+                    .iter()
+                    .position(|candidate| redact_url(candidate) == url);
+                let from = match entry {
+                    Some(index) if urls.len() > 1 => {
+                        format!("entry {} of {} in {source}", index + 1, urls.len())
+                    }
+                    _ => source.to_owned(),
+                };
+                LockError::InvalidUrl {
+                    reason: format!("{reason} (from {from})"),
+                    url,
+                }
+            }
             other => other,
         })
     }

@@ -20,8 +20,13 @@ pub const READY: Duration = Duration::from_secs(30);
 
 /// A client over `masters` with a short per-master timeout, so fault tests stay fast.
 pub fn redlock(masters: &Masters) -> Redlock {
+    redlock_with_master_timeout(masters, Duration::from_millis(100))
+}
+
+/// A client over `masters` whose calls to one master are bounded by `master_timeout`.
+pub fn redlock_with_master_timeout(masters: &Masters, master_timeout: Duration) -> Redlock {
     Redlock::with_config(Config {
-        master_timeout: Duration::from_millis(100),
+        master_timeout,
         ..Config::new(masters.urls())
     })
     .expect("valid test URLs")
