@@ -9,7 +9,7 @@ use crate::{
     MasterFailure,
     backend::Backend,
     background::{BackgroundReleases, Ticket},
-    keys::{LockKeys, PLACE_TTL, RESERVATION},
+    keys::{FOREIGN_POLL, LockKeys, PLACE_TTL, RESERVATION, companion_key},
     master::{Handle, Master},
     quorum::{Tally, fan_out, validity},
     rt,
@@ -22,6 +22,9 @@ pub(crate) struct Place {
     pub(crate) id: Arc<str>,
     /// When the wait started (ms since the Unix epoch): earlier tickets go first.
     pub(crate) ticket: f64,
+    /// The waiting counter that foreign waiters of this lock count themselves in (the
+    /// request's stats name's, as both libraries name it by default).
+    pub(crate) counter: Arc<str>,
 }
 
 /// What a queued attempt learns when it is refused.
@@ -36,8 +39,12 @@ pub(crate) struct Standing {
 /// The result of one attempt round over all masters.
 #[derive(Debug)]
 pub(crate) enum Attempt {
-    /// A quorum accepted our value; the lock is ours until `valid_until`.
-    Acquired { valid_until: Instant },
+    /// A quorum accepted our value; the lock is ours until `valid_until`. With
+    /// `leave_to_foreign`, its release leaves it to foreign waiters for a window.
+    Acquired {
+        valid_until: Instant,
+        leave_to_foreign: bool,
+    },
     /// A quorum is impossible because enough masters answered that another client holds it
     /// (or that earlier waiters go first). A queued attempt learns the most hopeful standing
     /// among the refusals (the shortest TTL, the fewest waiters ahead); a plain `SET` nothing.
@@ -49,7 +56,10 @@ pub(crate) enum Attempt {
 /// One master's answer to an attempt.
 #[derive(Debug, Clone, Copy)]
 enum Answer {
-    Granted,
+    /// With `leave_to_foreign` (see `acquire.lua`).
+    Granted {
+        leave_to_foreign: bool,
+    },
     Refused(Option<Standing>),
 }
 
@@ -68,36 +78,57 @@ pub(crate) async fn attempt(
     // Masters that may hold our value: must be undone if the attempt fails.
     let mut maybe_set = vec![false; masters.len()];
     let mut standing: Option<Standing> = None;
+    let mut leave_to_foreign = false;
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-    let place = place.map(|place| (Arc::clone(&place.id), place.ticket));
+    let place = place.map(|place| {
+        (
+            Arc::clone(&place.id),
+            place.ticket,
+            Arc::clone(&place.counter),
+        )
+    });
     let started = Instant::now();
 
     let stragglers = fan_out(
         masters,
         |master| {
             let (keys, value, place) = (Arc::clone(keys), Arc::clone(value), place.clone());
+            // The counter lies in another slot of a cluster: foreign waiters are not seen there.
+            let see_foreign = !master.is_cluster;
             async move {
                 master
                     .call(|mut connection| async move {
-                        let Some((id, ticket)) = place else {
+                        let Some((id, ticket, counter)) = place else {
                             return set_if_free(&mut connection, &keys, &value, ttl_ms).await;
                         };
-                        let (granted, holder_ttl, rank) = ScriptCall::new(&scripts::ACQUIRE, 3)
-                            .arg(&*keys.lock)
-                            .arg(keys.queue())
-                            .arg(keys.expiries())
+                        let mut call =
+                            ScriptCall::new(&scripts::ACQUIRE, if see_foreign { 7 } else { 4 })
+                                .arg(&*keys.lock)
+                                .arg(keys.queue())
+                                .arg(keys.expiries())
+                                .arg(keys.foreign());
+                        if see_foreign {
+                            call = call
+                                .arg(&*counter)
+                                .arg(companion_key(&counter, "live"))
+                                .arg(companion_key(&counter, "weights"));
+                        }
+                        let (granted, wait_ms, rank) = call
                             .arg(&*value)
                             .arg(ttl_ms)
                             .arg(&*id)
                             .arg(ticket)
                             .arg(PLACE_TTL.as_millis() as u64)
+                            .arg(FOREIGN_POLL.as_millis() as u64)
                             .invoke::<(u8, u64, u64)>(&mut connection)
                             .await?;
                         Ok(if granted == 1 {
-                            Answer::Granted
+                            Answer::Granted {
+                                leave_to_foreign: wait_ms == 1,
+                            }
                         } else {
                             Answer::Refused(Some(Standing {
-                                expires_in: Duration::from_millis(holder_ttl),
+                                expires_in: Duration::from_millis(wait_ms),
                                 ahead: rank,
                             }))
                         })
@@ -107,8 +138,11 @@ pub(crate) async fn attempt(
         },
         |index, reply| {
             match reply {
-                Ok(Answer::Granted) => {
+                Ok(Answer::Granted {
+                    leave_to_foreign: leave,
+                }) => {
                     tally.yes();
+                    leave_to_foreign |= leave;
                     maybe_set[index] = true;
                 }
                 Ok(Answer::Refused(learned)) => {
@@ -132,6 +166,7 @@ pub(crate) async fn attempt(
             stragglers.finish_in_background(|_, _| {});
             return Attempt::Acquired {
                 valid_until: started + validity,
+                leave_to_foreign,
             };
         }
         tally.failed(MasterFailure {
@@ -153,7 +188,7 @@ pub(crate) async fn attempt(
     };
     stragglers.finish_in_background(move |index, reply| {
         let maybe_set = match reply {
-            Ok(answer) => matches!(answer, Answer::Granted),
+            Ok(answer) => matches!(answer, Answer::Granted { .. }),
             Err(error) => error.maybe_applied(),
         };
         if maybe_set {
@@ -184,7 +219,9 @@ async fn set_if_free(
         .query_async(connection)
         .await?;
     Ok(match set {
-        Some(_) => Answer::Granted,
+        Some(_) => Answer::Granted {
+            leave_to_foreign: false,
+        },
         None => Answer::Refused(None),
     })
 }
@@ -226,9 +263,7 @@ fn spawn_undo(ticket: Ticket, master: &Arc<Master>, keys: &Arc<LockKeys>, value:
         let (keys, value) = (&keys, &value);
         let undone = master
             .call(|mut connection| async move {
-                ScriptCall::owned(&scripts::RELEASE, keys, value)
-                    .arg(keys.channel())
-                    .arg(RESERVATION.as_millis() as u64)
+                scripts::release(keys, value, false)
                     .invoke::<i64>(&mut connection)
                     .await
             })

@@ -1,6 +1,6 @@
 //! The keys of a lock: the Python library's lock key, and ours beside it in the same Redis
-//! Cluster hash slot (queue, leases, release channel, fencing counter), with the lifetimes
-//! of a queue place and of a reservation.
+//! Cluster hash slot (queue, leases, release channel, foreign waiters, fencing counter), with
+//! the lifetimes of a queue place, of a reservation and of a window for foreign waiters.
 
 use std::{sync::Arc, time::Duration};
 
@@ -88,8 +88,19 @@ pub(crate) struct LockKeys {
 }
 
 /// How long a release reserves the lock for the first waiter of the queue: long enough for
-/// its attempt to arrive, short enough that a waiter that died meanwhile blocks no one long.
-pub(crate) const RESERVATION: Duration = Duration::from_secs(1);
+/// the announcement to reach it and its attempt to arrive, even on a loaded machine; short
+/// enough that a waiter that died meanwhile stalls the lock only this long, as its place in
+/// the queue ends with the reservation (see `queue.lua`). A waiter only slow to claim it
+/// loses this turn, not its place.
+pub(crate) const RESERVATION: Duration = Duration::from_millis(250);
+
+/// How long a release leaves the lock free for foreign waiters (the Python library's, which
+/// poll every 0–200 ms and never join our queue) when it is their turn (see `acquire.lua`).
+pub(crate) const FOREIGN_WINDOW: Duration = Duration::from_millis(250);
+
+/// How often our waiters poll while foreign waiters wait or hold the lock, since foreign
+/// holders release without announcing it.
+pub(crate) const FOREIGN_POLL: Duration = Duration::from_millis(25);
 
 impl LockKeys {
     pub(crate) fn new(name: &str) -> Arc<Self> {
@@ -122,6 +133,11 @@ impl LockKeys {
     /// Where a release is announced.
     pub(crate) fn channel(&self) -> Companion<'_> {
         self.companion("released")
+    }
+
+    /// The state of the lock's foreign waiters: their turns and windows (see `acquire.lua`).
+    pub(crate) fn foreign(&self) -> Companion<'_> {
+        self.companion("foreign")
     }
 
     /// The fencing-token counter (created only when a holder asks for a token).

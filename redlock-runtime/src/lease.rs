@@ -12,10 +12,11 @@ use tokio::sync::watch;
 use crate::{
     LockError,
     backend::Backend,
-    keys::{LockKeys, RESERVATION},
+    keys::{FOREIGN_WINDOW, LockKeys},
+    line::Lines,
     observe,
     quorum::{Tally, drift, fan_out},
-    scripts::{self, Lua, ScriptCall},
+    scripts::{self, ScriptCall},
 };
 
 /// What identifies one hold of the lock on the masters; shared with the watchdog and with
@@ -30,6 +31,10 @@ pub(crate) struct Lease {
     pub(crate) keys: Arc<LockKeys>,
     pub(crate) value: Arc<str>,
     pub(crate) ttl: Duration,
+    /// Whether the release leaves the lock to foreign waiters (see `acquire.lua`).
+    pub(crate) leave_to_foreign: bool,
+    /// The local lines of the client, told when the release did.
+    pub(crate) lines: Arc<Lines>,
     /// Taken on first request, then the same for this hold (nested guards included).
     pub(crate) fencing_token: tokio::sync::OnceCell<u64>,
 }
@@ -75,9 +80,8 @@ pub(crate) async fn renew(
 ) -> Result<(), LockError> {
     let started = Instant::now();
     let ttl_ms = lease.ttl.as_millis() as u64;
-    let renewed = round_if_ours(lease, &scripts::EXTEND, |call| call.arg(ttl_ms))
-        .await
-        .map(drop);
+    let extend = ScriptCall::owned(&scripts::EXTEND, &lease.keys, &lease.value).arg(ttl_ms);
+    let renewed = round_if_ours(lease, extend).await.map(drop);
     match &renewed {
         Ok(()) => {
             let fresh = lease
@@ -102,39 +106,45 @@ pub(crate) fn mark_lost(lease: &Lease, validity: &watch::Sender<Validity>, why: 
     }
 }
 
-/// Releases on every master, handing the lock over to the first waiter (see `release.lua`).
+/// Releases on every master, handing the lock over to the first waiter, or leaving it to
+/// foreign waiters when it is their turn (see `release.lua`).
 pub(crate) async fn release_everywhere(lease: &Lease) -> Result<(), LockError> {
-    let reservation_ms = RESERVATION.as_millis() as u64;
-    round_if_ours(lease, &scripts::RELEASE, |call| {
-        call.arg(lease.keys.channel()).arg(reservation_ms)
-    })
-    .await
-    .map(drop)
+    let release = scripts::release(&lease.keys, &lease.value, lease.leave_to_foreign);
+    let released = round_if_ours(lease, release).await?;
+    if released == 2 {
+        // This process's next request must not take it in their window with a plain `SET`.
+        let window_ends = Instant::now() + FOREIGN_WINDOW;
+        lease
+            .lines
+            .leave_to_foreign_waiters(&lease.keys.lock, window_ends);
+    }
+    Ok(())
 }
 
 /// The next fencing token: the highest counter of a quorum after incrementing each, written
 /// back to a majority (with several masters) so that every later quorum sees it.
 pub(crate) async fn take_fencing_token(lease: &Lease) -> Result<u64, LockError> {
-    let token = round_if_ours(lease, &scripts::FENCE, |call| call.arg("next").arg(0)).await?;
+    let fence = |op: &str, token: u64| {
+        ScriptCall::owned(&scripts::FENCE, &lease.keys, &lease.value)
+            .arg(op)
+            .arg(token)
+    };
+    let token = round_if_ours(lease, fence("next", 0)).await?;
     if lease.backend.masters.len() > 1 {
-        round_if_ours(lease, &scripts::FENCE, |call| call.arg("raise").arg(token)).await?;
+        round_if_ours(lease, fence("raise", token)).await?;
     }
     Ok(token)
 }
 
-/// Runs a script that acts only if the lock still holds our value (see
-/// [`ScriptCall::owned`]; `args` appends the rest) on every master, and decides as soon as the
-/// outcome is certain: the highest reply once a quorum replied (a negative reply means "not
-/// ours"), `Lost` once a quorum said "not ours", else `Unavailable`.
-async fn round_if_ours(
-    lease: &Lease,
-    script: &'static Lua,
-    args: impl FnOnce(ScriptCall) -> ScriptCall,
-) -> Result<u64, LockError> {
+/// Runs a call of a script that acts only if the lock still holds our value (see
+/// [`ScriptCall::owned`]) on every master, and decides as soon as the outcome is certain: the
+/// highest reply once a quorum replied (a negative reply means "not ours"), `Lost` once a
+/// quorum said "not ours", else `Unavailable`.
+async fn round_if_ours(lease: &Lease, call: ScriptCall) -> Result<u64, LockError> {
     let masters = &lease.backend.masters;
     let mut tally = Tally::new(masters.len());
     let mut highest = 0;
-    let call = Arc::new(args(ScriptCall::owned(script, &lease.keys, &lease.value)));
+    let call = Arc::new(call);
     let stragglers = fan_out(
         masters,
         |master| {

@@ -54,8 +54,10 @@ mod quorum;
 mod wake;
 mod background;
 mod backend;
-// One hold: observation, its lease and validity, renewals, re-entry records.
+// One hold: observation, local lines of waiters, its lease and validity, renewals, re-entry
+// records.
 mod observe;
+mod line;
 mod lease;
 mod renewals;
 mod reentry;

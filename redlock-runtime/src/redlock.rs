@@ -9,6 +9,7 @@ use crate::{
     rt,
     stats::{self, Contended},
     target::redact_url,
+    wait::Waits,
     wake::ReleaseNotices,
 };
 
@@ -92,7 +93,11 @@ impl Redlock {
         Ok(Self {
             client: Arc::new(Client {
                 backend: Arc::new(backend),
-                notices: Arc::new(notices),
+                waits: Waits {
+                    notices: Arc::new(notices),
+                    lines: Arc::default(),
+                    waiters: Arc::default(),
+                },
                 owners: Arc::default(),
             }),
         })

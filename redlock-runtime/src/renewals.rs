@@ -216,6 +216,8 @@ mod tests {
             keys: LockKeys::new("renewed"),
             value: "value".into(),
             ttl: Duration::from_secs(30),
+            leave_to_foreign: false,
+            lines: Arc::default(),
             fencing_token: tokio::sync::OnceCell::new(),
         };
         Entry {

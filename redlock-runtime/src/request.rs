@@ -231,10 +231,14 @@ impl LockRequest {
             keys: &keys,
             ttl,
             timeout,
-            stats_name: stats.then(|| stats_name.as_deref().unwrap_or(&name)),
+            stats_name: stats_name.as_deref().unwrap_or(&name),
+            stats,
         };
-        let Granted { value, valid_until } =
-            wait::run(&client.backend, &client.notices, ask).await?;
+        let Granted {
+            value,
+            valid_until,
+            leave_to_foreign,
+        } = wait::run(&client.backend, &client.waits, ask).await?;
         let lease = Lease {
             backend: Arc::clone(&client.backend),
             name,
@@ -243,6 +247,8 @@ impl LockRequest {
             keys,
             value,
             ttl,
+            leave_to_foreign,
+            lines: Arc::clone(&client.waits.lines),
             fencing_token: tokio::sync::OnceCell::new(),
         };
         let hold = Hold::new(lease, valid_until);

@@ -6,7 +6,10 @@ use redis::{
     Arg, Cmd, ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind, ToRedisArgs,
 };
 
-use crate::{keys::LockKeys, master::Handle};
+use crate::{
+    keys::{FOREIGN_WINDOW, LockKeys, RESERVATION},
+    master::Handle,
+};
 
 /// A Lua script: its code, and its SHA1 digest for `EVALSHA`.
 pub(crate) struct Lua {
@@ -42,8 +45,18 @@ pub(crate) static ACQUIRE: LazyLock<Lua> = queue_script!("scripts/acquire.lua");
 pub(crate) static LEAVE_QUEUE: LazyLock<Lua> = queue_script!("scripts/leave_queue.lua");
 
 /// Compare-and-delete: releases the lock only if it still holds our value, hands it to the
-/// first waiter and wakes the waiters.
+/// first waiter (or leaves it to foreign waiters for a window) and wakes the waiters.
 pub(crate) static RELEASE: LazyLock<Lua> = queue_script!("scripts/release.lua");
+
+/// The release of our hold (see [`RELEASE`]); `leave_to_foreign` leaves the lock to foreign
+/// waiters for a window instead of handing it to our first waiter.
+pub(crate) fn release(keys: &LockKeys, value: &str, leave_to_foreign: bool) -> ScriptCall {
+    ScriptCall::owned(&RELEASE, keys, value)
+        .arg(keys.channel())
+        .arg(RESERVATION.as_millis() as u64)
+        .arg(if leave_to_foreign { "1" } else { "0" })
+        .arg(FOREIGN_WINDOW.as_millis() as u64)
+}
 
 /// Compare-and-extend: resets the TTL only if the lock still holds our value.
 pub(crate) static EXTEND: LazyLock<Lua> =
@@ -75,13 +88,14 @@ impl ScriptCall {
     }
 
     /// A call of a script that acts only if the lock holds `value`: `KEYS` = lock, fence,
-    /// queue, expiries; `ARGV[1]` = `value`, more arguments to follow.
+    /// queue, expiries, foreign waiters; `ARGV[1]` = `value`, more arguments to follow.
     pub(crate) fn owned(lua: &'static Lua, keys: &LockKeys, value: &str) -> Self {
-        Self::new(lua, 4)
+        Self::new(lua, 5)
             .arg(&*keys.lock)
             .arg(keys.fence())
             .arg(keys.queue())
             .arg(keys.expiries())
+            .arg(keys.foreign())
             .arg(value)
     }
 

@@ -5,9 +5,12 @@
 //! Writers use the first master (the Python library also writes to one master per process);
 //! the reader sums over all masters.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
+};
 
-use tokio::sync::oneshot;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::{
@@ -53,33 +56,19 @@ pub struct Contended {
 /// What `stats.lua` does (its `ARGV[1]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
-    /// Count a waiter in, register the stats name once.
-    Begin,
-    /// Keep a waiter's entry alive (count it in again if it was presumed dead).
-    Refresh,
-    /// Count a waiter out.
-    End,
+    /// Make this process's entry count so many waiters (zero: count them out); register the
+    /// stats name once.
+    Set(u64),
     /// Uncount the dead, and return the count.
     Read,
 }
 
-impl Op {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Begin => "begin",
-            Self::Refresh => "refresh",
-            Self::End => "end",
-            Self::Read => "read",
-        }
-    }
-}
-
-/// Runs the stats script for one operation on one master; `waiter` is `None` for a read.
+/// Runs the stats script for one operation on one master; `entry` is empty for a read.
 async fn stats_call(
     master: &Arc<Master>,
     counter: &str,
     op: Op,
-    waiter: Option<&str>,
+    entry: &str,
 ) -> Result<i64, CallError> {
     let place_ttl_ms = PLACE_TTL.as_millis() as u64;
     let inserted = format!("Inserted.{counter}");
@@ -87,23 +76,29 @@ async fn stats_call(
     // the counter's slot and the registry is written after it, with the Python library's own
     // two commands (`SET NX` keeps it free of duplicates).
     let register_apart = master.is_cluster;
+    let (op_name, waiters) = match op {
+        Op::Set(waiters) => ("set", waiters),
+        Op::Read => ("read", 0),
+    };
     master
         .call(|mut connection| async move {
-            let keys = if register_apart { 2 } else { 4 };
+            let keys = if register_apart { 3 } else { 5 };
             let mut call = ScriptCall::new(&scripts::STATS, keys)
                 .arg(counter)
-                .arg(companion_key(counter, "live"));
+                .arg(companion_key(counter, "live"))
+                .arg(companion_key(counter, "weights"));
             if !register_apart {
                 call = call.arg(&inserted).arg(REGISTRY_KEY);
             }
             let count = call
-                .arg(op.as_str())
-                .arg(waiter.unwrap_or_default())
+                .arg(op_name)
+                .arg(entry)
                 .arg(place_ttl_ms)
                 .arg(json_string(counter))
+                .arg(waiters)
                 .invoke::<i64>(&mut connection)
                 .await?;
-            if register_apart && op == Op::Begin {
+            if register_apart && waiters > 0 {
                 let first: Option<String> = redis::cmd("SET")
                     .arg(&inserted)
                     .arg(1)
@@ -123,49 +118,125 @@ async fn stats_call(
         .await
 }
 
-/// Counts one waiter from creation until drop, whatever ends the wait: the lock acquired, the
-/// deadline passed, the future cancelled (also by its runtime shutting down) or a panic. A task
-/// of its own counts in, keeps the waiter's entry alive, and counts out when the waiter is
-/// dropped, in that order; counting out is background work that the process finishes before
-/// it exits.
-pub(crate) struct WaitingStats {
-    /// Told when the wait ends, with the background work of counting out.
-    ended: Option<oneshot::Sender<rt::Work>>,
+/// The waiters of one client, by stats name. Each name is counted in Redis by one entry of
+/// this process, which a task of its own keeps in step with the count here and alive: the
+/// Redis work of waiting statistics grows with waiting processes, not with waiting tasks.
+#[derive(Debug, Default)]
+pub(crate) struct Waiters(Mutex<HashMap<Arc<str>, Count>>);
+
+#[derive(Debug)]
+struct Count {
+    waiters: u64,
+    /// Wakes the task that writes the count.
+    changed: Arc<Notify>,
+    /// Held from a waiter's end until the count written includes it: the process finishes
+    /// counting its waiters out before it exits.
+    counting_out: Option<rt::Work>,
 }
 
-impl Drop for WaitingStats {
-    fn drop(&mut self) {
-        if let Some(ended) = self.ended.take() {
-            let _ = ended.send(rt::Work::start());
+impl Waiters {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Count>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Counts one waiter from creation until drop, whatever ends the wait: the lock acquired, the
+/// deadline passed, the future cancelled (also by its runtime shutting down) or a panic.
+pub(crate) struct WaitingStats {
+    waiters: Arc<Waiters>,
+    stats_name: Arc<str>,
+}
+
+impl WaitingStats {
+    /// Starts counting a waiter for `stats_name`, on the first master (the Python library
+    /// also writes to one master).
+    pub(crate) fn begin(waiters: &Arc<Waiters>, backend: &Backend, stats_name: &str) -> Self {
+        let mut counts = waiters.lock();
+        let stats_name = match counts.get_key_value(stats_name) {
+            Some((stats_name, _)) => Arc::clone(stats_name),
+            None => {
+                let stats_name: Arc<str> = stats_name.into();
+                let changed = Arc::new(Notify::new());
+                counts.insert(
+                    Arc::clone(&stats_name),
+                    Count {
+                        waiters: 0,
+                        changed: Arc::clone(&changed),
+                        counting_out: None,
+                    },
+                );
+                rt::spawn(keep_counted(
+                    Arc::clone(waiters),
+                    Arc::clone(&backend.masters[0]),
+                    Arc::clone(&stats_name),
+                    changed,
+                ));
+                stats_name
+            }
+        };
+        if let Some(count) = counts.get_mut(&stats_name) {
+            count.waiters += 1;
+            count.changed.notify_one();
+        }
+        drop(counts);
+        Self {
+            waiters: Arc::clone(waiters),
+            stats_name,
         }
     }
 }
 
-impl WaitingStats {
-    /// Starts counting a waiter for `stats_name`.
-    pub(crate) fn begin(backend: &Backend, stats_name: &str) -> Self {
-        let master = Arc::clone(&backend.masters[0]);
-        let counter = waiting_key(stats_name);
-        let (ended, mut end) = oneshot::channel::<rt::Work>();
-        rt::spawn(async move {
-            let waiter = Uuid::new_v4().hyphenated().to_string();
-            let mut op = Op::Begin;
-            // Held until the waiter is counted out.
-            let _counting_out = loop {
-                if let Err(error) = stats_call(&master, &counter, op, Some(&waiter)).await {
-                    tracing::debug!(master = %master.label, %counter, ?op, %error, "redlock: waiting statistics not updated");
-                }
-                op = Op::Refresh;
-                tokio::select! {
-                    work = &mut end => break work,
-                    () = tokio::time::sleep(PLACE_TTL / 3) => {}
-                }
+impl Drop for WaitingStats {
+    fn drop(&mut self) {
+        let mut counts = self.waiters.lock();
+        if let Some(count) = counts.get_mut(&self.stats_name) {
+            count.waiters -= 1;
+            count.counting_out.get_or_insert_with(rt::Work::start);
+            count.changed.notify_one();
+        }
+    }
+}
+
+/// The task that keeps this process's entry for `stats_name` in step with its waiters: it
+/// writes the count whenever it changed (one write for any number of changes meanwhile), and
+/// refreshes the entry while it counts anyone; it ends once it wrote zero and nobody came.
+async fn keep_counted(
+    waiters: Arc<Waiters>,
+    master: Arc<Master>,
+    stats_name: Arc<str>,
+    changed: Arc<Notify>,
+) {
+    let entry = Uuid::new_v4().hyphenated().to_string();
+    let counter = waiting_key(&stats_name);
+    loop {
+        let (count, counting_out) = {
+            let mut counts = waiters.lock();
+            let Some(count) = counts.get_mut(&stats_name) else {
+                return;
             };
-            if let Err(error) = stats_call(&master, &counter, Op::End, Some(&waiter)).await {
-                tracing::warn!(master = %master.label, %counter, %error, "redlock: cannot uncount a waiter; its entry expires and the count is repaired");
+            (count.waiters, count.counting_out.take())
+        };
+        if let Err(error) = stats_call(&master, &counter, Op::Set(count), &entry).await {
+            tracing::debug!(master = %master.label, %counter, count, %error, "redlock: waiting statistics not updated; a stale entry expires and the count is repaired");
+        }
+        drop(counting_out);
+        if count == 0 {
+            let mut counts = waiters.lock();
+            if counts
+                .get(&stats_name)
+                .is_some_and(|count| count.waiters == 0)
+            {
+                counts.remove(&stats_name);
+                return;
             }
-        });
-        Self { ended: Some(ended) }
+            continue;
+        }
+        tokio::select! {
+            () = changed.notified() => {}
+            () = tokio::time::sleep(PLACE_TTL / 3) => {}
+        }
     }
 }
 
@@ -208,7 +279,7 @@ pub(crate) async fn read(backend: &Backend) -> Result<Vec<Contended>, LockError>
         let mut waiters = 0;
         for master in masters {
             // A read also uncounts the waiters whose entry expired.
-            if let Ok(count) = stats_call(master, &counter, Op::Read, None).await {
+            if let Ok(count) = stats_call(master, &counter, Op::Read, "").await {
                 waiters += count;
             }
         }

@@ -1,10 +1,15 @@
 //! The wait for a lock, from the first attempt to the grant, the refusal or the deadline: the
 //! whole state machine, read top to bottom in [`run`].
 //!
-//! 1. The first attempt is a plain `SET NX PX` (the uncontended path: no queue, no statistics).
-//! 2. Refused, the request starts waiting ([`Queued`]): it watches the lock's release channel,
-//!    counts itself in the waiting statistics, and joins the lock's queue with its next
-//!    attempt, made at once so that no release between the two goes unseen.
+//! 1. The first attempt is a plain `SET NX PX` (the uncontended path: no queue, no statistics),
+//!    unless tasks of this process already wait for the lock (see `line`): then the request
+//!    joins them without it.
+//! 2. Refused, the request starts waiting: it counts itself in the waiting statistics and
+//!    waits for its turn in the lock's local line, the tasks of this process that wait for
+//!    the same lock. Its turn come, it represents the line on the masters ([`Queued`]): it
+//!    watches the lock's release channel and joins the lock's queue with its next attempt,
+//!    made at once so that no release between the two goes unseen. Granted, it hands the
+//!    turn on, and the next task of the line queues behind the other processes.
 //! 3. Each refusal tells how many releases must come before our turn (the holder's, and one
 //!    per waiter ahead); the request sleeps until the release channel has announced them, or
 //!    until its fallback timer: the holder's TTL (a holder that never announces: the Python
@@ -12,7 +17,13 @@
 //! 4. While masters fail, attempts are spaced by a capped, jittered backoff; failures that
 //!    waiting cannot fix end the wait at once, an outage after `Config::outage_timeout`.
 //! 5. Dropping the wait (granted elsewhere, deadline, cancellation, panic) leaves the queue,
-//!    passes on a reservation made for it, and counts the waiter out, in the background.
+//!    passes on a reservation made for it, hands the turn on, and counts the waiter out, in
+//!    the background.
+//!
+//! A release hands the lock to the head of the queue as a short reservation; a head that does
+//! not claim it in time (killed, paused) loses its place with it, and the next waiter goes
+//! (see `queue.lua`). Waiters of the Python library, which poll and never queue, take turns
+//! as one more process: see `acquire.lua`.
 
 use std::{
     sync::Arc,
@@ -26,9 +37,18 @@ use crate::{
     acquire::{Attempt, Place, Standing, attempt, spawn_leave_queue},
     backend::Backend,
     keys::{LockKeys, PLACE_TTL},
-    stats::WaitingStats,
+    line::{Lines, Turn},
+    stats::{Waiters, WaitingStats, waiting_key},
     wake::{ReleaseNotices, ReleaseWatch},
 };
+
+/// What the waits of one client share.
+#[derive(Debug)]
+pub(crate) struct Waits {
+    pub(crate) notices: Arc<ReleaseNotices>,
+    pub(crate) lines: Arc<Lines>,
+    pub(crate) waiters: Arc<Waiters>,
+}
 
 /// What a request waits for.
 pub(crate) struct Ask<'a> {
@@ -36,20 +56,25 @@ pub(crate) struct Ask<'a> {
     pub(crate) keys: &'a Arc<LockKeys>,
     pub(crate) ttl: Duration,
     pub(crate) timeout: Timeout,
-    /// Where the wait is counted; `None` with statistics off.
-    pub(crate) stats_name: Option<&'a str>,
+    /// Where the wait is counted (the lock name unless told otherwise), and where foreign
+    /// waiters of the lock are seen.
+    pub(crate) stats_name: &'a str,
+    /// Whether the wait is counted.
+    pub(crate) stats: bool,
 }
 
 /// The lock, granted: our value is set on a quorum until `valid_until`.
 pub(crate) struct Granted {
     pub(crate) value: Arc<str>,
     pub(crate) valid_until: Instant,
+    /// Whether the release leaves the lock to foreign waiters (see `acquire.lua`).
+    pub(crate) leave_to_foreign: bool,
 }
 
 /// Attempts until the lock is granted, refused for good or the deadline passes.
 pub(crate) async fn run(
     backend: &Arc<Backend>,
-    notices: &Arc<ReleaseNotices>,
+    waits: &Waits,
     ask: Ask<'_>,
 ) -> Result<Granted, LockError> {
     let Ask {
@@ -58,6 +83,7 @@ pub(crate) async fn run(
         ttl,
         timeout,
         stats_name,
+        stats,
     } = ask;
     let started = Instant::now();
     let deadline = match timeout {
@@ -66,7 +92,19 @@ pub(crate) async fn run(
     };
     let mut backoff = Backoff::new(&backend.config);
     let mut outage = Outage::default();
+    let timed_out = || LockError::Timeout {
+        name: name.to_owned(),
+        waited: started.elapsed(),
+    };
+    let mut _counted: Option<WaitingStats> = None;
     let mut queued: Option<Queued> = None;
+    if timeout != Timeout::Skip && waits.lines.busy(&keys.lock, started) {
+        // Tasks of this process wait for the lock already (or a release of ours left it to
+        // foreign waiters): a plain `SET` would barge ahead of them.
+        _counted = stats.then(|| WaitingStats::begin(&waits.waiters, backend, stats_name));
+        let joined = Queued::start(backend, waits, keys, stats_name, deadline).await;
+        queued = Some(joined.ok_or_else(timed_out)?);
+    }
     loop {
         let mut text = Uuid::encode_buffer();
         let value: Arc<str> = Arc::from(&*Uuid::new_v4().hyphenated().encode_lower(&mut text));
@@ -82,14 +120,21 @@ pub(crate) async fn run(
         let outcome = attempt(backend, keys, &value, ttl, place).await;
         let now = Instant::now();
         let (error, next) = match outcome {
-            Attempt::Acquired { valid_until } => {
+            Attempt::Acquired {
+                valid_until,
+                leave_to_foreign,
+            } => {
                 if let Some(mut queued) = queued {
                     // The acquire script took us out of the queue where it granted the lock;
                     // with several masters, a master that refused still has our place, which
                     // must not stay at the head of its queue.
                     queued.left = backend.masters.len() == 1;
                 }
-                return Ok(Granted { value, valid_until });
+                return Ok(Granted {
+                    value,
+                    valid_until,
+                    leave_to_foreign,
+                });
             }
             Attempt::Busy(standing) => {
                 backoff.reset();
@@ -131,9 +176,12 @@ pub(crate) async fn run(
                     .await;
             }
             None => {
-                // The first refusal: watch releases and join the queue, then attempt again at
-                // once, so that no release between the two attempts goes unseen.
-                queued = Some(Queued::start(backend, notices, keys, stats_name).await);
+                // The first refusal: wait for our turn in the local line, watch releases and
+                // join the queue, then attempt again at once, so that no release between the
+                // two attempts goes unseen.
+                _counted = stats.then(|| WaitingStats::begin(&waits.waiters, backend, stats_name));
+                let joined = Queued::start(backend, waits, keys, stats_name, deadline).await;
+                queued = Some(joined.ok_or_else(timed_out)?);
             }
         }
     }
@@ -204,8 +252,9 @@ impl Outage {
     }
 }
 
-/// A waiting request: its place in the queue, its watch on releases, its statistics. Dropping
-/// it (deadline, cancellation, panic) leaves the queue and counts the waiter out.
+/// The representative of this process's waiters for a lock: its turn, its place in the queue,
+/// its watch on releases. Dropping it (granted, deadline, cancellation, panic) leaves the queue
+/// and hands the turn on.
 struct Queued {
     place: Place,
     releases: ReleaseWatch,
@@ -213,34 +262,41 @@ struct Queued {
     keys: Arc<LockKeys>,
     /// Whether the acquire script already took us out of every queue.
     left: bool,
-    /// `None` when statistics are off.
-    _stats: Option<WaitingStats>,
+    /// Dropped after the queue is left (fields drop in order).
+    _turn: Turn,
 }
 
 impl Queued {
+    /// Waits for our turn in the local line (`None` if the deadline comes first), then joins.
     async fn start(
         backend: &Arc<Backend>,
-        notices: &Arc<ReleaseNotices>,
+        waits: &Waits,
         keys: &Arc<LockKeys>,
-        stats_name: Option<&str>,
-    ) -> Self {
-        let stats = stats_name.map(|stats_name| WaitingStats::begin(backend, stats_name));
+        stats_name: &str,
+        deadline: Option<Instant>,
+    ) -> Option<Self> {
+        let turn = waits.lines.turn(&keys.lock);
+        let turn = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), turn).await.ok()?,
+            None => turn.await,
+        };
         let channel: Arc<str> = keys.channel().to_string().into();
-        let releases = notices.watch(&channel).await;
+        let releases = waits.notices.watch(&channel).await;
         let ticket = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |since| since.as_secs_f64() * 1000.0);
-        Self {
+        Some(Self {
             place: Place {
                 id: Uuid::new_v4().hyphenated().to_string().into(),
                 ticket,
+                counter: waiting_key(stats_name).into(),
             },
             releases,
             backend: Arc::clone(backend),
             keys: Arc::clone(keys),
             left: false,
-            _stats: stats,
-        }
+            _turn: turn,
+        })
     }
 
     fn releases_seen(&self) -> u64 {

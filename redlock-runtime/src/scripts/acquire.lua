@@ -1,13 +1,26 @@
 -- One attempt of a waiting request on one master. (A request that does not wait, and the
--- first attempt of every request, is a plain `SET key value NX PX ttl`.)
+-- first attempt of most requests, is a plain `SET key value NX PX ttl`.)
 -- Waiters queue by ticket; a free lock goes to the head of the queue only, and a release
 -- hands the key over to the head as `reserved:<waiter>` (see release.lua), so that a client
 -- that just released cannot barge ahead of those waiting.
--- KEYS[1]: lock key; KEYS[2]: queue (zset waiter -> ticket); KEYS[3]: expiries (zset waiter -> when its place expires, ms)
+-- Foreign waiters (the Python library's: they poll with `SET NX` and never join the queue, but
+-- count themselves in the waiting counter) take turns as one more process of the queue: the
+-- grant that completes a round of our waiters asks its holder to leave the lock free at
+-- release for a window longer than their polling interval, in which our waiters do not take
+-- it, and poll rather than wait for an announcement while the foreign holder holds it.
+-- A window that nobody used (a foreign waiter that crashed stays counted) makes the next
+-- rounds twice as long, up to 64 times.
+-- KEYS[1]: lock key; KEYS[2]: queue (zset waiter -> ticket); KEYS[3]: expiries (zset waiter ->
+-- when its place expires, ms); KEYS[4]: foreign-waiter state (hash: since = grants to our
+-- waiters since their last window, missed = unused windows in a row, window = end of the
+-- current window, foreign_hold = taken in the last window and not ours since); KEYS[5..7]: the waiting counter, its live set and weights (see stats.lua;
+-- left out in Redis Cluster, where they lie in another slot: no foreign waiters are seen).
 -- ARGV[1]: value; ARGV[2]: TTL ms; ARGV[3]: waiter id; ARGV[4]: ticket (when the wait started,
--- the same on every master); ARGV[5]: how long a place lasts without an attempt (ms).
--- Returns {1, 0, 0} when acquired, else {0, remaining TTL ms of the holder (0 if free or
--- reserved for another waiter), rank in the queue}.
+-- the same on every master); ARGV[5]: how long a place lasts without an attempt (ms);
+-- ARGV[6]: how often a waiter polls while foreign waiters wait (ms).
+-- Returns {1, 1 if the holder leaves the lock to foreign waiters at release else 0, 0} when
+-- acquired, else {0, ms until the next attempt may succeed (0: when a release is announced),
+-- rank in the queue}.
 local waiter = ARGV[3]
 local now = now_ms()
 leave_expired(KEYS[2], KEYS[3], now)
@@ -17,7 +30,38 @@ redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), waiter)
 -- lock nobody waits for any more leaves no key behind.
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('PEXPIRE', KEYS[3], ARGV[5])
+
+-- How many waiters of the counter are not ours (our processes each count theirs in one live
+-- entry of some weight; entries of earlier versions weigh one).
+local function foreign_waiters()
+  if #KEYS < 7 then
+    return 0
+  end
+  local ours = redis.call('ZCARD', KEYS[6]) - redis.call('HLEN', KEYS[7])
+  for _, weight in ipairs(redis.call('HVALS', KEYS[7])) do
+    ours = ours + tonumber(weight)
+  end
+  return tonumber(redis.call('GET', KEYS[5]) or '0') - ours
+end
+local poll = tonumber(ARGV[6])
+
 local holder = redis.call('GET', KEYS[1])
+local state = redis.call('HMGET', KEYS[4], 'window', 'foreign_hold')
+local window, foreign_hold = tonumber(state[1]), state[2]
+if window then
+  if holder then
+    -- Taken in the window (by a foreign waiter, mostly): it is over; poll until released.
+    redis.call('HDEL', KEYS[4], 'window')
+    redis.call('HSET', KEYS[4], 'missed', 0, 'foreign_hold', 1)
+    foreign_hold = true
+  elseif now < window then
+    return {0, math.min(window - now, poll), redis.call('ZRANK', KEYS[2], waiter)}
+  else
+    -- Nobody took it: perhaps nobody polls any more.
+    redis.call('HDEL', KEYS[4], 'window')
+    redis.call('HINCRBY', KEYS[4], 'missed', 1)
+  end
+end
 if holder and string.sub(holder, 1, 9) == 'reserved:'
     and not redis.call('ZSCORE', KEYS[2], string.sub(holder, 10)) then
   -- Reserved for a waiter that has left the queue (gave up, or its place expired): void.
@@ -34,16 +78,34 @@ if ours then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   redis.call('ZREM', KEYS[2], waiter)
   redis.call('ZREM', KEYS[3], waiter)
-  return {1, 0, 0}
+  if foreign_hold then
+    redis.call('HDEL', KEYS[4], 'foreign_hold')
+  end
+  local leave = 0
+  if foreign_waiters() > 0 then
+    local since = redis.call('HINCRBY', KEYS[4], 'since', 1)
+    local missed = math.min(tonumber(redis.call('HGET', KEYS[4], 'missed') or '0'), 6)
+    if since >= (redis.call('ZCARD', KEYS[2]) + 1) * 2 ^ missed then
+      redis.call('HSET', KEYS[4], 'since', 0)
+      leave = 1
+    end
+    redis.call('PEXPIRE', KEYS[4], FOREIGN_STATE_TTL)
+  end
+  return {1, leave, 0}
 end
--- A reservation for another waiter counts as free: it is taken over without a release.
-local pttl = 0
-if holder and string.sub(holder, 1, 9) ~= 'reserved:' then
-  pttl = redis.call('PTTL', KEYS[1])
-  if pttl == -1 then
-    pttl = 2147483647 -- a key without TTL (not ours): the heartbeat retries anyway
-  elseif pttl < 0 then
-    pttl = 0
+-- How long until an attempt may succeed: the holder's TTL (a reservation for another waiter:
+-- until it lapses unclaimed); while foreign waiters wait, at most the polling interval, as
+-- their holds end unannounced.
+local wait = 0
+if holder then
+  wait = redis.call('PTTL', KEYS[1])
+  if wait == -1 then
+    wait = 2147483647 -- a key without TTL (not ours): the heartbeat retries anyway
+  elseif wait < 0 then
+    wait = 0
+  end
+  if wait > poll and (foreign_hold or foreign_waiters() > 0) then
+    wait = poll
   end
 end
-return {0, pttl, redis.call('ZRANK', KEYS[2], waiter)}
+return {0, wait, redis.call('ZRANK', KEYS[2], waiter)}

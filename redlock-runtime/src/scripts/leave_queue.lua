@@ -6,10 +6,11 @@
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 if redis.call('GET', KEYS[1]) == 'reserved:' .. ARGV[1] then
-  leave_expired(KEYS[2], KEYS[3], now_ms())
+  local now = now_ms()
+  leave_expired(KEYS[2], KEYS[3], now)
   local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
   if head then
-    redis.call('SET', KEYS[1], 'reserved:' .. head, 'PX', ARGV[3])
+    reserve_for(KEYS[1], KEYS[3], head, tonumber(ARGV[3]), now)
     redis.call('PUBLISH', ARGV[2], '')
   else
     redis.call('DEL', KEYS[1])

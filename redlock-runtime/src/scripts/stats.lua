@@ -1,39 +1,50 @@
 -- Waiting statistics, compatible with the Python library (a counter per stats name and a
--- registry of stats keys), made crash-safe: each of our waiters also holds an entry with a
--- an expiry in a live set; a waiter whose entry expired (killed) is uncounted by whoever comes next.
--- KEYS[1]: Waiting.ConfigurableLock.<stats_name>; KEYS[2]: {KEYS[1]}:live (zset waiter -> expiry ms);
--- KEYS[3]: Inserted.<KEYS[1]>; KEYS[4]: ConfigurableLockKeys (both left out in Redis Cluster,
--- where they lie in other slots and the caller registers the counter itself).
--- ARGV[1]: 'begin' | 'refresh' | 'end' | 'read'; ARGV[2]: waiter id; ARGV[3]: how long an entry lasts (ms);
--- ARGV[4]: the registry entry (JSON text of KEYS[1]).
+-- registry of stats keys), made crash-safe: each process of ours counts its waiters of a stats
+-- name with one entry in a live set, which expires unless refreshed, and whose weight says how
+-- many waiters it counts; an expired entry (its process killed) is uncounted by whoever comes next.
+-- KEYS[1]: Waiting.ConfigurableLock.<stats_name>; KEYS[2]: {KEYS[1]}:live (zset entry -> expiry ms);
+-- KEYS[3]: {KEYS[1]}:weights (hash entry -> waiters; an entry without weight counts one, as
+-- earlier versions wrote them); KEYS[4]: Inserted.<KEYS[1]>; KEYS[5]: ConfigurableLockKeys (both
+-- left out in Redis Cluster, where they lie in other slots and the caller registers the counter itself).
+-- ARGV[1]: 'set' | 'read'; ARGV[2]: entry id; ARGV[3]: how long an entry lasts (ms);
+-- ARGV[4]: the registry entry (JSON text of KEYS[1]); ARGV[5]: how many waiters the entry counts now.
 -- Returns the counter after the operation.
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local expired = redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if expired > 0 then
-  redis.call('DECRBY', KEYS[1], expired)
+local function weight(entry)
+  return tonumber(redis.call('HGET', KEYS[3], entry) or '1')
 end
-local op = ARGV[1]
-local function count_in()
-  redis.call('INCRBY', KEYS[1], 1)
-  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[2])
-end
-if op == 'begin' then
-  count_in()
-  -- Registered once, atomically (the Python library's EXISTS-then-SET can duplicate it).
-  if #KEYS == 4 and redis.call('SET', KEYS[3], '1', 'NX') then
-    redis.call('RPUSH', KEYS[4], ARGV[4])
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+if #expired > 0 then
+  local gone = 0
+  for _, entry in ipairs(expired) do
+    gone = gone + weight(entry)
   end
-elseif op == 'refresh' then
-  if redis.call('ZSCORE', KEYS[2], ARGV[2]) then
-    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[2])
+  redis.call('ZREM', KEYS[2], unpack(expired))
+  redis.call('HDEL', KEYS[3], unpack(expired))
+  redis.call('DECRBY', KEYS[1], gone)
+end
+if ARGV[1] == 'set' then
+  local entry = ARGV[2]
+  local waiters = tonumber(ARGV[5])
+  -- An entry presumed dead (a long pause) was uncounted: it counts in again.
+  local counted = 0
+  if redis.call('ZSCORE', KEYS[2], entry) then
+    counted = weight(entry)
+  end
+  if waiters ~= counted then
+    redis.call('INCRBY', KEYS[1], waiters - counted)
+  end
+  if waiters > 0 then
+    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), entry)
+    redis.call('HSET', KEYS[3], entry, waiters)
+    -- Registered once, atomically (the Python library's EXISTS-then-SET can duplicate it).
+    if counted == 0 and #KEYS == 5 and redis.call('SET', KEYS[4], '1', 'NX') then
+      redis.call('RPUSH', KEYS[5], ARGV[4])
+    end
   else
-    -- Presumed dead and uncounted (a long pause), but alive: count in again.
-    count_in()
-  end
-elseif op == 'end' then
-  if redis.call('ZREM', KEYS[2], ARGV[2]) == 1 then
-    redis.call('DECRBY', KEYS[1], 1)
+    redis.call('ZREM', KEYS[2], entry)
+    redis.call('HDEL', KEYS[3], entry)
   end
 end
 return tonumber(redis.call('GET', KEYS[1]) or '0')

@@ -1,0 +1,115 @@
+//! The local line of a lock: the tasks of this process that wait for the same lock queue in
+//! memory, first come first served, behind one of them, their representative, which alone
+//! waits in the lock's queue on the masters. So Redis work grows with the waiting processes,
+//! not with their tasks (2,000 tasks of one process waiting for a lock cost the masters what
+//! one waiter costs), and processes take turns: a representative that got the lock hands the
+//! turn on, and the next task of the line queues on the masters behind the other processes'
+//! representatives.
+//!
+//! A line also remembers until when a release of this process left the lock free for waiters
+//! of the Python library (see `release.lua`): a new request of this process joins the line
+//! instead of taking the lock with a plain `SET` in their window.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Instant,
+};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The lines of one client's locks that have waiters (or a window for foreign waiters).
+#[derive(Debug, Default)]
+pub(crate) struct Lines(Mutex<HashMap<Arc<str>, Line>>);
+
+#[derive(Debug)]
+struct Line {
+    /// One permit: the representative's. Tokio's semaphore is fair: the line is FIFO.
+    turn: Arc<Semaphore>,
+    /// Until when a release of ours left the lock to foreign waiters.
+    foreign_window: Option<Instant>,
+}
+
+/// The representative's turn; the next task of the line gets it when this is dropped.
+#[derive(Debug)]
+pub(crate) struct Turn {
+    lines: Arc<Lines>,
+    key: Arc<str>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Lines {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Line>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether a new request for `key` should join the line rather than try a plain `SET`:
+    /// tasks of this process already wait for it (the lock is busy, and they came first), or
+    /// a release of ours left it to foreign waiters until a moment that has not come yet.
+    pub(crate) fn busy(&self, key: &str, now: Instant) -> bool {
+        self.lock().get(key).is_some_and(|line| {
+            line.turn.available_permits() == 0 || line.foreign_window.is_some_and(|end| now < end)
+        })
+    }
+
+    /// Records that a release of ours left `key` to foreign waiters until `end`.
+    pub(crate) fn leave_to_foreign_waiters(&self, key: &Arc<str>, end: Instant) {
+        let mut lines = self.lock();
+        // Lines kept only for a window that has ended go now (so memory stays flat).
+        let now = Instant::now();
+        lines.retain(|_, line| !line.idle(now));
+        lines
+            .entry(Arc::clone(key))
+            .or_insert_with(Line::new)
+            .foreign_window = Some(end);
+    }
+
+    /// Waits for the representative's turn on `key`, first come first served.
+    pub(crate) async fn turn(self: &Arc<Self>, key: &Arc<str>) -> Turn {
+        let turn = {
+            let mut lines = self.lock();
+            let line = lines.entry(Arc::clone(key)).or_insert_with(Line::new);
+            Arc::clone(&line.turn)
+        };
+        let mut waiting = Turn {
+            lines: Arc::clone(self),
+            key: Arc::clone(key),
+            permit: None,
+        };
+        // The semaphore is never closed.
+        waiting.permit = turn.acquire_owned().await.ok();
+        waiting
+    }
+}
+
+impl Line {
+    fn new() -> Self {
+        Self {
+            turn: Arc::new(Semaphore::new(1)),
+            foreign_window: None,
+        }
+    }
+
+    /// Nobody waits for the turn or holds it (the map's handle is the only one), and no
+    /// window for foreign waiters is open.
+    fn idle(&self, now: Instant) -> bool {
+        Arc::strong_count(&self.turn) == 1 && self.foreign_window.is_none_or(|end| now >= end)
+    }
+}
+
+impl Drop for Turn {
+    /// Hands the turn on, and forgets the line once nobody waits in it (also when this task
+    /// gave up waiting for its turn), so that memory stays flat over many lock names.
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        let mut lines = self.lines.lock();
+        if lines
+            .get(&self.key)
+            .is_some_and(|line| line.idle(Instant::now()))
+        {
+            lines.remove(&self.key);
+        }
+    }
+}
