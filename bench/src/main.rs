@@ -6,10 +6,12 @@
 //! - handoff (holder releases -> the next waiter holds it) against a raw `PING`;
 //! - 4 worker processes on one lock: throughput, fairness (Jain), waits, and the commands each
 //!   acquisition costs, counted with `MONITOR` (sent by clients / run inside scripts);
+//! - liveness: a cold start of thousands of waiters on a busy machine, a mixed fleet with the
+//!   Python library, a dead head of the queue (`--liveness` runs only these);
 //! - 1,000 tasks on distinct names in one process, against the floor at the same concurrency;
 //! - memory: RSS over 100,000 cycles on 100,000 distinct names.
 //!
-//! `cargo run --release -p redlock-bench [-- --quick] [-- --json PATH]`
+//! `cargo run --release -p redlock-bench [-- --quick] [-- --liveness] [-- --json PATH]`
 //!
 //! The floor is what any Redlock must send: `SET NX PX`, then an `EVALSHA` compare-and-delete,
 //! on one multiplexed connection per master, masters in parallel. rslock runs with its
@@ -34,6 +36,8 @@ use redis::{Script, aio::MultiplexedConnection};
 use redlock_runtime::test_util::Masters;
 use rslock::LockManager;
 
+mod liveness;
+
 const RELEASE: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 const TTL: Duration = Duration::from_secs(30);
@@ -47,6 +51,8 @@ struct Plan {
     contention: Duration,
     scale: Duration,
     memory_cycles: usize,
+    cold_start_tasks: usize,
+    mixed_fleet: Duration,
 }
 
 impl Plan {
@@ -60,6 +66,8 @@ impl Plan {
                 contention: Duration::from_secs(1),
                 scale: Duration::from_secs(1),
                 memory_cycles: 10_000,
+                cold_start_tasks: 200,
+                mixed_fleet: Duration::from_secs(3),
             }
         } else {
             Self {
@@ -70,6 +78,8 @@ impl Plan {
                 contention: Duration::from_secs(10),
                 scale: Duration::from_secs(5),
                 memory_cycles: 100_000,
+                cold_start_tasks: 2_000,
+                mixed_fleet: Duration::from_secs(20),
             }
         }
     }
@@ -470,12 +480,23 @@ async fn four_workers(
     hold: Duration,
     run_for: Duration,
 ) -> (Vec<f64>, Vec<Duration>, Duration) {
-    // One start and one deadline on the wall clock, shared by the processes (started early
-    // enough for all of them to be ready).
+    // One start on the wall clock, shared by the processes (late enough for all to be ready).
     let start_at = SystemTime::now() + Duration::from_millis(500);
+    worker_processes(masters, 4, rslock, hold, start_at, run_for).await
+}
+
+/// Runs `count` worker processes on one lock from `start_at` for `run_for` (see `four_workers`).
+async fn worker_processes(
+    masters: &Masters,
+    count: usize,
+    rslock: bool,
+    hold: Duration,
+    start_at: SystemTime,
+    run_for: Duration,
+) -> (Vec<f64>, Vec<Duration>, Duration) {
     let epoch_ms = |at: SystemTime| at.duration_since(UNIX_EPOCH).unwrap().as_millis();
     let (start_ms, stop_ms) = (epoch_ms(start_at), epoch_ms(start_at + run_for));
-    let children: Vec<_> = (0..4)
+    let children: Vec<_> = (0..count)
         .map(|_| {
             Command::new(std::env::current_exe().unwrap())
                 .arg("--contention-worker")
@@ -676,11 +697,60 @@ fn machine() -> String {
     format!("{model}, {cores} cores")
 }
 
+async fn liveness_sections(report: &mut Report, plan: &Plan) {
+    report.section(
+        "cold start: many tasks acquire once (timeout 10 s, 5 ms holds), 1 master",
+        vec![
+            "processes x tasks",
+            "busy loops",
+            "acquired",
+            "timed out",
+            "failed",
+            "wall",
+            "wall / serial ideal",
+            "commands / acquisition",
+        ],
+    );
+    for busy_loops in [0, 2] {
+        liveness::cold_start(report, plan, busy_loops).await;
+    }
+    report.section(
+        "mixed fleet: 1 Python worker (timeout=0) + 2 worker processes of ours, one lock, 5 ms holds, 1 master",
+        vec![
+            "run",
+            "throughput",
+            "Python acquisitions (share)",
+            "Python longest wait",
+            "ours per worker",
+            "our wait p99 / max",
+        ],
+    );
+    liveness::mixed_fleet(report, plan).await;
+    report.section(
+        "a dead head of the queue: release -> the next waiter (another process) holds the lock",
+        vec!["masters", "head", "p50", "max"],
+    );
+    for count in [1, 3] {
+        for pause in [false, true] {
+            liveness::dead_head(report, plan, count, pause).await;
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|arg| arg == "--contention-worker") {
         return contention_worker(&args[at + 1..]).await;
+    }
+    if let Some(at) = args.iter().position(|arg| arg == "--cold-start-worker") {
+        return liveness::cold_start_worker(&args[at + 1..]).await;
+    }
+    if let Some(at) = args.iter().position(|arg| arg == "--head-worker") {
+        return liveness::head_worker(&args[at + 1..]).await;
+    }
+    if args.iter().any(|arg| arg == "--liveness") {
+        return liveness_sections(&mut Report::default(), &Plan::from_args()).await;
     }
     let plan = Plan::from_args();
     let mut report = Report::default();
@@ -744,6 +814,7 @@ async fn main() {
     for count in [1, 3] {
         contention(&mut report, &plan, count).await;
     }
+    liveness_sections(&mut report, &plan).await;
     report.section(
         "1,000 tasks on distinct names, 1 master",
         vec!["tasks", "floor", "API", "API / floor"],

@@ -30,7 +30,9 @@ pub(crate) struct Place {
 /// What a queued attempt learns when it is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Standing {
-    /// The holder's remaining TTL (zero: the lock is free, but another waiter's turn).
+    /// How long until an attempt may succeed: the holder's remaining TTL, or the remaining
+    /// reservation for another waiter, at most the polling interval while foreign waiters
+    /// wait or hold (zero: the lock is free, but another waiter's turn).
     pub(crate) expires_in: Duration,
     /// How many waiters are ahead of us.
     pub(crate) ahead: u64,

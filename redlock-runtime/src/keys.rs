@@ -100,7 +100,7 @@ pub(crate) const FOREIGN_WINDOW: Duration = Duration::from_millis(250);
 
 /// How often our waiters poll while foreign waiters wait or hold the lock, since foreign
 /// holders release without announcing it.
-pub(crate) const FOREIGN_POLL: Duration = Duration::from_millis(25);
+pub(crate) const FOREIGN_POLL: Duration = Duration::from_millis(10);
 
 impl LockKeys {
     pub(crate) fn new(name: &str) -> Arc<Self> {

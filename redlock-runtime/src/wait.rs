@@ -36,7 +36,7 @@ use crate::{
     Config, LockError, Timeout,
     acquire::{Attempt, Place, Standing, attempt, spawn_leave_queue},
     backend::Backend,
-    keys::{LockKeys, PLACE_TTL},
+    keys::{LockKeys, PLACE_TTL, RESERVATION},
     line::{Lines, Turn},
     stats::{Waiters, WaitingStats, waiting_key},
     wake::{ReleaseNotices, ReleaseWatch},
@@ -191,8 +191,15 @@ pub(crate) async fn run(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum NextAttempt {
     /// At the release that makes it our turn (the `releases`-th from the last attempt), or at
-    /// `fallback` (the holder's TTL ends, or the heartbeat that keeps our place).
-    OnRelease { releases: u64, fallback: Instant },
+    /// `fallback` (the holder's TTL ends, or the heartbeat that keeps our place). A waiter
+    /// `next_in_line` (one waiter ahead) also attempts when the reservation that the next
+    /// release makes for that waiter lapses: if it was not claimed (the head killed or
+    /// paused), that attempt takes the lock.
+    OnRelease {
+        releases: u64,
+        fallback: Instant,
+        next_in_line: bool,
+    },
     /// At this instant (backoff while masters fail).
     At(Instant),
 }
@@ -210,6 +217,7 @@ impl NextAttempt {
         Self::OnRelease {
             releases: ahead + held,
             fallback: now + fallback_after(expires_in),
+            next_in_line: ahead == 1,
         }
     }
 }
@@ -312,9 +320,13 @@ impl Queued {
         quorum: usize,
         releases_before: u64,
     ) {
-        let (until, releases) = match next {
-            NextAttempt::OnRelease { releases, fallback } => (fallback, Some(releases)),
-            NextAttempt::At(at) => (at, None),
+        let (until, releases, mut next_in_line) = match next {
+            NextAttempt::OnRelease {
+                releases,
+                fallback,
+                next_in_line,
+            } => (fallback, Some(releases), next_in_line),
+            NextAttempt::At(at) => (at, None, false),
         };
         let until = deadline.map_or(until, |deadline| until.min(deadline));
         let sleep = tokio::time::sleep_until(until.into());
@@ -326,7 +338,12 @@ impl Queued {
         while self.releases.releases_seen() - releases_before < enough {
             tokio::select! {
                 () = &mut sleep => return,
-                () = self.releases.next_release() => {}
+                () = self.releases.next_release() => {
+                    let lapses = Instant::now() + RESERVATION + Duration::from_millis(1);
+                    if std::mem::take(&mut next_in_line) && lapses < until {
+                        sleep.as_mut().reset(lapses.into());
+                    }
+                }
             }
         }
     }
@@ -407,7 +424,7 @@ mod tests {
             fallback_after(Duration::from_secs(30)),
             Duration::from_secs(1)
         );
-        // Free but reserved for another waiter: only the heartbeat.
+        // Free, but another waiter's turn: only the heartbeat.
         assert_eq!(fallback_after(Duration::ZERO), Duration::from_secs(1));
     }
 
@@ -422,7 +439,8 @@ mod tests {
             NextAttempt::after_refusal(Some(held), now),
             NextAttempt::OnRelease {
                 releases: 3,
-                fallback: now + Duration::from_secs(1)
+                fallback: now + Duration::from_secs(1),
+                next_in_line: false,
             }
         );
         let reserved = Standing {
@@ -431,7 +449,11 @@ mod tests {
         };
         assert!(matches!(
             NextAttempt::after_refusal(Some(reserved), now),
-            NextAttempt::OnRelease { releases: 1, .. }
+            NextAttempt::OnRelease {
+                releases: 1,
+                next_in_line: true,
+                ..
+            }
         ));
     }
 

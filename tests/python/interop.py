@@ -6,6 +6,9 @@ Usage: interop.py URL COMMAND NAME [ARGS]
   wait NAME TIMEOUT        wait up to TIMEOUT s (timeout N): print "acquired" or "timeout"
   stress NAME ROUNDS       ROUNDS locked non-atomic increments of "interop:counter", checking
                            "interop:inside" (an atomic gauge) is 1 inside; print "done ROUNDS"
+  loop NAME START STOP HOLD_MS
+                           from START to STOP (Unix time, s) take the lock (timeout 0), hold
+                           HOLD_MS, release; print "<acquisitions> <longest wait in ms>"
 """
 import sys
 import time
@@ -48,6 +51,17 @@ def main():
                 client.set("interop:counter", seen + 1)
                 client.decr("interop:inside")
         print(f"done {rounds}", flush=True)
+    elif command == "loop":
+        start, stop, hold = float(args[0]), float(args[1]), float(args[2]) / 1000
+        time.sleep(max(0.0, start - time.time()))
+        acquisitions, longest = 0, 0.0
+        while time.time() < stop:
+            asked = time.monotonic()
+            with ConfigurableREDLock(name=name, timeout=0, redis_client=client):
+                longest = max(longest, time.monotonic() - asked)
+                acquisitions += 1
+                time.sleep(hold)
+        print(f"{acquisitions} {longest * 1000:.0f}", flush=True)
     else:
         raise SystemExit(f"unknown command {command}")
 

@@ -1,0 +1,267 @@
+//! The three situations in which waiting used to collapse, stall or starve, as rows:
+//! - a cold start of many waiters (2 processes x 2,000 tasks on 4 names, each acquiring once
+//!   with a 10 s timeout and holding 5 ms), on a quiet machine and with 2 busy loops;
+//! - a mixed fleet: 1 worker of the Python library (`timeout=0`) and 2 of ours on one lock,
+//!   5 ms holds;
+//! - the head of the queue killed (or paused) while the holder holds: how long after the
+//!   release the next waiter holds the lock.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use configurable_redlock::{LockError, Redlock};
+use futures_util::future::join_all;
+use redis::Commands;
+use redlock_runtime::test_util::Masters;
+
+use crate::{Plan, Report, ms, percentile, worker_processes};
+
+const HOLD: Duration = Duration::from_millis(5);
+
+fn epoch_us(at: SystemTime) -> u128 {
+    at.duration_since(UNIX_EPOCH).unwrap().as_micros()
+}
+
+fn from_epoch_us(arg: &str) -> SystemTime {
+    UNIX_EPOCH + Duration::from_micros(arg.parse().unwrap())
+}
+
+async fn sleep_until(at: SystemTime) {
+    tokio::time::sleep(at.duration_since(SystemTime::now()).unwrap_or_default()).await;
+}
+
+/// `sh` processes that keep cores busy until dropped.
+struct BusyLoops(Vec<Child>);
+
+impl BusyLoops {
+    fn start(count: usize) -> Self {
+        Self(
+            (0..count)
+                .map(|_| {
+                    Command::new("sh")
+                        .args(["-c", "while :; do :; done"])
+                        .spawn()
+                        .expect("start a busy loop")
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for BusyLoops {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn commands_processed(masters: &Masters) -> u64 {
+    let mut connection = masters[0].connection();
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut connection).unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("total_commands_processed:"))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// One cold-start process: `tasks` tasks on `names` names, each acquiring once from the shared
+/// start; prints "<acquired> <timed out> <failed> <wall ms>".
+pub(crate) async fn cold_start_worker(args: &[String]) {
+    let tasks: usize = args[0].parse().unwrap();
+    let names: usize = args[1].parse().unwrap();
+    let start_at = from_epoch_us(&args[2]);
+    let redlock = Redlock::new(args[3].split(',')).unwrap();
+    sleep_until(start_at).await;
+    let started = Instant::now();
+    let outcomes = join_all((0..tasks).map(|task| {
+        let redlock = redlock.clone();
+        tokio::spawn(async move {
+            match redlock
+                .lock(format!("bench:cold:{}", task % names))
+                .timeout(10)
+                .await
+            {
+                Ok(guard) => {
+                    tokio::time::sleep(HOLD).await;
+                    usize::from(guard.release().await.is_err()) * 2
+                }
+                Err(LockError::Timeout { .. }) => 1,
+                Err(error) => {
+                    eprintln!("{error}");
+                    2
+                }
+            }
+        })
+    }))
+    .await;
+    let mut counts = [0; 3];
+    for outcome in outcomes {
+        counts[outcome.unwrap()] += 1;
+    }
+    let wall = started.elapsed().as_millis();
+    println!("{} {} {} {wall}", counts[0], counts[1], counts[2]);
+}
+
+pub(crate) async fn cold_start(report: &mut Report, plan: &Plan, busy_loops: usize) {
+    let (processes, tasks, names) = (2, plan.cold_start_tasks, 4);
+    let masters = Masters::start(1);
+    let _busy = BusyLoops::start(busy_loops);
+    let commands_before = commands_processed(&masters);
+    let start_at = SystemTime::now() + Duration::from_secs(1);
+    let children: Vec<_> = (0..processes)
+        .map(|_| {
+            let child = Command::new(std::env::current_exe().unwrap())
+                .arg("--cold-start-worker")
+                .arg(tasks.to_string())
+                .arg(names.to_string())
+                .arg(epoch_us(start_at).to_string())
+                .arg(masters.urls().join(","))
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start a cold-start process");
+            tokio::task::spawn_blocking(move || child.wait_with_output())
+        })
+        .collect();
+    let (mut counts, mut wall) = ([0u64; 3], 0u64);
+    for child in children {
+        let output = child.await.unwrap().expect("cold-start output");
+        let text = String::from_utf8(output.stdout).unwrap();
+        let numbers: Vec<u64> = text.split_whitespace().map(|n| n.parse().unwrap()).collect();
+        for (count, number) in counts.iter_mut().zip(&numbers) {
+            *count += number;
+        }
+        wall = wall.max(numbers[3]);
+    }
+    let commands = commands_processed(&masters) - commands_before;
+    // Each name's acquisitions one after another, at 6 ms each (5 ms hold + round trips).
+    let ideal_ms = (processes * tasks) as f64 * 6.0 / names as f64;
+    report.row(vec![
+        format!("{processes} x {tasks} on {names} names"),
+        busy_loops.to_string(),
+        format!("{} / {}", counts[0], processes * tasks),
+        counts[1].to_string(),
+        counts[2].to_string(),
+        format!("{wall} ms"),
+        format!("{:.2}", wall as f64 / ideal_ms),
+        format!("{:.1}", commands as f64 / counts[0].max(1) as f64),
+    ]);
+}
+
+/// The Python interpreter with configurable-redlock installed (`.ci/run` makes it).
+fn python() -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = root.join("target/interop-venv/bin/python");
+    python.exists().then_some(python)
+}
+
+pub(crate) async fn mixed_fleet(report: &mut Report, plan: &Plan) {
+    let Some(python) = python() else {
+        println!("(mixed fleet: no target/interop-venv; `.ci/run` creates it)");
+        return;
+    };
+    let masters = Masters::start(1);
+    let run_for = plan.mixed_fleet;
+    // Python starts slowly: a shared start late enough for it.
+    let start_at = SystemTime::now() + Duration::from_secs(2);
+    let seconds = |at: SystemTime| at.duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/python/interop.py");
+    let python_worker = Command::new(python)
+        .arg(script)
+        .arg(&masters.urls()[0])
+        .args(["loop", "bench:fair"])
+        .arg(seconds(start_at).to_string())
+        .arg(seconds(start_at + run_for).to_string())
+        .arg(HOLD.as_millis().to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the Python worker");
+    let python_worker = tokio::task::spawn_blocking(move || python_worker.wait_with_output());
+    let (counts, mut waits, _) =
+        worker_processes(&masters, 2, false, HOLD, start_at, run_for).await;
+    let output = python_worker.await.unwrap().expect("Python output");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let mut numbers = text.split_whitespace().map(|n| n.parse::<f64>().unwrap());
+    let (python_count, python_longest) = (numbers.next().unwrap(), numbers.next().unwrap());
+    let total = python_count + counts.iter().sum::<f64>();
+    report.row(vec![
+        format!("{} s", run_for.as_secs()),
+        format!("{:.0}/s", total / run_for.as_secs_f64()),
+        format!("{python_count:.0} ({:.1}%)", python_count * 100.0 / total),
+        format!("{python_longest:.0} ms"),
+        format!("{counts:?}"),
+        format!(
+            "{} / {}",
+            ms(percentile(&mut waits, 0.99)),
+            ms(waits.iter().max().copied().unwrap_or_default())
+        ),
+    ]);
+}
+
+/// A waiter in a process of its own: prints when it holds the lock (µs since the epoch).
+pub(crate) async fn head_worker(args: &[String]) {
+    let redlock = Redlock::new(args[0].split(',')).unwrap();
+    let guard = redlock.lock(args[1].as_str()).timeout(60).await.unwrap();
+    println!("{}", epoch_us(SystemTime::now()));
+    guard.release().await.unwrap();
+}
+
+fn head_process(masters: &Masters, name: &str) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .arg("--head-worker")
+        .arg(masters.urls().join(","))
+        .arg(name)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start a waiter process")
+}
+
+async fn until_queued(masters: &Masters, name: &str, count: usize) {
+    let queue = format!("{{{}}}:queue", redlock_runtime::lock_key(name));
+    let mut connection = masters[0].connection();
+    while connection.zcard::<_, usize>(&queue).unwrap() < count {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// How long after the release the next waiter holds the lock, when the head of the queue was
+/// killed (`pause`: stopped with SIGSTOP) before it.
+pub(crate) async fn dead_head(report: &mut Report, plan: &Plan, count: usize, pause: bool) {
+    let masters = Masters::start(count);
+    let redlock = Redlock::new(masters.urls()).unwrap();
+    let mut handoffs = Vec::new();
+    for round in 0..plan.reps {
+        let name = format!("bench:head:{round}");
+        let guard = redlock.lock(name.as_str()).await.unwrap();
+        let mut head = head_process(&masters, &name);
+        until_queued(&masters, &name, 1).await;
+        let next = head_process(&masters, &name);
+        until_queued(&masters, &name, 2).await;
+        let signal = if pause { "-STOP" } else { "-KILL" };
+        let pid = head.id().to_string();
+        assert!(Command::new("kill").args([signal, &pid]).status().unwrap().success());
+        let released = SystemTime::now();
+        guard.release().await.unwrap();
+        let output = tokio::task::spawn_blocking(move || next.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        let held = from_epoch_us(String::from_utf8(output.stdout).unwrap().trim());
+        handoffs.push(held.duration_since(released).unwrap_or_default());
+        if pause {
+            Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+        }
+        let _ = head.wait();
+    }
+    let max = handoffs.iter().max().copied().unwrap_or_default();
+    report.row(vec![
+        count.to_string(),
+        if pause { "paused (SIGSTOP)" } else { "killed (SIGKILL)" }.into(),
+        ms(percentile(&mut handoffs, 0.5)),
+        ms(max),
+    ]);
+}
