@@ -62,7 +62,10 @@ impl Drop for BusyLoops {
 
 fn commands_processed(masters: &Masters) -> u64 {
     let mut connection = masters[0].connection();
-    let info: String = redis::cmd("INFO").arg("stats").query(&mut connection).unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query(&mut connection)
+        .unwrap();
     info.lines()
         .find_map(|line| line.strip_prefix("total_commands_processed:"))
         .and_then(|count| count.trim().parse().ok())
@@ -131,7 +134,10 @@ pub(crate) async fn cold_start(report: &mut Report, plan: &Plan, busy_loops: usi
     for child in children {
         let output = child.await.unwrap().expect("cold-start output");
         let text = String::from_utf8(output.stdout).unwrap();
-        let numbers: Vec<u64> = text.split_whitespace().map(|n| n.parse().unwrap()).collect();
+        let numbers: Vec<u64> = text
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
         for (count, number) in counts.iter_mut().zip(&numbers) {
             *count += number;
         }
@@ -243,7 +249,13 @@ pub(crate) async fn dead_head(report: &mut Report, plan: &Plan, count: usize, pa
         until_queued(&masters, &name, 2).await;
         let signal = if pause { "-STOP" } else { "-KILL" };
         let pid = head.id().to_string();
-        assert!(Command::new("kill").args([signal, &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
         let released = SystemTime::now();
         guard.release().await.unwrap();
         let output = tokio::task::spawn_blocking(move || next.wait_with_output())
@@ -260,7 +272,12 @@ pub(crate) async fn dead_head(report: &mut Report, plan: &Plan, count: usize, pa
     let max = handoffs.iter().max().copied().unwrap_or_default();
     report.row(vec![
         count.to_string(),
-        if pause { "paused (SIGSTOP)" } else { "killed (SIGKILL)" }.into(),
+        if pause {
+            "paused (SIGSTOP)"
+        } else {
+            "killed (SIGKILL)"
+        }
+        .into(),
         ms(percentile(&mut handoffs, 0.5)),
         ms(max),
     ]);
