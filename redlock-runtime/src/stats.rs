@@ -1,6 +1,8 @@
 //! Waiting statistics in the Python library's format (a counter of waiters per stats name and
 //! a registry of every stats key that ever had waiters), made crash-safe by a live set of
-//! waiter entries that expire unless refreshed, and the reader that reports contended locks.
+//! entries, one per process and stats name, weighted by the waiters each counts, that expire
+//! unless refreshed; and the reader that reports contended locks. The weights also tell the
+//! acquire script how many of the counted waiters are foreign (see `acquire.lua`).
 //!
 //! Writers use the first master (the Python library also writes to one master per process);
 //! the reader sums over all masters.

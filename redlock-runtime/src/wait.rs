@@ -96,13 +96,11 @@ pub(crate) async fn run(
         name: name.to_owned(),
         waited: started.elapsed(),
     };
-    let mut _counted: Option<WaitingStats> = None;
     let mut queued: Option<Queued> = None;
     if timeout != Timeout::Skip && waits.lines.busy(&keys.lock, started) {
         // Tasks of this process wait for the lock already (or a release of ours left it to
         // foreign waiters): a plain `SET` would barge ahead of them.
-        _counted = stats.then(|| WaitingStats::begin(&waits.waiters, backend, stats_name));
-        let joined = Queued::start(backend, waits, keys, stats_name, deadline).await;
+        let joined = Queued::start(backend, waits, keys, stats_name, stats, deadline).await;
         queued = Some(joined.ok_or_else(timed_out)?);
     }
     loop {
@@ -179,8 +177,7 @@ pub(crate) async fn run(
                 // The first refusal: wait for our turn in the local line, watch releases and
                 // join the queue, then attempt again at once, so that no release between the
                 // two attempts goes unseen.
-                _counted = stats.then(|| WaitingStats::begin(&waits.waiters, backend, stats_name));
-                let joined = Queued::start(backend, waits, keys, stats_name, deadline).await;
+                let joined = Queued::start(backend, waits, keys, stats_name, stats, deadline).await;
                 queued = Some(joined.ok_or_else(timed_out)?);
             }
         }
@@ -260,9 +257,10 @@ impl Outage {
     }
 }
 
-/// The representative of this process's waiters for a lock: its turn, its place in the queue,
-/// its watch on releases. Dropping it (granted, deadline, cancellation, panic) leaves the queue
-/// and hands the turn on.
+/// A waiting request, the representative of this process's waiters for the lock: its turn,
+/// its place in the queue, its watch on releases, its count in the statistics. Dropping it
+/// (granted, deadline, cancellation, panic) leaves the queue, hands the turn on and counts the
+/// waiter out.
 struct Queued {
     place: Place,
     releases: ReleaseWatch,
@@ -272,17 +270,22 @@ struct Queued {
     left: bool,
     /// Dropped after the queue is left (fields drop in order).
     _turn: Turn,
+    /// `None` with statistics off.
+    _counted: Option<WaitingStats>,
 }
 
 impl Queued {
-    /// Waits for our turn in the local line (`None` if the deadline comes first), then joins.
+    /// Counts the waiter in (`stats`), waits for its turn in the local line (`None` if the
+    /// deadline comes first), then watches releases.
     async fn start(
         backend: &Arc<Backend>,
         waits: &Waits,
         keys: &Arc<LockKeys>,
         stats_name: &str,
+        stats: bool,
         deadline: Option<Instant>,
     ) -> Option<Self> {
+        let counted = stats.then(|| WaitingStats::begin(&waits.waiters, backend, stats_name));
         let turn = waits.lines.turn(&keys.lock);
         let turn = match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline.into(), turn).await.ok()?,
@@ -304,6 +307,7 @@ impl Queued {
             keys: Arc::clone(keys),
             left: false,
             _turn: turn,
+            _counted: counted,
         })
     }
 
