@@ -31,11 +31,14 @@ pub(crate) struct Place {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Standing {
     /// How long until an attempt may succeed: the holder's remaining TTL, or the remaining
-    /// reservation for another waiter, at most the polling interval while foreign waiters
+    /// reservation for the first waiter, at most the polling interval while foreign waiters
     /// wait or hold (zero: the lock is free, but another waiter's turn).
     pub(crate) expires_in: Duration,
     /// How many waiters are ahead of us.
     pub(crate) ahead: u64,
+    /// Whether a holder must release before the first of them gets the lock (not when it is
+    /// free or reserved for that waiter).
+    pub(crate) held: bool,
 }
 
 /// The result of one attempt round over all masters.
@@ -115,14 +118,14 @@ pub(crate) async fn attempt(
                                 .arg(companion_key(&counter, "live"))
                                 .arg(companion_key(&counter, "weights"));
                         }
-                        let (granted, wait_ms, rank) = call
+                        let (granted, wait_ms, rank, held) = call
                             .arg(&*value)
                             .arg(ttl_ms)
                             .arg(&*id)
                             .arg(ticket)
                             .arg(PLACE_TTL.as_millis() as u64)
                             .arg(FOREIGN_POLL.as_millis() as u64)
-                            .invoke::<(u8, u64, u64)>(&mut connection)
+                            .invoke::<(u8, u64, u64, u8)>(&mut connection)
                             .await?;
                         Ok(if granted == 1 {
                             Answer::Granted {
@@ -132,6 +135,7 @@ pub(crate) async fn attempt(
                             Answer::Refused(Some(Standing {
                                 expires_in: Duration::from_millis(wait_ms),
                                 ahead: rank,
+                                held: held == 1,
                             }))
                         })
                     })
@@ -228,12 +232,13 @@ async fn set_if_free(
     })
 }
 
-/// The more hopeful of two standings: the shorter TTL, the fewer waiters ahead.
+/// The more hopeful of two standings: the shorter TTL, the fewer waiters ahead, not held.
 fn most_hopeful(known: Option<Standing>, learned: Option<Standing>) -> Option<Standing> {
     match (known, learned) {
         (Some(known), Some(learned)) => Some(Standing {
             expires_in: known.expires_in.min(learned.expires_in),
             ahead: known.ahead.min(learned.ahead),
+            held: known.held && learned.held,
         }),
         (known, learned) => known.or(learned),
     }

@@ -12,7 +12,11 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, MutexGuard},
+    ops::{Deref, DerefMut},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Instant,
 };
 
@@ -20,7 +24,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The lines of one client's locks that have waiters (or a window for foreign waiters).
 #[derive(Debug, Default)]
-pub(crate) struct Lines(Mutex<HashMap<Arc<str>, Line>>);
+pub(crate) struct Lines {
+    lines: Mutex<HashMap<Arc<str>, Line>>,
+    /// How many lines there are, read without the lock: the uncontended path of every
+    /// request asks whether its lock has a line, and mostly none has.
+    count: AtomicUsize,
+}
 
 #[derive(Debug)]
 struct Line {
@@ -39,16 +48,23 @@ pub(crate) struct Turn {
 }
 
 impl Lines {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Line>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> Counted<'_> {
+        Counted {
+            lines: self
+                .lines
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            count: &self.count,
+        }
     }
 
     /// Whether a new request for `key` should join the line rather than try a plain `SET`:
     /// tasks of this process already wait for it (the lock is busy, and they came first), or
     /// a release of ours left it to foreign waiters until a moment that has not come yet.
     pub(crate) fn busy(&self, key: &str, now: Instant) -> bool {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
         self.lock().get(key).is_some_and(|line| {
             line.turn.available_permits() == 0 || line.foreign_window.is_some_and(|end| now < end)
         })
@@ -81,6 +97,32 @@ impl Lines {
         // The semaphore is never closed.
         waiting.permit = turn.acquire_owned().await.ok();
         waiting
+    }
+}
+
+/// The lines, locked; their count is updated when the lock is let go.
+struct Counted<'a> {
+    lines: MutexGuard<'a, HashMap<Arc<str>, Line>>,
+    count: &'a AtomicUsize,
+}
+
+impl Deref for Counted<'_> {
+    type Target = HashMap<Arc<str>, Line>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.lines
+    }
+}
+
+impl DerefMut for Counted<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.lines
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.count.store(self.lines.len(), Ordering::Relaxed);
     }
 }
 

@@ -206,13 +206,17 @@ impl NextAttempt {
     /// after those of the waiters ahead of us. A plain `SET` learns nothing: the next attempt
     /// (the queued one) comes at once anyway.
     fn after_refusal(standing: Option<Standing>, now: Instant) -> Self {
-        let Standing { expires_in, ahead } = standing.unwrap_or(Standing {
+        let Standing {
+            expires_in,
+            ahead,
+            held,
+        } = standing.unwrap_or(Standing {
             expires_in: Duration::ZERO,
             ahead: 0,
+            held: false,
         });
-        let held = u64::from(!expires_in.is_zero());
         Self::OnRelease {
-            releases: ahead + held,
+            releases: ahead + u64::from(held),
             fallback: now + fallback_after(expires_in),
             next_in_line: ahead == 1,
         }
@@ -438,6 +442,7 @@ mod tests {
         let held = Standing {
             expires_in: Duration::from_secs(5),
             ahead: 2,
+            held: true,
         };
         assert_eq!(
             NextAttempt::after_refusal(Some(held), now),
@@ -447,18 +452,21 @@ mod tests {
                 next_in_line: false,
             }
         );
+        // Reserved for the waiter ahead: its release is the one we wait for, or the
+        // reservation's end if it never claims it.
         let reserved = Standing {
-            expires_in: Duration::ZERO,
+            expires_in: Duration::from_millis(200),
             ahead: 1,
+            held: false,
         };
-        assert!(matches!(
+        assert_eq!(
             NextAttempt::after_refusal(Some(reserved), now),
             NextAttempt::OnRelease {
                 releases: 1,
+                fallback: now + Duration::from_millis(201),
                 next_in_line: true,
-                ..
             }
-        ));
+        );
     }
 
     #[test]

@@ -18,9 +18,9 @@
 -- ARGV[1]: value; ARGV[2]: TTL ms; ARGV[3]: waiter id; ARGV[4]: ticket (when the wait started,
 -- the same on every master); ARGV[5]: how long a place lasts without an attempt (ms);
 -- ARGV[6]: how often a waiter polls while foreign waiters wait (ms).
--- Returns {1, 1 if the holder leaves the lock to foreign waiters at release else 0, 0} when
+-- Returns {1, 1 if the holder leaves the lock to foreign waiters at release else 0, 0, 0} when
 -- acquired, else {0, ms until the next attempt may succeed (0: when a release is announced),
--- rank in the queue}.
+-- rank in the queue, 1 if a holder must release before the first waiter gets it else 0}.
 local waiter = ARGV[3]
 local now = now_ms()
 leave_expired(KEYS[2], KEYS[3], now)
@@ -55,7 +55,7 @@ if window then
     redis.call('HSET', KEYS[4], 'missed', 0, 'foreign_hold', 1)
     foreign_hold = true
   elseif now < window then
-    return {0, math.min(window - now, poll), redis.call('ZRANK', KEYS[2], waiter)}
+    return {0, math.min(window - now, poll), redis.call('ZRANK', KEYS[2], waiter), 0}
   else
     -- Nobody took it: perhaps nobody polls any more.
     redis.call('HDEL', KEYS[4], 'window')
@@ -91,13 +91,16 @@ if ours then
     end
     redis.call('PEXPIRE', KEYS[4], FOREIGN_STATE_TTL)
   end
-  return {1, leave, 0}
+  return {1, leave, 0, 0}
 end
 -- How long until an attempt may succeed: the holder's TTL (a reservation for another waiter:
 -- until it lapses unclaimed); while foreign waiters wait, at most the polling interval, as
 -- their holds end unannounced.
-local wait = 0
+local wait, held = 0, 0
 if holder then
+  if string.sub(holder, 1, 9) ~= 'reserved:' then
+    held = 1
+  end
   wait = redis.call('PTTL', KEYS[1])
   if wait == -1 then
     wait = 2147483647 -- a key without TTL (not ours): the heartbeat retries anyway
@@ -108,4 +111,4 @@ if holder then
     wait = poll
   end
 end
-return {0, wait, redis.call('ZRANK', KEYS[2], waiter)}
+return {0, wait, redis.call('ZRANK', KEYS[2], waiter), held}
