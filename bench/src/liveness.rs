@@ -73,7 +73,7 @@ fn commands_processed(masters: &Masters) -> u64 {
 }
 
 /// One cold-start process: `tasks` tasks on `names` names, each acquiring once from the shared
-/// start; prints "<acquired> <timed out> <failed> <wall ms>".
+/// start; prints `<acquired> <timed out> <failed> <wall ms>`.
 pub(crate) async fn cold_start_worker(args: &[String]) {
     let tasks: usize = args[0].parse().unwrap();
     let names: usize = args[1].parse().unwrap();

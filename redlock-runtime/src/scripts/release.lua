@@ -10,21 +10,22 @@
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return -1
 end
-local now = now_ms()
 local queued = redis.call('EXISTS', KEYS[3]) == 1
 local head = nil
 local released = 1
 if ARGV[4] == '1' then
-  redis.call('HSET', KEYS[5], 'window', now + tonumber(ARGV[5]))
+  redis.call('HSET', KEYS[5], 'window', now_ms() + tonumber(ARGV[5]))
   redis.call('PEXPIRE', KEYS[5], FOREIGN_STATE_TTL)
   released = 2
 elseif queued then
+  local now = now_ms()
   leave_expired(KEYS[3], KEYS[4], now)
   head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+  if head then
+    reserve_for(KEYS[1], KEYS[4], head, tonumber(ARGV[3]), now)
+  end
 end
-if head then
-  reserve_for(KEYS[1], KEYS[4], head, tonumber(ARGV[3]), now)
-else
+if not head then
   redis.call('DEL', KEYS[1])
 end
 -- Only queued waiters listen. A waiter subscribes before it joins the queue, so a release
