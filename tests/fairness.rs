@@ -89,3 +89,38 @@ async fn a_releasing_client_that_comes_back_at_once_cannot_barge() {
         guard.release().await.unwrap();
     }
 }
+
+/// A Python waiter that crashed stays counted in the waiting counter for good, so our fleet
+/// sees a foreign waiter that never takes its turn. Each unused window doubles the rounds
+/// between windows (up to 64), so the cost fades: 400 back-to-back acquisitions of two
+/// clients take a few windows of 250 ms, where a window every round would take 50 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_foreign_waiter_costs_only_a_few_windows() {
+    let masters = Masters::start(1);
+    let _: () = redis::cmd("INCR")
+        .arg(configurable_redlock::waiting_key("stale"))
+        .query(&mut masters[0].connection())
+        .unwrap();
+    let started = Instant::now();
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let redlock = common::redlock(&masters);
+            tokio::spawn(async move {
+                for _ in 0..200 {
+                    let guard = redlock.lock("stale").timeout(30).await.unwrap();
+                    guard.release().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    // About 8 unused windows (2 s), plus the acquisitions themselves; a bound far below the
+    // 50 s of a window every round, with room for a loaded machine.
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(20),
+        "400 acquisitions took {took:?}"
+    );
+}

@@ -4,8 +4,10 @@
 //!   interleaved cycle by cycle;
 //! - skip when held (`timeout = -1`) against one raw `SET NX`;
 //! - handoff (holder releases -> the next waiter holds it) against a raw `PING`;
-//! - 4 worker processes on one lock: throughput, fairness (Jain), waits, and the commands each
-//!   acquisition costs, counted with `MONITOR` (sent by clients / run inside scripts);
+//! - 4 worker processes on one lock: throughput, fairness (Jain), waits, the commands each
+//!   acquisition costs, counted with `MONITOR` (sent by clients / run inside scripts), and
+//!   master 0's CPU per acquisition against an uncontended acquire + release; the full run
+//!   draws the waits as `bench/waits-hold-5ms.svg` and `bench/waits-no-hold.svg`;
 //! - liveness: a cold start of thousands of waiters on a busy machine, a mixed fleet with the
 //!   Python library, a dead head of the queue (`--liveness` runs only these);
 //! - 1,000 tasks on distinct names in one process, against the floor at the same concurrency;
@@ -36,6 +38,7 @@ use redis::{Script, aio::MultiplexedConnection};
 use redlock_runtime::test_util::Masters;
 use rslock::LockManager;
 
+mod chart;
 mod liveness;
 
 const RELEASE: &str =
@@ -546,13 +549,52 @@ async fn contention_worker(args: &[String]) {
     println!("{line}");
 }
 
-async fn contention(report: &mut Report, plan: &Plan, count: usize) {
+/// Redis CPU time (user + system) of one server so far, in µs, from `INFO cpu`.
+fn redis_cpu_us(masters: &Masters) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query(&mut masters[0].connection())
+        .unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let value = line
+                .strip_prefix("used_cpu_sys:")
+                .or_else(|| line.strip_prefix("used_cpu_user:"))?;
+            value.trim().parse::<f64>().ok()
+        })
+        .sum::<f64>()
+        * 1e6
+}
+
+/// Master 0's CPU per uncontended acquire + release of the API, in µs: the reference of the
+/// contended rows' Redis CPU.
+async fn uncontended_redis_cpu(masters: &Masters, cycles: usize) -> f64 {
+    let redlock = Redlock::new(masters.urls()).unwrap();
+    api_cycle(&redlock, "bench:cpu").await; // warm-up: connections, script caches
+    let before = redis_cpu_us(masters);
+    for _ in 0..cycles {
+        api_cycle(&redlock, "bench:cpu").await;
+    }
+    (redis_cpu_us(masters) - before) / cycles as f64
+}
+
+/// The contention rows of `count` masters; returns each implementation's and hold's waits,
+/// for the chart.
+async fn contention(
+    report: &mut Report,
+    plan: &Plan,
+    count: usize,
+) -> Vec<(String, Duration, Vec<Duration>)> {
+    let mut charted = Vec::new();
     for (name, rslock) in [("API", false), ("rslock", true)] {
         for hold in [Duration::from_millis(5), Duration::ZERO] {
             let masters = Masters::start(count);
+            let reference = uncontended_redis_cpu(&masters, plan.cycles).await;
+            let cpu_before = redis_cpu_us(&masters);
             let (counts, mut waits, held) =
                 four_workers(&masters, rslock, hold, plan.contention).await;
             let total: f64 = counts.iter().sum();
+            let redis_cpu = (redis_cpu_us(&masters) - cpu_before) / total.max(1.0);
             let jain =
                 total * total / (counts.len() as f64 * counts.iter().map(|c| c * c).sum::<f64>());
             let throughput = total / plan.contention.as_secs_f64();
@@ -593,9 +635,19 @@ async fn contention(report: &mut Report, plan: &Plan, count: usize) {
                 ),
                 format!("{:.2}", sent as f64 / acquisitions),
                 format!("{:.2}", in_scripts as f64 / acquisitions),
+                format!("{redis_cpu:.1} µs ({:.2}x)", redis_cpu / reference),
             ]);
+            charted.push((
+                format!(
+                    "{name}, {count} master{}",
+                    if count == 1 { "" } else { "s" }
+                ),
+                hold,
+                waits,
+            ));
         }
     }
+    charted
 }
 
 /// Acquisitions per second of `tasks` concurrent tasks, each looping on its own name.
@@ -753,6 +805,8 @@ async fn main() {
         return liveness_sections(&mut Report::default(), &Plan::from_args()).await;
     }
     let plan = Plan::from_args();
+    // A smoke run leaves the committed charts alone.
+    let quick = args.iter().any(|arg| arg == "--quick");
     let mut report = Report::default();
     println!("machine: {}", machine());
 
@@ -809,10 +863,38 @@ async fn main() {
             "wait p50 / p99 / max",
             "cmds sent/acq",
             "in scripts/acq",
+            "Redis CPU/acq (x uncontended cycle)",
         ],
     );
+    let mut charted = Vec::new();
     for count in [1, 3] {
-        contention(&mut report, &plan, count).await;
+        charted.extend(contention(&mut report, &plan, count).await);
+    }
+    if !quick {
+        for (hold, file) in [
+            (Duration::from_millis(5), "waits-hold-5ms.svg"),
+            (Duration::ZERO, "waits-no-hold.svg"),
+        ] {
+            let series: Vec<chart::Series> = charted
+                .iter()
+                .filter(|(_, of, _)| *of == hold)
+                .map(|(label, _, waits)| chart::Series {
+                    label: label.clone(),
+                    waits: waits.clone(),
+                })
+                .collect();
+            let title = format!(
+                "4 worker processes on one lock, {} holds: wait times",
+                if hold.is_zero() {
+                    "no".to_owned()
+                } else {
+                    ms(hold)
+                }
+            );
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+            std::fs::write(&path, chart::cumulative(&title, &series)).expect("write the chart");
+            println!("\nchart written to {}", path.display());
+        }
     }
     liveness_sections(&mut report, &plan).await;
     report.section(

@@ -107,16 +107,13 @@ pub(crate) async fn attempt(
                             return set_if_free(&mut connection, &keys, &value, ttl_ms).await;
                         };
                         let mut call =
-                            ScriptCall::new(&scripts::ACQUIRE, if see_foreign { 7 } else { 4 })
+                            ScriptCall::new(&scripts::ACQUIRE, if see_foreign { 6 } else { 4 })
                                 .arg(&*keys.lock)
                                 .arg(keys.queue())
                                 .arg(keys.expiries())
                                 .arg(keys.foreign());
                         if see_foreign {
-                            call = call
-                                .arg(&*counter)
-                                .arg(companion_key(&counter, "live"))
-                                .arg(companion_key(&counter, "weights"));
+                            call = call.arg(&*counter).arg(companion_key(&counter, "ours"));
                         }
                         let (granted, wait_ms, rank, held) = call
                             .arg(&*value)

@@ -1,8 +1,8 @@
 //! Waiting statistics in the Python library's format (a counter of waiters per stats name and
 //! a registry of every stats key that ever had waiters), made crash-safe by a live set of
 //! entries, one per process and stats name, weighted by the waiters each counts, that expire
-//! unless refreshed; and the reader that reports contended locks. The weights also tell the
-//! acquire script how many of the counted waiters are foreign (see `acquire.lua`).
+//! unless refreshed; and the reader that reports contended locks. The sum of the weights also
+//! tells the acquire script how many of the counted waiters are foreign (see `acquire.lua`).
 //!
 //! Writers use the first master (the Python library also writes to one master per process);
 //! the reader sums over all masters.
@@ -84,11 +84,12 @@ async fn stats_call(
     };
     master
         .call(|mut connection| async move {
-            let keys = if register_apart { 3 } else { 5 };
+            let keys = if register_apart { 4 } else { 6 };
             let mut call = ScriptCall::new(&scripts::STATS, keys)
                 .arg(counter)
                 .arg(companion_key(counter, "live"))
-                .arg(companion_key(counter, "weights"));
+                .arg(companion_key(counter, "weights"))
+                .arg(companion_key(counter, "ours"));
             if !register_apart {
                 call = call.arg(&inserted).arg(REGISTRY_KEY);
             }

@@ -13,8 +13,9 @@
 -- KEYS[1]: lock key; KEYS[2]: queue (zset waiter -> ticket); KEYS[3]: expiries (zset waiter ->
 -- when its place expires, ms); KEYS[4]: foreign-waiter state (hash: since = grants to our
 -- waiters since their last window, missed = unused windows in a row, window = end of the
--- current window, foreign_hold = taken in the last window and not ours since); KEYS[5..7]: the waiting counter, its live set and weights (see stats.lua;
--- left out in Redis Cluster, where they lie in another slot: no foreign waiters are seen).
+-- current window, foreign_hold = taken in the last window and not ours since); KEYS[5..6]:
+-- the waiting counter and the sum of our processes' counts in it (see stats.lua; left out in
+-- Redis Cluster, where they lie in another slot: no foreign waiters are seen there).
 -- ARGV[1]: value; ARGV[2]: TTL ms; ARGV[3]: waiter id; ARGV[4]: ticket (when the wait started,
 -- the same on every master); ARGV[5]: how long a place lasts without an attempt (ms);
 -- ARGV[6]: how often a waiter polls while foreign waiters wait (ms).
@@ -31,17 +32,13 @@ redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), waiter)
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('PEXPIRE', KEYS[3], ARGV[5])
 
--- How many waiters of the counter are not ours (our processes each count theirs in one live
--- entry of some weight; entries of earlier versions weigh one).
+-- How many waiters of the counter are not ours.
 local function foreign_waiters()
-  if #KEYS < 7 then
+  if #KEYS < 6 then
     return 0
   end
-  local ours = redis.call('ZCARD', KEYS[6]) - redis.call('HLEN', KEYS[7])
-  for _, weight in ipairs(redis.call('HVALS', KEYS[7])) do
-    ours = ours + tonumber(weight)
-  end
-  return tonumber(redis.call('GET', KEYS[5]) or '0') - ours
+  local counts = redis.call('MGET', KEYS[5], KEYS[6])
+  return tonumber(counts[1] or '0') - tonumber(counts[2] or '0')
 end
 local poll = tonumber(ARGV[6])
 
