@@ -82,19 +82,16 @@ pub(crate) fn cumulative(title: &str, series: &[Series]) -> String {
         let colour = COLOURS[index % COLOURS.len()];
         let mut waits: Vec<f64> = series.waits.iter().map(Duration::as_secs_f64).collect();
         waits.sort_by(f64::total_cmp);
-        let count = waits.len().max(1) as f64;
-        let mut points = format!(
-            "{:.1},{:.1}",
-            x(waits.first().copied().unwrap_or(1e-5)),
-            y(0.0)
-        );
+        let count = waits.len().max(1);
+        let first = x(waits.first().copied().unwrap_or(1e-5));
+        let mut points = format!("{first:.1},{:.1}", y(0.0));
+        // At most ~500 points a curve (and always the last): the file stays small.
+        let step = count.div_ceil(500);
         for (rank, wait) in waits.iter().enumerate() {
-            let _ = write!(
-                points,
-                " {:.1},{:.1}",
-                x(*wait),
-                y((rank + 1) as f64 / count)
-            );
+            if (rank + 1) % step == 0 || rank + 1 == count {
+                let share = (rank + 1) as f64 / count as f64;
+                let _ = write!(points, " {:.1},{:.1}", x(*wait), y(share));
+            }
         }
         let legend = TOP + 20.0 * index as f64;
         let _ = writeln!(
