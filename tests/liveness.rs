@@ -183,3 +183,38 @@ async fn a_stopped_head_of_the_queue_loses_its_turn_not_the_lock_for_everyone() 
     a_dead_head_costs_one_reservation(test, 1, "-STOP").await;
     a_dead_head_costs_one_reservation(test, 3, "-STOP").await;
 }
+
+/// A head of the queue whose wait is cancelled (its task aborted, as a request's timeout in the
+/// caller's code would) leaves the queue at once: the next waiter holds the lock a round trip
+/// after the release, on 1 and 3 masters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_head_of_the_queue_hands_the_lock_on_at_once() {
+    for count in [1, 3] {
+        let masters = Masters::start(count);
+        let name = "cancelled-head";
+        let holder = common::redlock(&masters);
+        let guard = holder.lock(name).await.unwrap();
+        // Each waiter in a client of its own: other processes, as the queue sees them.
+        let head = common::redlock(&masters);
+        let head = tokio::spawn(async move { head.lock(name).await.map(drop) });
+        until_queued(&masters, name, 1).await;
+        let next = common::redlock(&masters);
+        let next = tokio::spawn(async move {
+            let guard = next.lock(name).timeout(60).await.unwrap();
+            let held = Instant::now();
+            guard.release().await.unwrap();
+            held
+        });
+        until_queued(&masters, name, 2).await;
+        head.abort();
+        let released = Instant::now();
+        guard.release().await.unwrap();
+        let handoff = next.await.unwrap() - released;
+        // The promise: at most a reservation (250 ms) if the release came before the head's
+        // leaving, plus the slack of a loaded machine.
+        assert!(
+            handoff < Duration::from_millis(250) + SLACK,
+            "{count} masters: the next waiter held the lock {handoff:?} after the release"
+        );
+    }
+}
