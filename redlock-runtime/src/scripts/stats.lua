@@ -18,6 +18,12 @@ local function weight(entry)
   local weight = redis.call('HGET', KEYS[3], entry)
   return tonumber(weight or '1'), weight ~= false
 end
+-- The sum of the weights, kept only while positive: no key is left behind.
+local function add_to_ours(delta)
+  if delta ~= 0 and redis.call('INCRBY', KEYS[4], delta) <= 0 then
+    redis.call('DEL', KEYS[4])
+  end
+end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
 if #expired > 0 then
   local gone, gone_weighted = 0, 0
@@ -31,7 +37,7 @@ if #expired > 0 then
   redis.call('ZREM', KEYS[2], unpack(expired))
   redis.call('HDEL', KEYS[3], unpack(expired))
   redis.call('DECRBY', KEYS[1], gone)
-  redis.call('DECRBY', KEYS[4], gone_weighted)
+  add_to_ours(-gone_weighted)
 end
 if ARGV[1] == 'set' then
   local entry = ARGV[2]
@@ -44,7 +50,7 @@ if ARGV[1] == 'set' then
   if waiters ~= counted then
     redis.call('INCRBY', KEYS[1], waiters - counted)
   end
-  redis.call('INCRBY', KEYS[4], waiters - (weighted and counted or 0))
+  add_to_ours(waiters - (weighted and counted or 0))
   if waiters > 0 then
     redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), entry)
     redis.call('HSET', KEYS[3], entry, waiters)
