@@ -155,3 +155,52 @@ impl Drop for Turn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::Arc,
+        time::{Duration, Instant},
+    };
+
+    use super::Lines;
+
+    #[tokio::test]
+    async fn a_line_is_busy_while_its_turn_is_taken_and_forgotten_when_idle() {
+        let lines = Arc::new(Lines::default());
+        let key: Arc<str> = "lock".into();
+        let now = Instant::now();
+        assert!(!lines.busy(&key, now));
+        let first = lines.turn(&key).await;
+        assert!(lines.busy(&key, now));
+        // The next task waits for the turn until the first hands it on.
+        let second = tokio::spawn({
+            let (lines, key) = (Arc::clone(&lines), Arc::clone(&key));
+            async move { lines.turn(&key).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!second.is_finished());
+        drop(first);
+        let second = second.await.unwrap();
+        assert!(lines.busy(&key, now));
+        drop(second);
+        assert!(!lines.busy(&key, now));
+        assert_eq!(lines.lock().len(), 0, "an idle line is forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_window_for_foreign_waiters_makes_the_line_busy_until_it_ends() {
+        let lines = Arc::new(Lines::default());
+        let key: Arc<str> = "lock".into();
+        let now = Instant::now();
+        let end = now + Duration::from_millis(250);
+        lines.leave_to_foreign_waiters(&key, end);
+        assert!(lines.busy(&key, now));
+        assert!(!lines.busy(&key, end));
+        // A line kept only for a window that has ended is swept by the next window.
+        lines.leave_to_foreign_waiters(&key, Instant::now());
+        lines.leave_to_foreign_waiters(&"other".into(), Instant::now() + end.duration_since(now));
+        assert!(!lines.lock().contains_key(&key));
+        assert!(lines.lock().contains_key("other"));
+    }
+}
