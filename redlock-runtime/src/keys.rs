@@ -98,8 +98,8 @@ pub(crate) const RESERVATION: Duration = Duration::from_millis(250);
 /// poll every 0–200 ms and never join our queue) when it is their turn (see `acquire.lua`).
 pub(crate) const FOREIGN_WINDOW: Duration = Duration::from_millis(250);
 
-/// How often our waiters poll while foreign waiters wait or hold the lock, since foreign
-/// holders release without announcing it.
+/// How often the head of our queue polls while foreign waiters wait or hold the lock, since
+/// foreign holders release without announcing it.
 pub(crate) const FOREIGN_POLL: Duration = Duration::from_millis(10);
 
 impl LockKeys {

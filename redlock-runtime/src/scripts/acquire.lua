@@ -7,7 +7,8 @@
 -- count themselves in the waiting counter) take turns as one more process of the queue: the
 -- grant that completes a round of our waiters asks its holder to leave the lock free at
 -- release for a window longer than their polling interval, in which our waiters do not take
--- it, and poll rather than wait for an announcement while the foreign holder holds it.
+-- it; the head of our queue polls rather than waits for an announcement while a foreign
+-- holder holds it.
 -- A window that nobody used (a foreign waiter that crashed stays counted) makes the next
 -- rounds twice as long, up to 64 times.
 -- KEYS[1]: lock key; KEYS[2]: queue (zset waiter -> ticket); KEYS[3]: expiries (zset waiter ->
@@ -52,7 +53,13 @@ if window then
     redis.call('HSET', KEYS[4], 'missed', 0, 'foreign_hold', 1)
     foreign_hold = true
   elseif now < window then
-    return {0, math.min(window - now, poll), redis.call('ZRANK', KEYS[2], waiter), 0}
+    -- The head polls, to see the window used (or to take the lock when it ends unused).
+    local rank = redis.call('ZRANK', KEYS[2], waiter)
+    local wait = window - now
+    if rank == 0 then
+      wait = math.min(wait, poll)
+    end
+    return {0, wait, rank, 0}
   else
     -- Nobody took it: perhaps nobody polls any more.
     redis.call('HDEL', KEYS[4], 'window')
@@ -91,8 +98,9 @@ if ours then
   return {1, leave, 0, 0}
 end
 -- How long until an attempt may succeed: the holder's TTL (a reservation for another waiter:
--- until it lapses unclaimed); while foreign waiters wait, at most the polling interval, as
--- their holds end unannounced.
+-- until it lapses unclaimed), at most the polling interval for the head while foreign
+-- waiters wait or hold.
+local rank = redis.call('ZRANK', KEYS[2], waiter)
 local wait, held = 0, 0
 if holder then
   if string.sub(holder, 1, 9) ~= 'reserved:' then
@@ -104,8 +112,14 @@ if holder then
   elseif wait < 0 then
     wait = 0
   end
-  if wait > poll and (foreign_hold or foreign_waiters() > 0) then
-    wait = poll
+  if held == 1 and (foreign_hold or foreign_waiters() > 0) then
+    -- The holder may be foreign, and its release unannounced: the head polls, and those
+    -- behind it wait for the head's release only.
+    if rank == 0 then
+      wait = math.min(wait, poll)
+    else
+      held = 0
+    end
   end
 end
-return {0, wait, redis.call('ZRANK', KEYS[2], waiter), held}
+return {0, wait, rank, held}
