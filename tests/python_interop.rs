@@ -1,7 +1,8 @@
 //! Interoperability with the real Python library (configurable-redlock 1.0.0, on pottery),
 //! against the same redis-server: each side sees the other's lock, each side's waiter gets the
-//! lock the other releases, a mixed stress run has no overlap, and waiting statistics written
-//! by either side are read by the other.
+//! lock the other releases, a mixed stress run has no overlap, waiting statistics written
+//! by either side are read by the other, and a Python waiter gets turns among busy workers of
+//! ours.
 //!
 //! The Python side runs in a virtual environment: `$REDLOCK_PYTHON` if set, else
 //! `target/interop-venv` (created here on first use with `python3 -m venv` and
