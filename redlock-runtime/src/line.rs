@@ -6,30 +6,25 @@
 //! turn on, and the next task of the line queues on the masters behind the other processes'
 //! representatives.
 //!
+//! Every request that may wait takes the turn for its first attempt too (a plain `SET`), so a
+//! burst of requests for one lock sends one plain `SET`, and the others wait in the line.
+//!
 //! A line also remembers until when a release of this process left the lock free for waiters
 //! of the Python library (see `release.lua`): a new request of this process joins the line
 //! instead of taking the lock with a plain `SET` in their window.
 
 use std::{
     collections::HashMap,
-    ops::{Deref, DerefMut},
-    sync::{
-        Arc, Mutex, MutexGuard,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, Mutex, MutexGuard},
     time::Instant,
 };
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// The lines of one client's locks that have waiters (or a window for foreign waiters).
+/// The lines of one client's locks that have a request in flight (or a window for foreign
+/// waiters).
 #[derive(Debug, Default)]
-pub(crate) struct Lines {
-    lines: Mutex<HashMap<Arc<str>, Line>>,
-    /// How many lines there are, read without the lock: the uncontended path of every
-    /// request asks whether its lock has a line, and mostly none has.
-    count: AtomicUsize,
-}
+pub(crate) struct Lines(Mutex<HashMap<Arc<str>, Line>>);
 
 #[derive(Debug)]
 struct Line {
@@ -48,25 +43,30 @@ pub(crate) struct Turn {
 }
 
 impl Lines {
-    fn lock(&self) -> Counted<'_> {
-        Counted {
-            lines: self
-                .lines
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-            count: &self.count,
-        }
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Line>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Whether a new request for `key` should join the line rather than try a plain `SET`:
-    /// tasks of this process already wait for it (the lock is busy, and they came first), or
-    /// a release of ours left it to foreign waiters until a moment that has not come yet.
-    pub(crate) fn busy(&self, key: &str, now: Instant) -> bool {
-        if self.count.load(Ordering::Relaxed) == 0 {
-            return false;
+    /// The turn on `key` at once, if nobody of this process has it or waits for it and no
+    /// window for foreign waiters is open: the request may then try a plain `SET`. Otherwise
+    /// (`None`), tasks of this process came first (the lock is busy), or a release of ours
+    /// left it to foreign waiters: the request waits for its [`turn`](Self::turn) and
+    /// queues. So a burst of requests for one lock sends the masters one plain `SET`, not one
+    /// per task.
+    pub(crate) fn try_turn(self: &Arc<Self>, key: &Arc<str>, now: Instant) -> Option<Turn> {
+        let mut lines = self.lock();
+        let line = lines.entry(Arc::clone(key)).or_insert_with(Line::new);
+        if line.foreign_window.is_some_and(|end| now < end) {
+            return None;
         }
-        self.lock().get(key).is_some_and(|line| {
-            line.turn.available_permits() == 0 || line.foreign_window.is_some_and(|end| now < end)
+        // A free permit means nobody waits either: a released permit goes to a waiter first.
+        let permit = Arc::clone(&line.turn).try_acquire_owned().ok()?;
+        Some(Turn {
+            lines: Arc::clone(self),
+            key: Arc::clone(key),
+            permit: Some(permit),
         })
     }
 
@@ -97,32 +97,6 @@ impl Lines {
         // The semaphore is never closed.
         waiting.permit = turn.acquire_owned().await.ok();
         waiting
-    }
-}
-
-/// The lines, locked; their count is updated when the lock is let go.
-struct Counted<'a> {
-    lines: MutexGuard<'a, HashMap<Arc<str>, Line>>,
-    count: &'a AtomicUsize,
-}
-
-impl Deref for Counted<'_> {
-    type Target = HashMap<Arc<str>, Line>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.lines
-    }
-}
-
-impl DerefMut for Counted<'_> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.lines
-    }
-}
-
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        self.count.store(self.lines.len(), Ordering::Relaxed);
     }
 }
 
@@ -166,13 +140,12 @@ mod tests {
     use super::Lines;
 
     #[tokio::test]
-    async fn a_line_is_busy_while_its_turn_is_taken_and_forgotten_when_idle() {
+    async fn the_turn_is_taken_first_come_first_served_and_the_line_forgotten_when_idle() {
         let lines = Arc::new(Lines::default());
         let key: Arc<str> = "lock".into();
         let now = Instant::now();
-        assert!(!lines.busy(&key, now));
-        let first = lines.turn(&key).await;
-        assert!(lines.busy(&key, now));
+        let first = lines.try_turn(&key, now).expect("a free line");
+        assert!(lines.try_turn(&key, now).is_none(), "taken");
         // The next task waits for the turn until the first hands it on.
         let second = tokio::spawn({
             let (lines, key) = (Arc::clone(&lines), Arc::clone(&key));
@@ -182,21 +155,21 @@ mod tests {
         assert!(!second.is_finished());
         drop(first);
         let second = second.await.unwrap();
-        assert!(lines.busy(&key, now));
+        assert!(lines.try_turn(&key, now).is_none(), "taken by the second");
         drop(second);
-        assert!(!lines.busy(&key, now));
         assert_eq!(lines.lock().len(), 0, "an idle line is forgotten");
+        assert!(lines.try_turn(&key, now).is_some());
     }
 
     #[tokio::test]
-    async fn a_window_for_foreign_waiters_makes_the_line_busy_until_it_ends() {
+    async fn a_window_for_foreign_waiters_keeps_plain_attempts_out_until_it_ends() {
         let lines = Arc::new(Lines::default());
         let key: Arc<str> = "lock".into();
         let now = Instant::now();
         let end = now + Duration::from_millis(250);
         lines.leave_to_foreign_waiters(&key, end);
-        assert!(lines.busy(&key, now));
-        assert!(!lines.busy(&key, end));
+        assert!(lines.try_turn(&key, now).is_none());
+        assert!(lines.try_turn(&key, end).is_some());
         // A line kept only for a window that has ended is swept by the next window.
         lines.leave_to_foreign_waiters(&key, Instant::now());
         lines.leave_to_foreign_waiters(&"other".into(), Instant::now() + end.duration_since(now));

@@ -2,8 +2,8 @@
 //! whole state machine, read top to bottom in [`run`].
 //!
 //! 1. The first attempt is a plain `SET NX PX` (the uncontended path: no queue, no statistics),
-//!    unless tasks of this process already wait for the lock (see `line`): then the request
-//!    joins them without it.
+//!    made with the turn of the lock's local line (see `line`), unless tasks of this process
+//!    have it or wait for it: then the request joins them without it.
 //! 2. Refused, the request starts waiting: it counts itself in the waiting statistics and
 //!    waits for its turn in the lock's local line, the tasks of this process that wait for
 //!    the same lock. Its turn come, it represents the line on the masters ([`Queued`]): it
@@ -97,11 +97,16 @@ pub(crate) async fn run(
         waited: started.elapsed(),
     };
     let mut queued: Option<Queued> = None;
-    if timeout != Timeout::Skip && waits.lines.busy(&keys.lock, started) {
-        // Tasks of this process wait for the lock already (or a release of ours left it to
-        // foreign waiters): a plain `SET` would barge ahead of them.
-        let joined = Queued::start(backend, waits, keys, stats_name, stats, deadline).await;
-        queued = Some(joined.ok_or_else(timed_out)?);
+    // A request that may wait takes the local line's turn for its first attempt too.
+    let mut turn = None;
+    if timeout != Timeout::Skip {
+        turn = waits.lines.try_turn(&keys.lock, started);
+        if turn.is_none() {
+            // Tasks of this process wait for the lock already (or a release of ours left it
+            // to foreign waiters): a plain `SET` would barge ahead of them.
+            let joined = Queued::start(backend, waits, keys, stats_name, stats, None, deadline);
+            queued = Some(joined.await.ok_or_else(timed_out)?);
+        }
     }
     loop {
         let mut text = Uuid::encode_buffer();
@@ -177,8 +182,16 @@ pub(crate) async fn run(
                 // The first refusal: wait for our turn in the local line, watch releases and
                 // join the queue, then attempt again at once, so that no release between the
                 // two attempts goes unseen.
-                let joined = Queued::start(backend, waits, keys, stats_name, stats, deadline).await;
-                queued = Some(joined.ok_or_else(timed_out)?);
+                let joined = Queued::start(
+                    backend,
+                    waits,
+                    keys,
+                    stats_name,
+                    stats,
+                    turn.take(),
+                    deadline,
+                );
+                queued = Some(joined.await.ok_or_else(timed_out)?);
             }
         }
     }
@@ -279,21 +292,25 @@ struct Queued {
 }
 
 impl Queued {
-    /// Counts the waiter in (`stats`), waits for its turn in the local line (`None` if the
-    /// deadline comes first), then watches releases.
+    /// Counts the waiter in (`stats`), waits for its turn in the local line unless it has it
+    /// (`None` if the deadline comes first), then watches releases.
     async fn start(
         backend: &Arc<Backend>,
         waits: &Waits,
         keys: &Arc<LockKeys>,
         stats_name: &str,
         stats: bool,
+        turn: Option<Turn>,
         deadline: Option<Instant>,
     ) -> Option<Self> {
         let counted = stats.then(|| WaitingStats::begin(&waits.waiters, backend, stats_name));
-        let turn = waits.lines.turn(&keys.lock);
-        let turn = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline.into(), turn).await.ok()?,
-            None => turn.await,
+        let turn = match (turn, deadline) {
+            (Some(turn), _) => turn,
+            (None, Some(deadline)) => {
+                let turn = waits.lines.turn(&keys.lock);
+                tokio::time::timeout_at(deadline.into(), turn).await.ok()?
+            }
+            (None, None) => waits.lines.turn(&keys.lock).await,
         };
         let channel: Arc<str> = keys.channel().to_string().into();
         let releases = waits.notices.watch(&channel).await;
