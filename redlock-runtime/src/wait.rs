@@ -179,9 +179,9 @@ pub(crate) async fn run(
                     .await;
             }
             None => {
-                // The first refusal: wait for our turn in the local line, watch releases and
-                // join the queue, then attempt again at once, so that no release between the
-                // two attempts goes unseen.
+                // The first refusal (the attempt was made with the line's turn): count the
+                // waiter in, watch releases and join the queue, then attempt again at once, so
+                // that no release between the two attempts goes unseen.
                 let joined = Queued::start(
                     backend,
                     waits,
