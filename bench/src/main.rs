@@ -13,7 +13,7 @@
 //! - 1,000 tasks on distinct names in one process, against the floor at the same concurrency;
 //! - memory: RSS over 100,000 cycles on 100,000 distinct names.
 //!
-//! `cargo run --release -p redlock-bench [-- --quick] [-- --liveness] [-- --json PATH]`
+//! `cargo run --release -p redlock-bench [-- --quick] [-- --waiting] [-- --liveness] [-- --json PATH]`
 //!
 //! The floor is what any Redlock must send: `SET NX PX`, then an `EVALSHA` compare-and-delete,
 //! on one multiplexed connection per master, masters in parallel. rslock runs with its
@@ -789,27 +789,8 @@ async fn liveness_sections(report: &mut Report, plan: &Plan) {
     }
 }
 
-#[tokio::main]
-async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(at) = args.iter().position(|arg| arg == "--contention-worker") {
-        return contention_worker(&args[at + 1..]).await;
-    }
-    if let Some(at) = args.iter().position(|arg| arg == "--cold-start-worker") {
-        return liveness::cold_start_worker(&args[at + 1..]).await;
-    }
-    if let Some(at) = args.iter().position(|arg| arg == "--head-worker") {
-        return liveness::head_worker(&args[at + 1..]).await;
-    }
-    if args.iter().any(|arg| arg == "--liveness") {
-        return liveness_sections(&mut Report::default(), &Plan::from_args()).await;
-    }
-    let plan = Plan::from_args();
-    // A smoke run leaves the committed charts alone.
-    let quick = args.iter().any(|arg| arg == "--quick");
-    let mut report = Report::default();
-    println!("machine: {}", machine());
-
+/// The uncontended and skip-when-held sections.
+async fn uncontended_sections(report: &mut Report, plan: &Plan) {
     report.section(
         format!(
             "uncontended acquire + release ({} cycles x {} repetitions, medians of repetitions)",
@@ -825,13 +806,17 @@ async fn main() {
         ],
     );
     for count in [1, 3] {
-        uncontended(&mut report, &plan, count).await;
+        uncontended(report, plan, count).await;
     }
     report.section(
         "skip when held (timeout -1), 1 master",
         vec!["implementation", "p50", "p99", "p50 / raw SET NX"],
     );
-    skip_when_held(&mut report, &plan).await;
+    skip_when_held(report, plan).await;
+}
+
+/// The handoff and contention sections, and their charts (left alone by a `quick` run).
+async fn waiting_sections(report: &mut Report, plan: &Plan, quick: bool) {
     report.section(
         "handoff: holder releases -> the waiting task holds the lock",
         vec![
@@ -845,7 +830,7 @@ async fn main() {
         ],
     );
     for count in [1, 3] {
-        handoff(&mut report, &plan, count).await;
+        handoff(report, plan, count).await;
     }
     report.section(
         format!(
@@ -868,7 +853,7 @@ async fn main() {
     );
     let mut charted = Vec::new();
     for count in [1, 3] {
-        charted.extend(contention(&mut report, &plan, count).await);
+        charted.extend(contention(report, plan, count).await);
     }
     if !quick {
         for (hold, file) in [
@@ -895,6 +880,37 @@ async fn main() {
             std::fs::write(&path, chart::cumulative(&title, &series)).expect("write the chart");
             println!("\nchart written to {}", path.display());
         }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|arg| arg == "--contention-worker") {
+        return contention_worker(&args[at + 1..]).await;
+    }
+    if let Some(at) = args.iter().position(|arg| arg == "--cold-start-worker") {
+        return liveness::cold_start_worker(&args[at + 1..]).await;
+    }
+    if let Some(at) = args.iter().position(|arg| arg == "--head-worker") {
+        return liveness::head_worker(&args[at + 1..]).await;
+    }
+    if args.iter().any(|arg| arg == "--liveness") {
+        return liveness_sections(&mut Report::default(), &Plan::from_args()).await;
+    }
+    let plan = Plan::from_args();
+    // A smoke run leaves the committed charts alone.
+    let quick = args.iter().any(|arg| arg == "--quick");
+    let mut report = Report::default();
+    println!("machine: {}", machine());
+    // `--waiting`: only the handoff and contention sections (the ones a change of the wait moves).
+    let waiting_only = args.iter().any(|arg| arg == "--waiting");
+    if !waiting_only {
+        uncontended_sections(&mut report, &plan).await;
+    }
+    waiting_sections(&mut report, &plan, quick).await;
+    if waiting_only {
+        return;
     }
     liveness_sections(&mut report, &plan).await;
     report.section(

@@ -9,7 +9,7 @@ use crate::{
     MasterFailure,
     backend::Backend,
     background::{BackgroundReleases, Ticket},
-    keys::{FOREIGN_POLL, LockKeys, PLACE_TTL, RESERVATION, companion_key},
+    keys::{FOREIGN_POLL, GRANT, LockKeys, PLACE_TTL, companion_key},
     master::{Handle, Master},
     quorum::{Tally, fan_out, validity},
     rt,
@@ -44,12 +44,8 @@ pub(crate) struct Standing {
 /// The result of one attempt round over all masters.
 #[derive(Debug)]
 pub(crate) enum Attempt {
-    /// A quorum accepted our value; the lock is ours until `valid_until`. With
-    /// `leave_to_foreign`, its release leaves it to foreign waiters for a window.
-    Acquired {
-        valid_until: Instant,
-        leave_to_foreign: bool,
-    },
+    /// A quorum accepted our value; the lock is ours until `valid_until`.
+    Acquired { valid_until: Instant },
     /// A quorum is impossible because enough masters answered that another client holds it
     /// (or that earlier waiters go first). A queued attempt learns the most hopeful standing
     /// among the refusals (the shortest TTL, the fewest waiters ahead); a plain `SET` nothing.
@@ -61,10 +57,7 @@ pub(crate) enum Attempt {
 /// One master's answer to an attempt.
 #[derive(Debug, Clone, Copy)]
 enum Answer {
-    /// With `leave_to_foreign` (see `acquire.lua`).
-    Granted {
-        leave_to_foreign: bool,
-    },
+    Granted,
     Refused(Option<Standing>),
 }
 
@@ -83,7 +76,6 @@ pub(crate) async fn attempt(
     // Masters that may hold our value: must be undone if the attempt fails.
     let mut maybe_set = vec![false; masters.len()];
     let mut standing: Option<Standing> = None;
-    let mut leave_to_foreign = false;
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
     let place = place.map(|place| {
         (
@@ -125,9 +117,7 @@ pub(crate) async fn attempt(
                             .invoke::<(u8, u64, u64, u8)>(&mut connection)
                             .await?;
                         Ok(if granted == 1 {
-                            Answer::Granted {
-                                leave_to_foreign: wait_ms == 1,
-                            }
+                            Answer::Granted
                         } else {
                             Answer::Refused(Some(Standing {
                                 expires_in: Duration::from_millis(wait_ms),
@@ -141,11 +131,8 @@ pub(crate) async fn attempt(
         },
         |index, reply| {
             match reply {
-                Ok(Answer::Granted {
-                    leave_to_foreign: leave,
-                }) => {
+                Ok(Answer::Granted) => {
                     tally.yes();
-                    leave_to_foreign |= leave;
                     maybe_set[index] = true;
                 }
                 Ok(Answer::Refused(learned)) => {
@@ -169,7 +156,6 @@ pub(crate) async fn attempt(
             stragglers.finish_in_background(|_, _| {});
             return Attempt::Acquired {
                 valid_until: started + validity,
-                leave_to_foreign,
             };
         }
         tally.failed(MasterFailure {
@@ -191,7 +177,7 @@ pub(crate) async fn attempt(
     };
     stragglers.finish_in_background(move |index, reply| {
         let maybe_set = match reply {
-            Ok(answer) => matches!(answer, Answer::Granted { .. }),
+            Ok(answer) => matches!(answer, Answer::Granted),
             Err(error) => error.maybe_applied(),
         };
         if maybe_set {
@@ -222,9 +208,7 @@ async fn set_if_free(
         .query_async(connection)
         .await?;
     Ok(match set {
-        Some(_) => Answer::Granted {
-            leave_to_foreign: false,
-        },
+        Some(_) => Answer::Granted,
         None => Answer::Refused(None),
     })
 }
@@ -267,7 +251,7 @@ fn spawn_undo(ticket: Ticket, master: &Arc<Master>, keys: &Arc<LockKeys>, value:
         let (keys, value) = (&keys, &value);
         let undone = master
             .call(|mut connection| async move {
-                scripts::release(keys, value, false)
+                scripts::release(keys, value, None)
                     .invoke::<i64>(&mut connection)
                     .await
             })
@@ -278,9 +262,21 @@ fn spawn_undo(ticket: Ticket, master: &Arc<Master>, keys: &Arc<LockKeys>, value:
     });
 }
 
-/// Removes a waiter that gave up from the queue on every master, in the background.
-pub(crate) fn spawn_leave_queue(backend: &Backend, keys: &Arc<LockKeys>, waiter_id: &Arc<str>) {
-    for master in &backend.masters {
+/// Removes a waiter from the queue on every master, in the background, except on the masters
+/// in `granted` (bit `i`: master `i`), whose grant to it took it out already. On the others,
+/// a grant to it is passed on to the next waiter, unless `granted` is not empty: the waiter
+/// holds the lock with that value.
+pub(crate) fn spawn_leave_queue(
+    backend: &Backend,
+    keys: &Arc<LockKeys>,
+    waiter_id: &Arc<str>,
+    granted: u64,
+) {
+    let keep = if granted == 0 { "0" } else { "1" };
+    for (index, master) in backend.masters.iter().enumerate() {
+        if index < 64 && granted & (1 << index) != 0 {
+            continue;
+        }
         let (master, keys, id) = (Arc::clone(master), Arc::clone(keys), Arc::clone(waiter_id));
         rt::spawn_background(async move {
             let (keys, id) = (&keys, &id);
@@ -292,7 +288,8 @@ pub(crate) fn spawn_leave_queue(backend: &Backend, keys: &Arc<LockKeys>, waiter_
                         .arg(keys.expiries())
                         .arg(&**id)
                         .arg(keys.channel())
-                        .arg(RESERVATION.as_millis() as u64)
+                        .arg(GRANT.as_millis() as u64)
+                        .arg(keep)
                         .invoke::<i64>(&mut connection)
                         .await
                 })

@@ -1,6 +1,6 @@
 //! The keys of a lock: the Python library's lock key, and ours beside it in the same Redis
 //! Cluster hash slot (queue, leases, release channel, foreign waiters, fencing counter), with
-//! the lifetimes of a queue place, of a reservation and of a window for foreign waiters.
+//! the lifetimes of a queue place, of a grant and of a window for foreign waiters.
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,6 +12,17 @@ pub(crate) fn lock_key(name: &str) -> String {
     key.push_str(name);
     key
 }
+
+/// The waiting counter of a stats name: `Waiting.ConfigurableLock.<stats_name>`.
+///
+/// ```
+/// assert_eq!(redlock_runtime::waiting_key("emails"), "Waiting.ConfigurableLock.emails");
+/// ```
+pub fn waiting_key(stats_name: &str) -> String {
+    format!("{COUNTER_PREFIX}{stats_name}")
+}
+
+pub(crate) const COUNTER_PREFIX: &str = "Waiting.ConfigurableLock.";
 
 /// A key of ours beside `key`, in the same Redis Cluster hash slot, so that one script may
 /// touch both. Redis hashes only a key's hash tag (the text between its first `{` and the
@@ -87,12 +98,13 @@ pub(crate) struct LockKeys {
     tagged: bool,
 }
 
-/// How long a release reserves the lock for the first waiter of the queue: long enough for
-/// the announcement to reach it and its attempt to arrive, even on a loaded machine; short
-/// enough that a waiter that died meanwhile stalls the lock only this long, as its place in
-/// the queue ends with the reservation (see `queue.lua`). A waiter only slow to claim it
-/// loses this turn, not its place.
-pub(crate) const RESERVATION: Duration = Duration::from_millis(250);
+/// How long a release grants the lock to the first waiter of the queue before the grantee
+/// extends it: long enough for the announcement to reach it and its extension to arrive, even
+/// on a loaded machine; short enough that a waiter that died meanwhile stalls the lock only
+/// this long (see `queue.lua`). It also bounds the validity a grantee may count on before its
+/// extension is confirmed (see `wait.rs`). A waiter only slow to hear of it loses this turn,
+/// not its place.
+pub(crate) const GRANT: Duration = Duration::from_millis(250);
 
 /// How long a release leaves the lock free for foreign waiters (the Python library's, which
 /// poll every 0–200 ms and never join our queue) when it is their turn (see `acquire.lua`).

@@ -3,7 +3,10 @@
 //! fencing token.
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -12,7 +15,8 @@ use tokio::sync::watch;
 use crate::{
     LockError,
     backend::Backend,
-    keys::{FOREIGN_WINDOW, LockKeys},
+    keys::{FOREIGN_WINDOW, LockKeys, waiting_key},
+    rt,
     line::Lines,
     observe,
     quorum::{Tally, drift, fan_out},
@@ -31,8 +35,8 @@ pub(crate) struct Lease {
     pub(crate) keys: Arc<LockKeys>,
     pub(crate) value: Arc<str>,
     pub(crate) ttl: Duration,
-    /// Whether the release leaves the lock to foreign waiters (see `acquire.lua`).
-    pub(crate) leave_to_foreign: bool,
+    /// Set when the release starts: a renewal that finds the lock gone after it lost nothing.
+    pub(crate) released: AtomicBool,
     /// The local lines of the client, told when the release did.
     pub(crate) lines: Arc<Lines>,
     /// Taken on first request, then the same for this hold (nested guards included).
@@ -90,7 +94,7 @@ pub(crate) async fn renew(
             validity
                 .send_modify(|known| known.valid_until = known.valid_until.max(started + fresh));
         }
-        Err(LockError::Lost { .. }) => {
+        Err(LockError::Lost { .. }) if !lease.released.load(Ordering::Acquire) => {
             mark_lost(lease, validity, "the key was deleted or replaced");
         }
         Err(_) => {}
@@ -106,10 +110,27 @@ pub(crate) fn mark_lost(lease: &Lease, validity: &watch::Sender<Validity>, why: 
     }
 }
 
-/// Releases on every master, handing the lock over to the first waiter, or leaving it to
-/// foreign waiters when it is their turn (see `release.lua`).
+/// Extends a lock that a release granted us (see `wait.rs`) to its TTL at once, in the
+/// background: until then, its validity is the grant's, a fraction of a second.
+pub(crate) fn confirm_grant(hold: &Hold) {
+    let hold = hold.clone();
+    rt::spawn(async move {
+        if let Err(error) = renew(&hold.lease, &hold.validity).await {
+            tracing::warn!(lock = %hold.lease.name, %error, "redlock: a granted lock could not be extended; it stays valid for the grant only");
+        }
+    });
+}
+
+/// Releases on every master, granting the lock to the first waiter, or leaving it to foreign
+/// waiters when it is their turn (see `release.lua`).
 pub(crate) async fn release_everywhere(lease: &Lease) -> Result<(), LockError> {
-    let release = scripts::release(&lease.keys, &lease.value, lease.leave_to_foreign);
+    lease.released.store(true, Ordering::Release);
+    // Foreign waiters count themselves in the counter of the stats name; in a cluster it lies
+    // in another slot than the lock's keys, and they are not seen.
+    let cluster = lease.backend.masters.iter().any(|master| master.is_cluster);
+    let counter = (!cluster)
+        .then(|| waiting_key(lease.stats_name.as_deref().unwrap_or(&lease.name)));
+    let release = scripts::release(&lease.keys, &lease.value, counter.as_deref());
     let released = round_if_ours(lease, release).await?;
     if released == 2 {
         // This process's next request must not take it in their window with a plain `SET`.

@@ -78,7 +78,8 @@ pub use error::{LockError, MasterFailure};
 pub use guard::LockGuard;
 pub use redlock::Redlock;
 pub use request::{DEFAULT_AUTO_RELEASE_TIME, LockRequest};
-pub use stats::{Contended, REGISTRY_KEY, waiting_key};
+pub use keys::waiting_key;
+pub use stats::{Contended, REGISTRY_KEY};
 pub use timeout::Timeout;
 
 /// The `redis` crate this one is built on, whose types the test harness returns: use it

@@ -216,7 +216,7 @@ mod tests {
             keys: LockKeys::new("renewed"),
             value: "value".into(),
             ttl: Duration::from_secs(30),
-            leave_to_foreign: false,
+            released: Default::default(),
             lines: Arc::default(),
             fencing_token: tokio::sync::OnceCell::new(),
         };

@@ -4,7 +4,7 @@
 use std::{
     future::{Future, IntoFuture},
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, atomic::AtomicBool},
     time::{Duration, Instant},
 };
 
@@ -13,12 +13,11 @@ use tracing::Instrument;
 use crate::{
     LockError, LockGuard, Timeout,
     client::Client,
-    keys::{LockKeys, companions_share_slot},
-    lease::{Hold, Lease},
+    keys::{LockKeys, companions_share_slot, waiting_key},
+    lease::{Hold, Lease, confirm_grant},
     observe::Acquisition,
     quorum::drift,
     reentry::Owner,
-    stats::waiting_key,
     wait::{self, Granted},
 };
 
@@ -237,7 +236,7 @@ impl LockRequest {
         let Granted {
             value,
             valid_until,
-            leave_to_foreign,
+            extend_now,
         } = wait::run(&client.backend, &client.waits, ask).await?;
         let lease = Lease {
             backend: Arc::clone(&client.backend),
@@ -247,11 +246,14 @@ impl LockRequest {
             keys,
             value,
             ttl,
-            leave_to_foreign,
+            released: AtomicBool::new(false),
             lines: Arc::clone(&client.waits.lines),
             fencing_token: tokio::sync::OnceCell::new(),
         };
         let hold = Hold::new(lease, valid_until);
+        if extend_now {
+            confirm_grant(&hold);
+        }
         Ok(LockGuard::new(
             hold,
             auto_extend,

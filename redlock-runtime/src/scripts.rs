@@ -7,7 +7,7 @@ use redis::{
 };
 
 use crate::{
-    keys::{FOREIGN_WINDOW, LockKeys, RESERVATION},
+    keys::{FOREIGN_WINDOW, GRANT, LockKeys, companion_key},
     master::Handle,
 };
 
@@ -41,20 +41,28 @@ macro_rules! queue_script {
 /// The queued attempt of a waiter; reports the holder's remaining TTL and the waiter's rank.
 pub(crate) static ACQUIRE: LazyLock<Lua> = queue_script!("scripts/acquire.lua");
 
-/// A waiter that gives up leaves the queue and passes on a reservation made for it.
+/// A waiter that gives up leaves the queue and passes on a grant made to it.
 pub(crate) static LEAVE_QUEUE: LazyLock<Lua> = queue_script!("scripts/leave_queue.lua");
 
-/// Compare-and-delete: releases the lock only if it still holds our value, hands it to the
+/// Compare-and-delete: releases the lock only if it still holds our value, grants it to the
 /// first waiter (or leaves it to foreign waiters for a window) and wakes the waiters.
 pub(crate) static RELEASE: LazyLock<Lua> = queue_script!("scripts/release.lua");
 
-/// The release of our hold (see [`RELEASE`]); `leave_to_foreign` leaves the lock to foreign
-/// waiters for a window instead of handing it to our first waiter.
-pub(crate) fn release(keys: &LockKeys, value: &str, leave_to_foreign: bool) -> ScriptCall {
-    ScriptCall::owned(&RELEASE, keys, value)
+/// The release of our hold (see [`RELEASE`]). `counter` is the waiting counter in which
+/// foreign waiters of the lock count themselves, when it may be read with the lock's keys
+/// (not in Redis Cluster): they then get their turns.
+pub(crate) fn release(keys: &LockKeys, value: &str, counter: Option<&str>) -> ScriptCall {
+    let mut call = ScriptCall::new(&RELEASE, if counter.is_some() { 6 } else { 4 })
+        .arg(&*keys.lock)
+        .arg(keys.queue())
+        .arg(keys.expiries())
+        .arg(keys.foreign());
+    if let Some(counter) = counter {
+        call = call.arg(counter).arg(companion_key(counter, "ours"));
+    }
+    call.arg(value)
         .arg(keys.channel())
-        .arg(RESERVATION.as_millis() as u64)
-        .arg(if leave_to_foreign { "1" } else { "0" })
+        .arg(GRANT.as_millis() as u64)
         .arg(FOREIGN_WINDOW.as_millis() as u64)
 }
 
@@ -87,15 +95,12 @@ impl ScriptCall {
         Self { lua, cmd }
     }
 
-    /// A call of a script that acts only if the lock holds `value`: `KEYS` = lock, fence,
-    /// queue, expiries, foreign waiters; `ARGV[1]` = `value`, more arguments to follow.
+    /// A call of a script that acts only if the lock holds `value`: `KEYS` = lock, fence;
+    /// `ARGV[1]` = `value`, more arguments to follow.
     pub(crate) fn owned(lua: &'static Lua, keys: &LockKeys, value: &str) -> Self {
-        Self::new(lua, 5)
+        Self::new(lua, 2)
             .arg(&*keys.lock)
             .arg(keys.fence())
-            .arg(keys.queue())
-            .arg(keys.expiries())
-            .arg(keys.foreign())
             .arg(value)
     }
 

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::{
     LockError,
     backend::Backend,
-    keys::{PLACE_TTL, companion_key},
+    keys::{COUNTER_PREFIX, PLACE_TTL, companion_key, waiting_key},
     master::{CallError, Master},
     rt,
     scripts::{self, ScriptCall},
@@ -26,17 +26,6 @@ use crate::{
 
 /// The list of every stats key that has had waiters (JSON strings, as Python's `json.dumps`).
 pub const REGISTRY_KEY: &str = "ConfigurableLockKeys";
-
-/// The waiting counter of a stats name: `Waiting.ConfigurableLock.<stats_name>`.
-///
-/// ```
-/// assert_eq!(redlock_runtime::waiting_key("emails"), "Waiting.ConfigurableLock.emails");
-/// ```
-pub fn waiting_key(stats_name: &str) -> String {
-    format!("{COUNTER_PREFIX}{stats_name}")
-}
-
-const COUNTER_PREFIX: &str = "Waiting.ConfigurableLock.";
 
 /// A contended lock, as the reader reports it.
 ///
@@ -202,8 +191,13 @@ impl Drop for WaitingStats {
     }
 }
 
+/// How long the count of a stats name may lag behind its waiters once the first is counted:
+/// the changes meanwhile make one write, so that a process whose waits come and go (a hot
+/// lock) writes its count a few times a second, not twice per wait.
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// The task that keeps this process's entry for `stats_name` in step with its waiters: it
-/// writes the count whenever it changed (one write for any number of changes meanwhile), and
+/// writes the first count at once, then at most once per [`COALESCE`] while it changes, and
 /// refreshes the entry while it counts anyone; it ends once it wrote zero and nobody came.
 async fn keep_counted(
     waiters: Arc<Waiters>,
@@ -213,6 +207,8 @@ async fn keep_counted(
 ) {
     let entry = Uuid::new_v4().hyphenated().to_string();
     let counter = waiting_key(&stats_name);
+    let mut written = None;
+    let mut refresh_at = tokio::time::Instant::now();
     loop {
         let (count, counting_out) = {
             let mut counts = waiters.lock();
@@ -221,8 +217,13 @@ async fn keep_counted(
             };
             (count.waiters, count.counting_out.take())
         };
-        if let Err(error) = stats_call(&master, &counter, Op::Set(count), &entry).await {
-            tracing::debug!(master = %master.label, %counter, count, %error, "redlock: waiting statistics not updated; a stale entry expires and the count is repaired");
+        let now = tokio::time::Instant::now();
+        if written != Some(count) || now >= refresh_at {
+            if let Err(error) = stats_call(&master, &counter, Op::Set(count), &entry).await {
+                tracing::debug!(master = %master.label, %counter, count, %error, "redlock: waiting statistics not updated; a stale entry expires and the count is repaired");
+            }
+            written = Some(count);
+            refresh_at = now + PLACE_TTL / 3;
         }
         drop(counting_out);
         if count == 0 {
@@ -237,8 +238,8 @@ async fn keep_counted(
             continue;
         }
         tokio::select! {
-            () = changed.notified() => {}
-            () = tokio::time::sleep(PLACE_TTL / 3) => {}
+            () = changed.notified() => tokio::time::sleep(COALESCE).await,
+            () = tokio::time::sleep_until(refresh_at) => {}
         }
     }
 }

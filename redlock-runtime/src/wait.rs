@@ -14,16 +14,18 @@
 //!    per waiter ahead); the request sleeps until the release channel has announced them, or
 //!    until its fallback timer: the holder's TTL (a holder that never announces: the Python
 //!    library, a crashed process), capped by the heartbeat that keeps its queue place alive.
+//!    A release grants the lock to the head of the queue (its id becomes the lock's value for
+//!    `GRANT`) and announces the grantee: a quorum of grants announced, the waiter holds the
+//!    lock without another round trip, and extends it in the background (see [`grant_validity`]).
 //! 4. While masters fail, attempts are spaced by a capped, jittered backoff; failures that
 //!    waiting cannot fix end the wait at once, an outage after `Config::outage_timeout`.
 //! 5. Dropping the wait (granted elsewhere, deadline, cancellation, panic) leaves the queue,
 //!    passes on a reservation made for it, hands the turn on, and counts the waiter out, in
 //!    the background.
 //!
-//! A release hands the lock to the head of the queue as a short reservation; a head that does
-//! not claim it in time (killed, paused) loses its place with it, and the next waiter goes
-//! (see `queue.lua`). Waiters of the Python library, which poll and never queue, take turns
-//! as one more process: see `acquire.lua`.
+//! A grantee that never extends its grant (killed, paused) holds it only `GRANT`, and the next
+//! waiter goes (see `queue.lua`). Waiters of the Python library, which poll and never queue,
+//! take turns as one more process: see `release.lua`.
 
 use std::{
     sync::Arc,
@@ -35,11 +37,12 @@ use uuid::Uuid;
 use crate::{
     Config, LockError, Timeout,
     acquire::{Attempt, Place, Standing, attempt, spawn_leave_queue},
+    quorum::validity,
     backend::Backend,
-    keys::{LockKeys, PLACE_TTL, RESERVATION},
+    keys::{GRANT, LockKeys, PLACE_TTL, waiting_key},
     line::{Lines, Turn},
-    stats::{Waiters, WaitingStats, waiting_key},
-    wake::{ReleaseNotices, ReleaseWatch},
+    stats::{Waiters, WaitingStats},
+    wake::{ReleaseNotices, ReleaseWatch, Seen},
 };
 
 /// What the waits of one client share.
@@ -67,8 +70,8 @@ pub(crate) struct Ask<'a> {
 pub(crate) struct Granted {
     pub(crate) value: Arc<str>,
     pub(crate) valid_until: Instant,
-    /// Whether the release leaves the lock to foreign waiters (see `acquire.lua`).
-    pub(crate) leave_to_foreign: bool,
+    /// Granted by a release, for `GRANT` only: the lock must be extended at once.
+    pub(crate) extend_now: bool,
 }
 
 /// Attempts until the lock is granted, refused for good or the deadline passes.
@@ -118,15 +121,15 @@ pub(crate) async fn run(
             .await;
         // Releases announced from here on may be the ones we wait for, even those that arrive
         // before the attempt's reply.
-        let releases_before = queued.as_ref().map_or(0, Queued::releases_seen);
+        let seen_before = queued.as_ref().map(Queued::releases_seen).unwrap_or_default();
+        if let Some(queued) = &mut queued {
+            queued.attempted(Instant::now());
+        }
         let place = queued.as_ref().map(|queued| &queued.place);
         let outcome = attempt(backend, keys, &value, ttl, place).await;
         let now = Instant::now();
         let (error, next) = match outcome {
-            Attempt::Acquired {
-                valid_until,
-                leave_to_foreign,
-            } => {
+            Attempt::Acquired { valid_until } => {
                 if let Some(mut queued) = queued {
                     // The acquire script took us out of the queue where it granted the lock;
                     // with several masters, a master that refused still has our place, which
@@ -136,7 +139,7 @@ pub(crate) async fn run(
                 return Ok(Granted {
                     value,
                     valid_until,
-                    leave_to_foreign,
+                    extend_now: false,
                 });
             }
             Attempt::Busy(standing) => {
@@ -172,11 +175,24 @@ pub(crate) async fn run(
             return Err(error);
         }
         match &mut queued {
-            Some(queued) => {
+            Some(waiting) => {
                 tracing::trace!(lock = %name, %error, "redlock: waiting");
-                queued
-                    .pause(next, deadline, backend.quorum(), releases_before)
+                let woken = waiting
+                    .pause(next, deadline, backend.quorum(), seen_before)
                     .await;
+                if let Woken::Granted(masters) = woken {
+                    if let Some(valid_until) = waiting.grant_validity(Instant::now()) {
+                        // Dropped on return: leaves the queues of the masters that did not
+                        // grant (yet), keeping a grant that comes meanwhile.
+                        waiting.keep_grants = masters;
+                        return Ok(Granted {
+                            value: Arc::clone(&waiting.place.id),
+                            valid_until,
+                            extend_now: true,
+                        });
+                    }
+                    // Too little of the grant may be left: the next attempt claims it.
+                }
             }
             None => {
                 // The first refusal (the attempt was made with the line's turn): count the
@@ -285,6 +301,12 @@ struct Queued {
     keys: Arc<LockKeys>,
     /// Whether the acquire script already took us out of every queue.
     left: bool,
+    /// When our first queued attempt started, and how many were made: see [`Self::grant_validity`].
+    first_attempt: Option<Instant>,
+    attempts: u32,
+    /// Held by the grants of these masters (bit `i`: master `i`), which took us out of their
+    /// queue: the others keep a grant to us that comes after we leave their queue.
+    keep_grants: u64,
     /// Dropped after the queue is left (fields drop in order).
     _turn: Turn,
     /// `None` with statistics off.
@@ -313,13 +335,14 @@ impl Queued {
             (None, None) => waits.lines.turn(&keys.lock).await,
         };
         let channel: Arc<str> = keys.channel().to_string().into();
-        let releases = waits.notices.watch(&channel).await;
+        let id: Arc<str> = Uuid::new_v4().hyphenated().to_string().into();
+        let releases = waits.notices.watch(&channel, &id).await;
         let ticket = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |since| since.as_secs_f64() * 1000.0);
         Some(Self {
             place: Place {
-                id: Uuid::new_v4().hyphenated().to_string().into(),
+                id,
                 ticket,
                 counter: waiting_key(stats_name).into(),
             },
@@ -327,24 +350,54 @@ impl Queued {
             backend: Arc::clone(backend),
             keys: Arc::clone(keys),
             left: false,
+            first_attempt: None,
+            attempts: 0,
+            keep_grants: 0,
             _turn: turn,
             _counted: counted,
         })
     }
 
-    fn releases_seen(&self) -> u64 {
+    fn releases_seen(&self) -> Seen {
         self.releases.releases_seen()
     }
 
-    /// Sleeps until `next` or the deadline, whichever comes first; `releases_before` is the
-    /// count of announced releases when the last attempt started.
+    /// A queued attempt starts `now`.
+    fn attempted(&mut self, now: Instant) {
+        self.first_attempt.get_or_insert(now);
+        self.attempts += 1;
+    }
+
+    /// Whether announced grants may be trusted: only after the first queued attempt, which
+    /// was refused (otherwise the wait had ended). A grant to us cannot precede our place in
+    /// the queue, so it came after that attempt started, and nothing of ours has touched it
+    /// since: it holds our id until its `GRANT` runs out. A later attempt may claim a grant
+    /// (writing another value) and undo it when no quorum granted: the grants announced
+    /// before it, which may arrive after it, no longer prove anything, and the attempts
+    /// claim the lock from then on.
+    fn trusts_grants(&self) -> bool {
+        self.attempts == 1
+    }
+
+    /// How long the lock is ours, granted by a quorum of releases and noticed `now`: `GRANT`
+    /// from the start of the first queued attempt, less the drift. `None` if grants cannot be
+    /// trusted, or too little of that is left to run the critical section before the
+    /// extension lands (the next attempt claims the grant instead, one round trip later).
+    fn grant_validity(&self, now: Instant) -> Option<Instant> {
+        let since = self.first_attempt.filter(|_| self.trusts_grants())?;
+        let left = validity(GRANT, now.saturating_duration_since(since))?;
+        (left >= GRANT / 2).then(|| now + left)
+    }
+    /// Sleeps until `next` or the deadline, whichever comes first, or until a quorum of
+    /// masters granted us the lock; `before` is what was announced when the last attempt
+    /// started.
     async fn pause(
         &mut self,
         next: NextAttempt,
         deadline: Option<Instant>,
         quorum: usize,
-        releases_before: u64,
-    ) {
+        before: Seen,
+    ) -> Woken {
         let (until, releases, mut next_in_line) = match next {
             NextAttempt::OnRelease {
                 releases,
@@ -356,16 +409,43 @@ impl Queued {
         let until = deadline.map_or(until, |deadline| until.min(deadline));
         let sleep = tokio::time::sleep_until(until.into());
         let Some(releases) = releases else {
-            return sleep.await;
+            sleep.await;
+            return Woken::Attempt;
         };
         let enough = announcements_for(releases, quorum);
+        let mut partly_granted = false;
         tokio::pin!(sleep);
-        while self.releases.releases_seen() - releases_before < enough {
+        loop {
+            if self.trusts_grants() {
+                let granted = self.releases.grants();
+                if granted.count_ones() as usize >= quorum {
+                    return Woken::Granted(granted);
+                }
+                if granted != 0 && !std::mem::replace(&mut partly_granted, true) {
+                    // The other masters' announcements are on their way; if they granted
+                    // other waiters (queues out of step), the next attempt sorts it out.
+                    let settle = Instant::now() + GRANT / 5;
+                    if settle < until {
+                        sleep.as_mut().reset(settle.into());
+                    }
+                }
+            }
+            let seen = self.releases.releases_seen();
+            let our_turn = if self.trusts_grants() {
+                // The releases that granted others did not make it our turn; one that granted
+                // nobody may have (or opened a window for foreign waiters).
+                seen.to_nobody > before.to_nobody
+            } else {
+                seen.releases - before.releases >= enough
+            };
+            if our_turn && !partly_granted {
+                return Woken::Attempt;
+            }
             tokio::select! {
-                () = &mut sleep => return,
+                () = &mut sleep => return Woken::Attempt,
                 () = self.releases.next_release() => {
-                    let lapses = Instant::now() + RESERVATION + Duration::from_millis(1);
-                    if std::mem::take(&mut next_in_line) && lapses < until {
+                    let lapses = Instant::now() + GRANT + Duration::from_millis(1);
+                    if std::mem::take(&mut next_in_line) && lapses < until && !partly_granted {
                         sleep.as_mut().reset(lapses.into());
                     }
                 }
@@ -374,10 +454,19 @@ impl Queued {
     }
 }
 
+/// What ends a pause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Woken {
+    /// Time for the next attempt.
+    Attempt,
+    /// These masters (bit `i`: master `i`), a quorum, granted us the lock.
+    Granted(u64),
+}
+
 impl Drop for Queued {
     fn drop(&mut self) {
         if !self.left {
-            spawn_leave_queue(&self.backend, &self.keys, &self.place.id);
+            spawn_leave_queue(&self.backend, &self.keys, &self.place.id, self.keep_grants);
         }
     }
 }

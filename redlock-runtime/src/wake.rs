@@ -1,7 +1,8 @@
-//! Wake-ups on release. A release publishes on the lock's channel; each process keeps one
-//! subscriber connection per master, shared by all its waiters, and subscribes to a lock's
-//! channel only while someone in the process waits for it, so memory stays flat however many
-//! distinct names are locked.
+//! Wake-ups on release. A release publishes on the lock's channel the id of the waiter it
+//! granted the lock to (see `release.lua`); each process keeps one subscriber connection per
+//! master, shared by all its waiters, and subscribes to a lock's channel only while someone in
+//! the process waits for it, so memory stays flat however many distinct names are locked.
+//! Each waiter learns how many releases were announced, and which masters granted it the lock.
 
 use std::{
     collections::HashMap,
@@ -21,6 +22,15 @@ enum Command {
     Unsubscribe(Arc<str>),
 }
 
+/// How many releases of a lock were announced since a waiter started watching.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Seen {
+    pub(crate) releases: u64,
+    /// Those that granted the lock to nobody: left free for foreign waiters, or with nobody
+    /// left in the queue.
+    pub(crate) to_nobody: u64,
+}
+
 /// The channels some waiter of this process watches, each with a count of releases seen.
 #[derive(Debug, Default)]
 struct Registry(Mutex<HashMap<Arc<str>, Interest>>);
@@ -28,7 +38,10 @@ struct Registry(Mutex<HashMap<Arc<str>, Interest>>);
 #[derive(Debug)]
 struct Interest {
     waiters: usize,
-    releases: watch::Sender<u64>,
+    releases: watch::Sender<Seen>,
+    /// The waiters of this process for the lock, each with the masters (bit `i`: master `i`)
+    /// that announced a grant to it.
+    grants: Vec<(Arc<str>, u64)>,
     /// Bumped each time the last waiter leaves: a delayed unsubscribe goes ahead only if no
     /// waiter came and went since it was planned.
     idle_epoch: u64,
@@ -60,7 +73,8 @@ pub(crate) struct ReleaseNotices {
 pub(crate) struct ReleaseWatch {
     notices: Arc<ReleaseNotices>,
     channel: Arc<str>,
-    releases: watch::Receiver<u64>,
+    waiter: Arc<str>,
+    releases: watch::Receiver<Seen>,
 }
 
 impl ReleaseNotices {
@@ -75,10 +89,15 @@ impl ReleaseNotices {
         }
     }
 
-    /// Starts watching `channel`: subscribes on every master if no other waiter of this
-    /// process already does, and waits (bounded) until the subscriptions are confirmed, so
-    /// that the attempt that follows cannot miss a release.
-    pub(crate) async fn watch(self: &Arc<Self>, channel: &Arc<str>) -> ReleaseWatch {
+    /// Starts watching `channel` for the releases and for the grants to `waiter`: subscribes
+    /// on every master if no other waiter of this process already does, and waits (bounded)
+    /// until the subscriptions are confirmed, so that the attempt that follows cannot miss a
+    /// release.
+    pub(crate) async fn watch(
+        self: &Arc<Self>,
+        channel: &Arc<str>,
+        waiter: &Arc<str>,
+    ) -> ReleaseWatch {
         let mut confirmations = Vec::new();
         let releases = {
             let mut registry = self.registry.lock();
@@ -90,11 +109,13 @@ impl ReleaseNotices {
                 }
                 Interest {
                     waiters: 0,
-                    releases: watch::Sender::new(0),
+                    releases: watch::Sender::new(Seen::default()),
+                    grants: Vec::new(),
                     idle_epoch: 0,
                 }
             });
             interest.waiters += 1;
+            interest.grants.push((Arc::clone(waiter), 0));
             interest.releases.subscribe()
         };
         let all_confirmed = futures_util::future::join_all(confirmations);
@@ -102,6 +123,7 @@ impl ReleaseNotices {
         ReleaseWatch {
             notices: Arc::clone(self),
             channel: Arc::clone(channel),
+            waiter: Arc::clone(waiter),
             releases,
         }
     }
@@ -110,9 +132,11 @@ impl ReleaseNotices {
         self.subscribers.get_or_init(|| {
             self.masters
                 .iter()
-                .map(|master| {
+                .enumerate()
+                .map(|(index, master)| {
                     let (commands, received) = mpsc::unbounded_channel();
                     crate::rt::spawn(subscriber(
+                        index,
                         Arc::clone(master),
                         received,
                         Arc::clone(&self.registry),
@@ -126,8 +150,17 @@ impl ReleaseNotices {
 
 impl ReleaseWatch {
     /// How many releases were announced since this watch started.
-    pub(crate) fn releases_seen(&self) -> u64 {
+    pub(crate) fn releases_seen(&self) -> Seen {
         *self.releases.borrow()
+    }
+
+    /// The masters that announced a grant of the lock to this waiter (bit `i`: master `i`).
+    pub(crate) fn grants(&self) -> u64 {
+        let registry = self.notices.registry.lock();
+        registry
+            .get(&self.channel)
+            .and_then(|interest| interest.grants.iter().find(|(to, _)| *to == self.waiter))
+            .map_or(0, |&(_, masters)| masters)
     }
 
     /// Resolves at the next announced release.
@@ -146,6 +179,9 @@ impl Drop for ReleaseWatch {
             return;
         };
         interest.waiters -= 1;
+        if let Some(at) = interest.grants.iter().position(|(to, _)| *to == self.waiter) {
+            interest.grants.swap_remove(at);
+        }
         if interest.waiters > 0 {
             return;
         }
@@ -177,9 +213,11 @@ impl ReleaseNotices {
     }
 }
 
-/// One master's subscriber connection: carries out the commands in order, routes each
-/// message to the waiters of its channel, and reconnects (resubscribing) when it breaks.
+/// One master's subscriber connection (master `index` of the client): carries out the commands
+/// in order, routes each message to the waiters of its channel, and reconnects
+/// (resubscribing) when it breaks.
 async fn subscriber(
+    index: usize,
     master: Arc<Master>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     registry: Arc<Registry>,
@@ -231,8 +269,18 @@ async fn subscriber(
                     None => healthy = false,
                     Some(message) => {
                         let channel = message.get_channel_name();
-                        if let Some(interest) = registry.lock().get(channel) {
-                            interest.releases.send_modify(|seen| *seen += 1);
+                        if let Some(interest) = registry.lock().get_mut(channel) {
+                            let grantee = message.get_payload_bytes();
+                            // Beyond 64 masters a grant goes unseen: the grantee's attempt claims it.
+                            let bit = u32::try_from(index).ok().and_then(|index| 1u64.checked_shl(index));
+                            if let (Some(bit), Some((_, masters))) = (bit, interest.grants.iter_mut().find(|(to, _)| to.as_bytes() == grantee)) {
+                                *masters |= bit;
+                            }
+                            // After the grant is noted: the waiter it wakes sees it.
+                            interest.releases.send_modify(|seen| {
+                                seen.releases += 1;
+                                seen.to_nobody += u64::from(grantee.is_empty());
+                            });
                         }
                     }
                 },

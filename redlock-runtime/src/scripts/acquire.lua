@@ -1,28 +1,24 @@
 -- One attempt of a waiting request on one master. (A request that does not wait, and the
 -- first attempt of most requests, is a plain `SET key value NX PX ttl`.)
 -- Waiters queue by ticket; a free lock goes to the head of the queue only, and a release
--- hands the key over to the head as `reserved:<waiter>` (see release.lua), so that a client
--- that just released cannot barge ahead of those waiting.
--- Foreign waiters (the Python library's: they poll with `SET NX` and never join the queue, but
--- count themselves in the waiting counter) take turns as one more process of the queue: the
--- grant that completes a round of our waiters asks its holder to leave the lock free at
--- release for a window longer than their polling interval, in which our waiters do not take
--- it; the head of our queue polls rather than waits for an announcement while a foreign
--- holder holds it.
--- A window that nobody used (a foreign waiter that crashed stays counted) makes the next
--- rounds twice as long, up to 64 times.
+-- grants the lock to the head by writing its id as the value (see release.lua), so that a
+-- client that just released cannot barge ahead of those waiting. An attempt of the grantee
+-- (one that did not hear of the grant in time) claims it.
+-- While foreign waiters have their window (see release.lua), our waiters do not take the
+-- lock; the head of our queue polls rather than waits for an announcement, to see the window
+-- used, and while a foreign holder holds the lock, as foreign holders release unannounced.
 -- KEYS[1]: lock key; KEYS[2]: queue (zset waiter -> ticket); KEYS[3]: expiries (zset waiter ->
--- when its place expires, ms); KEYS[4]: foreign-waiter state (hash: since = grants to our
--- waiters since their last window, missed = unused windows in a row, window = end of the
--- current window, foreign_hold = taken in the last window and not ours since); KEYS[5..6]:
--- the waiting counter and the sum of our processes' counts in it (see stats.lua; left out in
--- Redis Cluster, where they lie in another slot: no foreign waiters are seen there).
+-- when its place expires, ms); KEYS[4]: foreign-waiter state (hash: missed = unused windows in
+-- a row, window = end of the current window, foreign_hold = taken in the last window and not
+-- ours since); KEYS[5..6]: the waiting counter and the sum of our processes' counts in it
+-- (see stats.lua; left out in Redis Cluster, where they lie in another slot: no foreign
+-- waiters are seen there).
 -- ARGV[1]: value; ARGV[2]: TTL ms; ARGV[3]: waiter id; ARGV[4]: ticket (when the wait started,
 -- the same on every master); ARGV[5]: how long a place lasts without an attempt (ms);
 -- ARGV[6]: how often a waiter polls while foreign waiters wait (ms).
--- Returns {1, 1 if the holder leaves the lock to foreign waiters at release else 0, 0, 0} when
--- acquired, else {0, ms until the next attempt may succeed (0: when a release is announced),
--- rank in the queue, 1 if a holder must release before the first waiter gets it else 0}.
+-- Returns {1, 0, 0, 0} when acquired, else {0, ms until the next attempt may succeed (0: when a
+-- release is announced), rank in the queue, 1 if a holder must release before the first waiter
+-- gets it else 0}.
 local waiter = ARGV[3]
 local now = now_ms()
 leave_expired(KEYS[2], KEYS[3], now)
@@ -32,15 +28,6 @@ redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), waiter)
 -- lock nobody waits for any more leaves no key behind.
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('PEXPIRE', KEYS[3], ARGV[5])
-
--- How many waiters of the counter are not ours.
-local function foreign_waiters()
-  if #KEYS < 6 then
-    return 0
-  end
-  local counts = redis.call('MGET', KEYS[5], KEYS[6])
-  return tonumber(counts[1] or '0') - tonumber(counts[2] or '0')
-end
 local poll = tonumber(ARGV[6])
 
 local holder = redis.call('GET', KEYS[1])
@@ -66,15 +53,10 @@ if window then
     redis.call('HINCRBY', KEYS[4], 'missed', 1)
   end
 end
-if holder and string.sub(holder, 1, 9) == 'reserved:'
-    and not redis.call('ZSCORE', KEYS[2], string.sub(holder, 10)) then
-  -- Reserved for a waiter that has left the queue (gave up, or its place expired): void.
-  redis.call('DEL', KEYS[1])
-  holder = false
-end
 local ours
 if holder then
-  ours = holder == 'reserved:' .. waiter
+  -- Granted to us by a release.
+  ours = holder == waiter
 else
   ours = redis.call('ZRANGE', KEYS[2], 0, 0)[1] == waiter
 end
@@ -85,34 +67,22 @@ if ours then
   if foreign_hold then
     redis.call('HDEL', KEYS[4], 'foreign_hold')
   end
-  local leave = 0
-  if foreign_waiters() > 0 then
-    local since = redis.call('HINCRBY', KEYS[4], 'since', 1)
-    local missed = math.min(tonumber(redis.call('HGET', KEYS[4], 'missed') or '0'), 6)
-    if since >= (redis.call('ZCARD', KEYS[2]) + 1) * 2 ^ missed then
-      redis.call('HSET', KEYS[4], 'since', 0)
-      leave = 1
-    end
-    redis.call('PEXPIRE', KEYS[4], FOREIGN_STATE_TTL)
-  end
-  return {1, leave, 0, 0}
+  return {1, 0, 0, 0}
 end
--- How long until an attempt may succeed: the holder's TTL (a reservation for another waiter:
--- until it lapses unclaimed), at most the polling interval for the head while foreign
--- waiters wait or hold.
+-- How long until an attempt may succeed: the holder's TTL (a grant to the waiter ahead: until
+-- it lapses unless extended), at most the polling interval for the head while foreign waiters
+-- wait or hold.
 local rank = redis.call('ZRANK', KEYS[2], waiter)
 local wait, held = 0, 0
 if holder then
-  if string.sub(holder, 1, 9) ~= 'reserved:' then
-    held = 1
-  end
+  held = 1
   wait = redis.call('PTTL', KEYS[1])
   if wait == -1 then
     wait = 2147483647 -- a key without TTL (not ours): the heartbeat retries anyway
   elseif wait < 0 then
     wait = 0
   end
-  if held == 1 and (foreign_hold or foreign_waiters() > 0) then
+  if foreign_hold or foreign_waiters(KEYS[5], KEYS[6]) > 0 then
     -- The holder may be foreign, and its release unannounced: the head polls, and those
     -- behind it wait for the head's release only.
     if rank == 0 then

@@ -1,5 +1,5 @@
 -- Fencing tokens, taken only while the lock is ours.
--- KEYS[1]: lock key; KEYS[2]: {KEYS[1]}:fence (a counter that never expires); KEYS[3..5] unused.
+-- KEYS[1]: lock key; KEYS[2]: {KEYS[1]}:fence (a counter that never expires).
 -- ARGV[1]: our value; ARGV[2]: 'next' (increment and return) or 'raise' (make the counter at
 -- least ARGV[3], so that any later quorum sees it).
 -- Returns the counter, or -1 if the lock is not ours on this master.

@@ -1,17 +1,16 @@
--- A waiter gives up (deadline, cancellation, its process ending): it leaves the queue at once
--- instead of holding its place until it expires, and passes on a reservation that a
--- release made for it, so that nobody waits for that reservation to expire.
+-- A waiter leaves the queue: it holds the lock, or gives up (deadline, cancellation, its process
+-- ending) and leaves at once instead of holding its place until it expires. One that gives up
+-- passes on a grant made to it that it has not heard of, so that nobody waits for that grant
+-- to lapse.
 -- KEYS[1]: lock key; KEYS[2]: queue; KEYS[3]: expiries.
--- ARGV[1]: waiter id; ARGV[2]: the lock's release channel; ARGV[3]: how long a reservation lasts (ms).
+-- ARGV[1]: waiter id; ARGV[2]: the lock's release channel; ARGV[3]: how long a grant lasts (ms);
+-- ARGV[4]: '1' if the waiter holds the lock by grants (it keeps a grant made to it here).
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
-if redis.call('GET', KEYS[1]) == 'reserved:' .. ARGV[1] then
-  local now = now_ms()
-  leave_expired(KEYS[2], KEYS[3], now)
-  local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+if ARGV[4] ~= '1' and redis.call('GET', KEYS[1]) == ARGV[1] then
+  local head = grant_first(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[3]), now_ms())
   if head then
-    reserve_for(KEYS[1], KEYS[3], head, tonumber(ARGV[3]), now)
-    redis.call('PUBLISH', ARGV[2], '')
+    redis.call('PUBLISH', ARGV[2], head)
   else
     redis.call('DEL', KEYS[1])
   end

@@ -19,14 +19,27 @@ local function leave_expired(queue, expiries, now)
 end
 
 
--- Reserves the lock for the waiter `head` for `ms`, and cuts its place short to the same: a
--- head that does not claim the lock in time (killed, paused, cancelled without cleanup) drops
--- out of the queue with its reservation, and the next waiter's attempt takes the lock. A head
--- that was only slow attempts again with its ticket and is back at the front of the queue.
-local function reserve_for(lock, expiries, head, ms, now)
-  redis.call('SET', lock, 'reserved:' .. head, 'PX', ms)
-  local expiry = tonumber(redis.call('ZSCORE', expiries, head))
-  if expiry and expiry > now + ms then
-    redis.call('ZADD', expiries, now + ms, head)
+-- Grants the lock to the first waiter of the queue that has not expired, if any: writes the
+-- waiter's id as the lock's value for `ms`, takes it out of the queue, and returns its id. The
+-- grantee holds the lock as soon as it hears of the grant (see `wait.rs`), and extends it at
+-- once; a grantee that never does (killed, paused) holds it only `ms`. A waiter that was only
+-- slow attempts again with its ticket and is back at the front of the queue.
+local function grant_first(lock, queue, expiries, ms, now)
+  leave_expired(queue, expiries, now)
+  local head = redis.call('ZPOPMIN', queue)[1]
+  if head then
+    redis.call('SET', lock, head, 'PX', ms)
+    redis.call('ZREM', expiries, head)
   end
+  return head
+end
+
+-- How many waiters of a stats counter are not ours (see stats.lua): `counter` and `ours`
+-- are nil in Redis Cluster, where the counter lies in another slot.
+local function foreign_waiters(counter, ours)
+  if not ours then
+    return 0
+  end
+  local counts = redis.call('MGET', counter, ours)
+  return tonumber(counts[1] or '0') - tonumber(counts[2] or '0')
 end

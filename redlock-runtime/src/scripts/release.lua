@@ -1,37 +1,43 @@
--- Release the lock only if it still holds our value, and wake the waiters (if any). The lock
--- goes to the first waiter of the queue (if any) as `reserved:<waiter>` for a moment, so that
--- nobody barges ahead of those waiting; or, when foreign waiters have their turn (see
--- acquire.lua), it is left free for a window in which our waiters do not take it.
--- KEYS[1]: lock key; KEYS[2]: fence counter (unused here); KEYS[3]: queue; KEYS[4]: leases;
--- KEYS[5]: foreign-waiter state (hash: window = end of the current window, ms).
--- ARGV[1]: our value; ARGV[2]: the lock's release channel; ARGV[3]: how long a reservation
--- lasts (ms); ARGV[4]: '1' to leave the lock to foreign waiters; ARGV[5]: their window (ms).
+-- Release the lock only if it still holds our value, and grant it to the first waiter of the
+-- queue (see `grant_first` in queue.lua), so that nobody barges ahead of those waiting and the
+-- grantee needs no second round trip; or, when foreign waiters have their turn, leave it free
+-- for a window in which our waiters do not take it.
+-- Foreign waiters (the Python library's: they poll with `SET NX` and never join the queue, but
+-- count themselves in the waiting counter) take turns as one more process of the queue: the
+-- release that completes a round of grants to our waiters (one per waiter queued, doubled for
+-- each window that went unused in a row, up to 64 times: a crashed foreign waiter stays
+-- counted) leaves the lock to them instead. The head of our queue then polls (acquire.lua).
+-- KEYS[1]: lock key; KEYS[2]: queue; KEYS[3]: expiries; KEYS[4]: foreign-waiter state (hash:
+-- since = grants since the last window, missed = unused windows in a row, window = end of the
+-- current window); KEYS[5..6]: the waiting counter and the sum of our processes' counts in it
+-- (left out in Redis Cluster, where they lie in another slot).
+-- ARGV[1]: our value; ARGV[2]: the lock's release channel; ARGV[3]: how long a grant lasts
+-- unless extended (ms); ARGV[4]: how long a window for foreign waiters lasts (ms).
 -- Returns 1 if released, 2 if released and left to foreign waiters, -1 if not ours.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return -1
 end
-local queued = redis.call('EXISTS', KEYS[3]) == 1
 local head = nil
-local released = 1
-if ARGV[4] == '1' then
-  redis.call('HSET', KEYS[5], 'window', now_ms() + tonumber(ARGV[5]))
-  redis.call('PEXPIRE', KEYS[5], FOREIGN_STATE_TTL)
-  released = 2
-elseif queued then
+if redis.call('EXISTS', KEYS[2]) == 1 then
   local now = now_ms()
-  leave_expired(KEYS[3], KEYS[4], now)
-  head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
-  if head then
-    reserve_for(KEYS[1], KEYS[4], head, tonumber(ARGV[3]), now)
+  if foreign_waiters(KEYS[5], KEYS[6]) > 0 then
+    local since = redis.call('HINCRBY', KEYS[4], 'since', 1)
+    local missed = math.min(tonumber(redis.call('HGET', KEYS[4], 'missed') or '0'), 6)
+    redis.call('PEXPIRE', KEYS[4], FOREIGN_STATE_TTL)
+    if since >= redis.call('ZCARD', KEYS[2]) * 2 ^ missed then
+      redis.call('HSET', KEYS[4], 'since', 0, 'window', now + tonumber(ARGV[4]))
+      redis.call('DEL', KEYS[1])
+      redis.call('PUBLISH', ARGV[2], '')
+      return 2
+    end
   end
+  head = grant_first(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[3]), now)
 end
 if not head then
   redis.call('DEL', KEYS[1])
+  return 1
 end
--- Only queued waiters listen. A waiter subscribes before it joins the queue, so a release
--- that finds no queue either precedes its queued attempt (which then finds the lock free) or
--- has nobody to wake.
-if queued then
-  redis.call('PUBLISH', ARGV[2], '')
-end
-return released
+-- Every waiter of ours listens: the grantee holds the lock, those behind it count the release.
+-- A waiter subscribes before it joins the queue, so none can miss the grant made to it.
+redis.call('PUBLISH', ARGV[2], head)
+return 1
