@@ -123,9 +123,9 @@ async fn a_cold_start_of_many_waiters_acquires_all_without_collapse() {
 }
 
 /// The holder releases while the head of the queue (another process) is dead or stopped: the
-/// next waiter holds the lock within a reservation's lifetime (250 ms) plus a round trip, not
+/// next waiter holds the lock within a grant's lifetime (250 ms) plus a round trip, not
 /// after the dead head's place in the queue expired (3 s).
-async fn a_dead_head_costs_one_reservation(test: &str, masters: usize, signal: &str) {
+async fn a_dead_head_costs_one_grant(test: &str, masters: usize, signal: &str) {
     let masters = Masters::start(masters);
     let name = "head";
     let holder = common::redlock(&masters);
@@ -156,7 +156,7 @@ async fn a_dead_head_costs_one_reservation(test: &str, masters: usize, signal: &
         Command::new("kill").args(["-CONT", &pid]).status().unwrap();
     }
     head.wait().unwrap();
-    // The promise: 500 ms (a 250 ms reservation, then the next waiter's attempt), plus the
+    // The promise: 500 ms (a 250 ms grant, then the next waiter's attempt), plus the
     // slack of a loaded machine; the dead head's place would have lasted 3 s.
     assert!(
         handoff < Duration::from_millis(500) + SLACK,
@@ -165,13 +165,13 @@ async fn a_dead_head_costs_one_reservation(test: &str, masters: usize, signal: &
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_head_of_the_queue_stalls_the_lock_only_for_a_reservation() {
-    let test = "a_killed_head_of_the_queue_stalls_the_lock_only_for_a_reservation";
+async fn a_killed_head_of_the_queue_stalls_the_lock_only_for_a_grant() {
+    let test = "a_killed_head_of_the_queue_stalls_the_lock_only_for_a_grant";
     if ran_as_child().await {
         return;
     }
-    a_dead_head_costs_one_reservation(test, 1, "-KILL").await;
-    a_dead_head_costs_one_reservation(test, 3, "-KILL").await;
+    a_dead_head_costs_one_grant(test, 1, "-KILL").await;
+    a_dead_head_costs_one_grant(test, 3, "-KILL").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,8 +180,8 @@ async fn a_stopped_head_of_the_queue_loses_its_turn_not_the_lock_for_everyone() 
     if ran_as_child().await {
         return;
     }
-    a_dead_head_costs_one_reservation(test, 1, "-STOP").await;
-    a_dead_head_costs_one_reservation(test, 3, "-STOP").await;
+    a_dead_head_costs_one_grant(test, 1, "-STOP").await;
+    a_dead_head_costs_one_grant(test, 3, "-STOP").await;
 }
 
 /// A head of the queue whose wait is cancelled (its task aborted, as a request's timeout in the
@@ -210,7 +210,7 @@ async fn a_cancelled_head_of_the_queue_hands_the_lock_on_at_once() {
         let released = Instant::now();
         guard.release().await.unwrap();
         let handoff = next.await.unwrap() - released;
-        // The promise: at most a reservation (250 ms) if the release came before the head's
+        // The promise: at most a grant (250 ms) if the release came before the head's
         // leaving, plus the slack of a loaded machine.
         assert!(
             handoff < Duration::from_millis(250) + SLACK,

@@ -73,3 +73,69 @@ async fn a_holder_that_never_announces_is_taken_over_when_its_key_expires() {
     );
     guard.release().await.unwrap();
 }
+
+/// Until when a master keeps `key` with `value`, as far as its `PTTL` shows (read after
+/// `valid_until`, so an extension in between can only move it later); `None` if it does not
+/// hold `value`.
+fn kept_until(masters: &Masters, index: usize, key: &str, value: &str) -> Option<Instant> {
+    let read_at = Instant::now();
+    let (held, pttl): (Option<String>, i64) = redis::pipe()
+        .cmd("GET")
+        .arg(key)
+        .cmd("PTTL")
+        .arg(key)
+        .query(&mut masters[index].connection())
+        .unwrap();
+    (held.as_deref() == Some(value) && pttl > 0)
+        .then(|| read_at + Duration::from_millis(pttl as u64 + 1))
+}
+
+/// A release grants the lock to the head of the queue, which holds it when it hears of the
+/// grant, before any round trip of its own. Its validity must never exceed what the masters
+/// keep: on a quorum, the key holds its value at least until `valid_until`. The grant is then
+/// extended to the TTL at once, without the watchdog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grantee_counts_on_no_more_validity_than_the_masters_keep() {
+    for count in [1, 3] {
+        let masters = Masters::start(count);
+        let holder = redlock(&masters);
+        let waiter = redlock(&masters);
+        for _ in 0..10 {
+            let held = holder.lock("granted").await.unwrap();
+            let grantee = tokio::spawn({
+                let waiter = waiter.clone();
+                async move {
+                    let guard = waiter
+                        .lock("granted")
+                        .auto_extend(false)
+                        .timeout(10)
+                        .await
+                        .unwrap();
+                    let valid_until = guard.valid_until();
+                    (guard, valid_until)
+                }
+            });
+            common::until_queued(&masters, "granted", 1).await;
+            held.release().await.unwrap();
+            let (guard, valid_until) = grantee.await.unwrap();
+            let key = lock_key("granted");
+            let keeping = (0..count)
+                .filter(|&index| {
+                    kept_until(&masters, index, &key, guard.value())
+                        .is_some_and(|kept| kept >= valid_until)
+                })
+                .count();
+            assert!(
+                keeping > count / 2,
+                "{keeping} of {count} masters keep the lock until its validity"
+            );
+            // Extended to its 30 s TTL at once, though the watchdog is off.
+            let extended = common::eventually(common::READY, || {
+                guard.valid_until() > Instant::now() + Duration::from_secs(20)
+            })
+            .await;
+            assert!(extended, "the grant was extended");
+            guard.release().await.unwrap();
+        }
+    }
+}

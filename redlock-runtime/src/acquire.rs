@@ -30,14 +30,13 @@ pub(crate) struct Place {
 /// What a queued attempt learns when it is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Standing {
-    /// How long until an attempt may succeed: the holder's remaining TTL, or the remaining
-    /// reservation for the first waiter, at most the polling interval while foreign waiters
-    /// wait or hold (zero: the lock is free, but another waiter's turn).
+    /// How long until an attempt may succeed: the holder's remaining TTL (of a grant to the
+    /// first waiter: until it lapses unless extended), at most the polling interval while
+    /// foreign waiters wait or hold (zero: the lock is free, but another waiter's turn).
     pub(crate) expires_in: Duration,
     /// How many waiters are ahead of us.
     pub(crate) ahead: u64,
-    /// Whether a holder must release before the first of them gets the lock (not when it is
-    /// free or reserved for that waiter).
+    /// Whether a holder (or a grantee) must release before the first of them gets the lock.
     pub(crate) held: bool,
 }
 

@@ -16,10 +16,10 @@ use crate::{
     LockError,
     backend::Backend,
     keys::{FOREIGN_WINDOW, LockKeys, waiting_key},
-    rt,
     line::Lines,
     observe,
     quorum::{Tally, drift, fan_out},
+    rt,
     scripts::{self, ScriptCall},
 };
 
@@ -128,8 +128,8 @@ pub(crate) async fn release_everywhere(lease: &Lease) -> Result<(), LockError> {
     // Foreign waiters count themselves in the counter of the stats name; in a cluster it lies
     // in another slot than the lock's keys, and they are not seen.
     let cluster = lease.backend.masters.iter().any(|master| master.is_cluster);
-    let counter = (!cluster)
-        .then(|| waiting_key(lease.stats_name.as_deref().unwrap_or(&lease.name)));
+    let counter =
+        (!cluster).then(|| waiting_key(lease.stats_name.as_deref().unwrap_or(&lease.name)));
     let release = scripts::release(&lease.keys, &lease.value, counter.as_deref());
     let released = round_if_ours(lease, release).await?;
     if released == 2 {

@@ -76,9 +76,9 @@ pub mod test_util;
 pub use config::{Config, DEFAULT_OUTAGE_TIMEOUT, DEFAULT_URL};
 pub use error::{LockError, MasterFailure};
 pub use guard::LockGuard;
+pub use keys::waiting_key;
 pub use redlock::Redlock;
 pub use request::{DEFAULT_AUTO_RELEASE_TIME, LockRequest};
-pub use keys::waiting_key;
 pub use stats::{Contended, REGISTRY_KEY};
 pub use timeout::Timeout;
 

@@ -16,11 +16,12 @@
 //!    library, a crashed process), capped by the heartbeat that keeps its queue place alive.
 //!    A release grants the lock to the head of the queue (its id becomes the lock's value for
 //!    `GRANT`) and announces the grantee: a quorum of grants announced, the waiter holds the
-//!    lock without another round trip, and extends it in the background (see [`grant_validity`]).
+//!    lock without another round trip, and extends it in the background (see
+//!    [`grant_validity`]).
 //! 4. While masters fail, attempts are spaced by a capped, jittered backoff; failures that
 //!    waiting cannot fix end the wait at once, an outage after `Config::outage_timeout`.
 //! 5. Dropping the wait (granted elsewhere, deadline, cancellation, panic) leaves the queue,
-//!    passes on a reservation made for it, hands the turn on, and counts the waiter out, in
+//!    passes on a grant made to it, hands the turn on, and counts the waiter out, in
 //!    the background.
 //!
 //! A grantee that never extends its grant (killed, paused) holds it only `GRANT`, and the next
@@ -37,10 +38,10 @@ use uuid::Uuid;
 use crate::{
     Config, LockError, Timeout,
     acquire::{Attempt, Place, Standing, attempt, spawn_leave_queue},
-    quorum::validity,
     backend::Backend,
     keys::{GRANT, LockKeys, PLACE_TTL, waiting_key},
     line::{Lines, Turn},
+    quorum::validity,
     stats::{Waiters, WaitingStats},
     wake::{ReleaseNotices, ReleaseWatch, Seen},
 };
@@ -121,7 +122,10 @@ pub(crate) async fn run(
             .await;
         // Releases announced from here on may be the ones we wait for, even those that arrive
         // before the attempt's reply.
-        let seen_before = queued.as_ref().map(Queued::releases_seen).unwrap_or_default();
+        let seen_before = queued
+            .as_ref()
+            .map(Queued::releases_seen)
+            .unwrap_or_default();
         if let Some(queued) = &mut queued {
             queued.attempted(Instant::now());
         }
@@ -180,18 +184,18 @@ pub(crate) async fn run(
                 let woken = waiting
                     .pause(next, deadline, backend.quorum(), seen_before)
                     .await;
-                if let Woken::Granted(masters) = woken {
-                    if let Some(valid_until) = waiting.grant_validity(Instant::now()) {
-                        // Dropped on return: leaves the queues of the masters that did not
-                        // grant (yet), keeping a grant that comes meanwhile.
-                        waiting.keep_grants = masters;
-                        return Ok(Granted {
-                            value: Arc::clone(&waiting.place.id),
-                            valid_until,
-                            extend_now: true,
-                        });
-                    }
-                    // Too little of the grant may be left: the next attempt claims it.
+                // Granted with too little of the grant left: the next attempt claims it.
+                if let Woken::Granted(masters) = woken
+                    && let Some(valid_until) = waiting.grant_validity(Instant::now())
+                {
+                    // Dropped on return: leaves the queues of the masters that did not grant
+                    // (yet), keeping a grant that comes meanwhile.
+                    waiting.keep_grants = masters;
+                    return Ok(Granted {
+                        value: Arc::clone(&waiting.place.id),
+                        valid_until,
+                        extend_now: true,
+                    });
                 }
             }
             None => {
@@ -218,9 +222,9 @@ pub(crate) async fn run(
 enum NextAttempt {
     /// At the release that makes it our turn (the `releases`-th from the last attempt), or at
     /// `fallback` (the holder's TTL ends, or the heartbeat that keeps our place). A waiter
-    /// `next_in_line` (one waiter ahead) also attempts when the reservation that the next
-    /// release makes for that waiter lapses: if it was not claimed (the head killed or
-    /// paused), that attempt takes the lock.
+    /// `next_in_line` (one waiter ahead) also attempts when the grant that the next release
+    /// makes to that waiter lapses: if it was not extended (the head killed or paused), that
+    /// attempt takes the lock.
     OnRelease {
         releases: u64,
         fallback: Instant,
@@ -262,6 +266,23 @@ fn fallback_after(expires_in: Duration) -> Duration {
     } else {
         (expires_in + Duration::from_millis(1)).min(heartbeat)
     }
+}
+
+/// Until when a lock that a quorum of releases granted us, noticed `now`, is ours: `GRANT` from
+/// the start of our first queued attempt, less the drift. A grant to us cannot precede our
+/// place in the queue, so it came after that attempt started; and nothing of ours touched it
+/// since, as long as that attempt (`attempts == 1`), refused, was the only one: the grant
+/// holds our id until its `GRANT` runs out. A later attempt may claim a grant (writing
+/// another value) and undo it when no quorum granted; the announcements of grants made
+/// before it, which may arrive after it, then prove nothing, and attempts claim the lock
+/// from then on. `None` then, or when less than half of a `GRANT` is left to run the critical
+/// section before the extension lands: the next attempt claims the grant, a round trip later.
+fn grant_validity(first_attempt: Instant, attempts: u32, now: Instant) -> Option<Instant> {
+    if attempts != 1 {
+        return None;
+    }
+    let left = validity(GRANT, now.saturating_duration_since(first_attempt))?;
+    (left >= GRANT / 2).then(|| now + left)
 }
 
 /// How many announcements make `releases` releases certain. Each release is announced by at
@@ -368,25 +389,14 @@ impl Queued {
         self.attempts += 1;
     }
 
-    /// Whether announced grants may be trusted: only after the first queued attempt, which
-    /// was refused (otherwise the wait had ended). A grant to us cannot precede our place in
-    /// the queue, so it came after that attempt started, and nothing of ours has touched it
-    /// since: it holds our id until its `GRANT` runs out. A later attempt may claim a grant
-    /// (writing another value) and undo it when no quorum granted: the grants announced
-    /// before it, which may arrive after it, no longer prove anything, and the attempts
-    /// claim the lock from then on.
+    /// Whether announced grants may be trusted: see [`grant_validity`].
     fn trusts_grants(&self) -> bool {
         self.attempts == 1
     }
 
-    /// How long the lock is ours, granted by a quorum of releases and noticed `now`: `GRANT`
-    /// from the start of the first queued attempt, less the drift. `None` if grants cannot be
-    /// trusted, or too little of that is left to run the critical section before the
-    /// extension lands (the next attempt claims the grant instead, one round trip later).
+    /// See [`grant_validity`].
     fn grant_validity(&self, now: Instant) -> Option<Instant> {
-        let since = self.first_attempt.filter(|_| self.trusts_grants())?;
-        let left = validity(GRANT, now.saturating_duration_since(since))?;
-        (left >= GRANT / 2).then(|| now + left)
+        grant_validity(self.first_attempt?, self.attempts, now)
     }
     /// Sleeps until `next` or the deadline, whichever comes first, or until a quorum of
     /// masters granted us the lock; `before` is what was announced when the last attempt
@@ -505,8 +515,8 @@ impl Backoff {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::{Backoff, NextAttempt, Outage, announcements_for, fallback_after};
-    use crate::{Config, acquire::Standing};
+    use super::{Backoff, NextAttempt, Outage, announcements_for, fallback_after, grant_validity};
+    use crate::{Config, acquire::Standing, keys::GRANT, quorum::drift};
 
     #[test]
     fn the_backoff_doubles_with_jitter_up_to_its_cap_and_resets() {
@@ -558,21 +568,42 @@ mod tests {
                 next_in_line: false,
             }
         );
-        // Reserved for the waiter ahead: its release is the one we wait for, or the
-        // reservation's end if it never claims it.
-        let reserved = Standing {
+        // Granted to the waiter ahead, which is out of the queue: its release is the one we
+        // wait for, or the grant's end if it never extends it.
+        let granted = Standing {
             expires_in: Duration::from_millis(200),
             ahead: 1,
             held: false,
         };
         assert_eq!(
-            NextAttempt::after_refusal(Some(reserved), now),
+            NextAttempt::after_refusal(Some(granted), now),
             NextAttempt::OnRelease {
                 releases: 1,
                 fallback: now + Duration::from_millis(201),
                 next_in_line: true,
             }
         );
+    }
+
+    #[test]
+    fn a_grant_is_trusted_for_what_its_lower_bound_proves_only() {
+        let first = Instant::now();
+        // Noticed at once: the grant from the first attempt on, less the drift.
+        assert_eq!(
+            grant_validity(first, 1, first),
+            Some(first + GRANT - drift(GRANT))
+        );
+        // Noticed later: never beyond `GRANT` from the first attempt.
+        let later = first + GRANT / 4;
+        assert_eq!(
+            grant_validity(first, 1, later),
+            Some(first + GRANT - drift(GRANT))
+        );
+        // Too little left for the critical section: claimed by an attempt instead.
+        assert_eq!(grant_validity(first, 1, first + GRANT / 2), None);
+        assert_eq!(grant_validity(first, 1, first + GRANT * 2), None);
+        // After a second attempt, announcements prove nothing.
+        assert_eq!(grant_validity(first, 2, first), None);
     }
 
     #[test]

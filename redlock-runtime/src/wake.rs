@@ -179,7 +179,11 @@ impl Drop for ReleaseWatch {
             return;
         };
         interest.waiters -= 1;
-        if let Some(at) = interest.grants.iter().position(|(to, _)| *to == self.waiter) {
+        if let Some(at) = interest
+            .grants
+            .iter()
+            .position(|(to, _)| *to == self.waiter)
+        {
             interest.grants.swap_remove(at);
         }
         if interest.waiters > 0 {
