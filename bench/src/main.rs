@@ -394,6 +394,20 @@ async fn handoff(report: &mut Report, plan: &Plan, count: usize) {
         .await;
     }
     let ping = percentile(&mut pings, 0.5);
+    // The handoff starts after 5 ms of idling (the waiter queues meanwhile), when the threads
+    // and the server sleep: the same round trip after the same idling is the fair reference.
+    let mut idle_pings = Vec::new();
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        timed(&mut idle_pings, async {
+            let _: String = redis::cmd("PING")
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+        })
+        .await;
+    }
+    let idle_ping = percentile(&mut idle_pings, 0.5);
     for (name, rslock, samples) in [
         ("API", false, plan.handoffs),
         ("rslock", true, plan.peer_handoffs),
@@ -407,11 +421,16 @@ async fn handoff(report: &mut Report, plan: &Plan, count: usize) {
         report.row(vec![
             count.to_string(),
             name.to_owned(),
-            us(ping),
+            format!("{} / {}", us(ping), us(idle_ping)),
             us(p50),
             us(p99),
             format!("{:.2}", p50.as_secs_f64() / ping.as_secs_f64()),
             format!("{:.2}", p99.as_secs_f64() / ping.as_secs_f64()),
+            format!(
+                "{:.2} / {:.2}",
+                p50.as_secs_f64() / idle_ping.as_secs_f64(),
+                p99.as_secs_f64() / idle_ping.as_secs_f64()
+            ),
         ]);
     }
 }
@@ -822,11 +841,12 @@ async fn waiting_sections(report: &mut Report, plan: &Plan, quick: bool) {
         vec![
             "masters",
             "implementation",
-            "PING p50",
+            "PING p50 (back to back / after 5 ms idle)",
             "handoff p50",
             "handoff p99",
             "p50 / PING",
             "p99 / PING",
+            "p50 / p99 per idle PING",
         ],
     );
     for count in [1, 3] {

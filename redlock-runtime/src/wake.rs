@@ -22,7 +22,8 @@ enum Command {
     Unsubscribe(Arc<str>),
 }
 
-/// How many releases of a lock were announced since a waiter started watching.
+/// How many releases of a lock were announced while this process watched it: running counts,
+/// which a waiter compares between two readings.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Seen {
     pub(crate) releases: u64,
@@ -149,7 +150,7 @@ impl ReleaseNotices {
 }
 
 impl ReleaseWatch {
-    /// How many releases were announced since this watch started.
+    /// The releases announced so far (see [`Seen`]).
     pub(crate) fn releases_seen(&self) -> Seen {
         *self.releases.borrow()
     }
