@@ -137,5 +137,45 @@ async fn a_grantee_counts_on_no_more_validity_than_the_masters_keep() {
             assert!(extended, "the grant was extended");
             guard.release().await.unwrap();
         }
+        // A TTL shorter than the grant: the extension shortens the key, and the validity must
+        // not outlast it.
+        let held = holder.lock("short").await.unwrap();
+        let grantee = tokio::spawn({
+            let waiter = waiter.clone();
+            async move {
+                waiter
+                    .lock("short")
+                    .auto_release_time(Duration::from_millis(120))
+                    .auto_extend(false)
+                    .timeout(10)
+                    .await
+                    .unwrap()
+            }
+        });
+        common::until_queued(&masters, "short", 1).await;
+        held.release().await.unwrap();
+        let guard = grantee.await.unwrap();
+        let key = lock_key("short");
+        let pttl = |index: usize| -> i64 {
+            redis::cmd("PTTL")
+                .arg(&key)
+                .query(&mut masters[index].connection())
+                .unwrap()
+        };
+        let shortened = common::eventually(common::READY, || pttl(0) <= 120).await;
+        assert!(shortened, "the extension set the TTL, or the grant ran out");
+        let valid_until = guard.valid_until();
+        if valid_until > Instant::now() {
+            let keeping = (0..count)
+                .filter(|&index| {
+                    kept_until(&masters, index, &key, guard.value())
+                        .is_some_and(|kept| kept >= valid_until)
+                })
+                .count();
+            assert!(
+                keeping > count / 2,
+                "{keeping} of {count} masters keep a 120 ms lock until its validity"
+            );
+        }
     }
 }

@@ -186,7 +186,7 @@ pub(crate) async fn run(
                     .await;
                 // Granted with too little of the grant left: the next attempt claims it.
                 if let Woken::Granted(masters) = woken
-                    && let Some(valid_until) = waiting.grant_validity(Instant::now())
+                    && let Some(valid_until) = waiting.grant_validity(Instant::now(), ttl)
                 {
                     // Dropped on return: leaves the queues of the masters that did not grant
                     // (yet), keeping a grant that comes meanwhile.
@@ -269,20 +269,27 @@ fn fallback_after(expires_in: Duration) -> Duration {
 }
 
 /// Until when a lock that a quorum of releases granted us, noticed `now`, is ours: `GRANT` from
-/// the start of our first queued attempt, less the drift. A grant to us cannot precede our
+/// the start of our first queued attempt, less the drift (the TTL if shorter: the extension
+/// that follows sets the TTL, and must not leave us counting on more). A grant to us cannot precede our
 /// place in the queue, so it came after that attempt started; and nothing of ours touched it
 /// since, as long as that attempt (`attempts == 1`), refused, was the only one: the grant
 /// holds our id until its `GRANT` runs out. A later attempt may claim a grant (writing
 /// another value) and undo it when no quorum granted; the announcements of grants made
 /// before it, which may arrive after it, then prove nothing, and attempts claim the lock
-/// from then on. `None` then, or when less than half of a `GRANT` is left to run the critical
+/// from then on. `None` then, or when less than half of that is left to run the critical
 /// section before the extension lands: the next attempt claims the grant, a round trip later.
-fn grant_validity(first_attempt: Instant, attempts: u32, now: Instant) -> Option<Instant> {
+fn grant_validity(
+    first_attempt: Instant,
+    attempts: u32,
+    now: Instant,
+    ttl: Duration,
+) -> Option<Instant> {
     if attempts != 1 {
         return None;
     }
-    let left = validity(GRANT, now.saturating_duration_since(first_attempt))?;
-    (left >= GRANT / 2).then(|| now + left)
+    let lasts = GRANT.min(ttl);
+    let left = validity(lasts, now.saturating_duration_since(first_attempt))?;
+    (left >= lasts / 2).then(|| now + left)
 }
 
 /// How many announcements make `releases` releases certain. Each release is announced by at
@@ -395,8 +402,8 @@ impl Queued {
     }
 
     /// See [`grant_validity`].
-    fn grant_validity(&self, now: Instant) -> Option<Instant> {
-        grant_validity(self.first_attempt?, self.attempts, now)
+    fn grant_validity(&self, now: Instant, ttl: Duration) -> Option<Instant> {
+        grant_validity(self.first_attempt?, self.attempts, now, ttl)
     }
     /// Sleeps until `next` or the deadline, whichever comes first, or until a quorum of
     /// masters granted us the lock; `before` is what was announced when the last attempt
@@ -588,22 +595,29 @@ mod tests {
     #[test]
     fn a_grant_is_trusted_for_what_its_lower_bound_proves_only() {
         let first = Instant::now();
+        let ttl = Duration::from_secs(30);
         // Noticed at once: the grant from the first attempt on, less the drift.
         assert_eq!(
-            grant_validity(first, 1, first),
+            grant_validity(first, 1, first, ttl),
             Some(first + GRANT - drift(GRANT))
         );
         // Noticed later: never beyond `GRANT` from the first attempt.
         let later = first + GRANT / 4;
         assert_eq!(
-            grant_validity(first, 1, later),
+            grant_validity(first, 1, later, ttl),
             Some(first + GRANT - drift(GRANT))
         );
+        // A TTL shorter than the grant: the extension will set it, so no more than it.
+        let short = GRANT / 2;
+        assert_eq!(
+            grant_validity(first, 1, first, short),
+            Some(first + short - drift(short))
+        );
         // Too little left for the critical section: claimed by an attempt instead.
-        assert_eq!(grant_validity(first, 1, first + GRANT / 2), None);
-        assert_eq!(grant_validity(first, 1, first + GRANT * 2), None);
+        assert_eq!(grant_validity(first, 1, first + GRANT / 2, ttl), None);
+        assert_eq!(grant_validity(first, 1, first + GRANT * 2, ttl), None);
         // After a second attempt, announcements prove nothing.
-        assert_eq!(grant_validity(first, 2, first), None);
+        assert_eq!(grant_validity(first, 2, first, ttl), None);
     }
 
     #[test]
