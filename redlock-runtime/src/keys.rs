@@ -24,12 +24,48 @@ pub fn waiting_key(stats_name: &str) -> String {
 
 pub(crate) const COUNTER_PREFIX: &str = "Waiting.ConfigurableLock.";
 
+/// The waiting counter of a stats name, as [`waiting_key`] names it, written straight into a
+/// command's buffer (a release names it, and allocates nothing for it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Counter<'a>(pub(crate) &'a str);
+
+impl<'a> Counter<'a> {
+    /// A key of ours beside the counter (see [`companion_key`]); the prefix holds no braces,
+    /// so the counter's hash tag is the stats name's.
+    pub(crate) fn companion(self, suffix: &'static str) -> Companion<'a> {
+        Companion {
+            prefix: COUNTER_PREFIX,
+            key: self.0,
+            tagged: hash_tag(self.0).is_some(),
+            suffix,
+        }
+    }
+}
+
+impl redis::ToRedisArgs for Counter<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        write_parts(out, &[COUNTER_PREFIX, self.0]);
+    }
+}
+
+/// Writes one argument made of `parts` into a command's buffer.
+fn write_parts<W: ?Sized + redis::RedisWrite>(out: &mut W, parts: &[&str]) {
+    use std::io::Write;
+    let mut arg = out.writer_for_next_arg();
+    for part in parts {
+        // Writing into the command's memory buffer cannot fail.
+        let _ = arg.write_all(part.as_bytes());
+    }
+}
+
 /// A key of ours beside `key`, in the same Redis Cluster hash slot, so that one script may
 /// touch both. Redis hashes only a key's hash tag (the text between its first `{` and the
 /// first `}` after it, when not empty): appending keeps `key`'s tag, and wrapping `key` in
 /// braces makes all of it the tag. Written straight into a command's buffer, or displayed.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Companion<'a> {
+    /// Written before `key` (a constant prefix of the key, without braces).
+    prefix: &'static str,
     key: &'a str,
     /// Whether `key` has a hash tag of its own.
     tagged: bool,
@@ -38,6 +74,7 @@ pub(crate) struct Companion<'a> {
 
 pub(crate) fn companion_key<'a>(key: &'a str, suffix: &'static str) -> Companion<'a> {
     Companion {
+        prefix: "",
         key,
         tagged: hash_tag(key).is_some(),
         suffix,
@@ -45,11 +82,11 @@ pub(crate) fn companion_key<'a>(key: &'a str, suffix: &'static str) -> Companion
 }
 
 impl Companion<'_> {
-    fn parts(&self) -> [&str; 4] {
+    fn parts(&self) -> [&str; 5] {
         if self.tagged {
-            ["", self.key, ":", self.suffix]
+            ["", self.prefix, self.key, ":", self.suffix]
         } else {
-            ["{", self.key, "}:", self.suffix]
+            ["{", self.prefix, self.key, "}:", self.suffix]
         }
     }
 }
@@ -62,12 +99,7 @@ impl std::fmt::Display for Companion<'_> {
 
 impl redis::ToRedisArgs for Companion<'_> {
     fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
-        use std::io::Write;
-        let mut arg = out.writer_for_next_arg();
-        for part in self.parts() {
-            // Writing into the command's memory buffer cannot fail.
-            let _ = arg.write_all(part.as_bytes());
-        }
+        write_parts(out, &self.parts());
     }
 }
 
@@ -125,6 +157,7 @@ impl LockKeys {
 
     fn companion(&self, suffix: &'static str) -> Companion<'_> {
         Companion {
+            prefix: "",
             key: &self.lock,
             tagged: self.tagged,
             suffix,
@@ -160,7 +193,7 @@ impl LockKeys {
 
 #[cfg(test)]
 mod tests {
-    use super::{companion_key, companions_share_slot};
+    use super::{Counter, companion_key, companions_share_slot, waiting_key};
     use redis::ToRedisArgs;
 
     #[test]
@@ -186,6 +219,21 @@ mod tests {
                 vec![expected.as_bytes().to_vec()]
             );
             assert!(companions_share_slot(key), "{key}");
+        }
+        // The waiting counter and ours beside it, written without allocating.
+        for (stats_name, ours) in [
+            ("jobs", "{Waiting.ConfigurableLock.jobs}:ours"),
+            ("shard{7}", "Waiting.ConfigurableLock.shard{7}:ours"),
+        ] {
+            assert_eq!(
+                Counter(stats_name).to_redis_args(),
+                vec![waiting_key(stats_name).into_bytes()]
+            );
+            assert_eq!(Counter(stats_name).companion("ours").to_string(), ours);
+            assert_eq!(
+                Counter(stats_name).companion("ours").to_string(),
+                companion_key(&waiting_key(stats_name), "ours").to_string()
+            );
         }
         assert!(!companions_share_slot("redlock:ConfigurableLock.a}b"));
         assert!(!companions_share_slot("redlock:ConfigurableLock.a{}b"));

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::{
     LockError,
     backend::Backend,
-    keys::{FOREIGN_WINDOW, GRANT, LockKeys, waiting_key},
+    keys::{Counter, FOREIGN_WINDOW, GRANT, LockKeys},
     line::Lines,
     observe,
     quorum::{Tally, drift, fan_out},
@@ -137,9 +137,8 @@ pub(crate) async fn release_everywhere(lease: &Lease) -> Result<(), LockError> {
     // Foreign waiters count themselves in the counter of the stats name; in a cluster it lies
     // in another slot than the lock's keys, and they are not seen.
     let cluster = lease.backend.masters.iter().any(|master| master.is_cluster);
-    let counter =
-        (!cluster).then(|| waiting_key(lease.stats_name.as_deref().unwrap_or(&lease.name)));
-    let release = scripts::release(&lease.keys, &lease.value, counter.as_deref());
+    let counter = (!cluster).then(|| Counter(lease.stats_name.as_deref().unwrap_or(&lease.name)));
+    let release = scripts::release(&lease.keys, &lease.value, counter);
     let released = round_if_ours(lease, release).await?;
     if released == 2 {
         // This process's next request must not take it in their window with a plain `SET`.

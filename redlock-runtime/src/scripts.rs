@@ -7,7 +7,7 @@ use redis::{
 };
 
 use crate::{
-    keys::{FOREIGN_WINDOW, GRANT, LockKeys, companion_key},
+    keys::{Counter, FOREIGN_WINDOW, GRANT, LockKeys},
     master::Handle,
 };
 
@@ -51,14 +51,14 @@ pub(crate) static RELEASE: LazyLock<Lua> = queue_script!("scripts/release.lua");
 /// The release of our hold (see [`RELEASE`]). `counter` is the waiting counter in which
 /// foreign waiters of the lock count themselves, when it may be read with the lock's keys
 /// (not in Redis Cluster): they then get their turns.
-pub(crate) fn release(keys: &LockKeys, value: &str, counter: Option<&str>) -> ScriptCall {
+pub(crate) fn release(keys: &LockKeys, value: &str, counter: Option<Counter<'_>>) -> ScriptCall {
     let mut call = ScriptCall::new(&RELEASE, if counter.is_some() { 6 } else { 4 })
         .arg(&*keys.lock)
         .arg(keys.queue())
         .arg(keys.expiries())
         .arg(keys.foreign());
     if let Some(counter) = counter {
-        call = call.arg(counter).arg(companion_key(counter, "ours"));
+        call = call.arg(counter).arg(counter.companion("ours"));
     }
     call.arg(value)
         .arg(keys.channel())
