@@ -35,7 +35,7 @@ pub(crate) struct Lease {
     pub(crate) keys: Arc<LockKeys>,
     pub(crate) value: Arc<str>,
     pub(crate) ttl: Duration,
-    /// Set when the release starts: a renewal that finds the lock gone after it lost nothing.
+    /// Set when the release starts: a renewal that then finds the lock gone reports no loss.
     pub(crate) released: AtomicBool,
     /// The local lines of the client, told when the release did.
     pub(crate) lines: Arc<Lines>,
