@@ -74,20 +74,31 @@ async fn a_holder_that_never_announces_is_taken_over_when_its_key_expires() {
     guard.release().await.unwrap();
 }
 
-/// Until when a master keeps `key` with `value`, as far as its `PTTL` shows (read after
-/// `valid_until`, so an extension in between can only move it later); `None` if it does not
-/// hold `value`.
-fn kept_until(masters: &Masters, index: usize, key: &str, value: &str) -> Option<Instant> {
-    let read_at = Instant::now();
-    let (held, pttl): (Option<String>, i64) = redis::pipe()
-        .cmd("GET")
-        .arg(key)
-        .cmd("PTTL")
-        .arg(key)
-        .query(&mut masters[index].connection())
-        .unwrap();
-    (held.as_deref() == Some(value) && pttl > 0)
-        .then(|| read_at + Duration::from_millis(pttl as u64 + 1))
+/// How many of the `count` masters keep `key` with `value` at least until `valid_until`, as
+/// far as their `PTTL` shows (read after `valid_until`, so an extension in between can only
+/// move it later).
+fn masters_keeping(
+    masters: &Masters,
+    count: usize,
+    key: &str,
+    value: &str,
+    valid_until: Instant,
+) -> usize {
+    (0..count)
+        .filter(|&index| {
+            let read_at = Instant::now();
+            let (held, pttl): (Option<String>, i64) = redis::pipe()
+                .cmd("GET")
+                .arg(key)
+                .cmd("PTTL")
+                .arg(key)
+                .query(&mut masters[index].connection())
+                .unwrap();
+            held.as_deref() == Some(value)
+                && pttl > 0
+                && read_at + Duration::from_millis(pttl as u64 + 1) >= valid_until
+        })
+        .count()
 }
 
 /// A release grants the lock to the head of the queue, which holds it when it hears of the
@@ -118,13 +129,12 @@ async fn a_grantee_counts_on_no_more_validity_than_the_masters_keep() {
             common::until_queued(&masters, "granted", 1).await;
             held.release().await.unwrap();
             let (guard, valid_until) = grantee.await.unwrap();
-            let key = lock_key("granted");
-            let keeping = (0..count)
-                .filter(|&index| {
-                    kept_until(&masters, index, &key, guard.value())
-                        .is_some_and(|kept| kept >= valid_until)
-                })
-                .count();
+            let keeping = masters_keeping(
+                (&masters, count),
+                &lock_key("granted"),
+                guard.value(),
+                valid_until,
+            );
             assert!(
                 keeping > count / 2,
                 "{keeping} of {count} masters keep the lock until its validity"
@@ -166,12 +176,7 @@ async fn a_grantee_counts_on_no_more_validity_than_the_masters_keep() {
         assert!(shortened, "the extension set the TTL, or the grant ran out");
         let valid_until = guard.valid_until();
         if valid_until > Instant::now() {
-            let keeping = (0..count)
-                .filter(|&index| {
-                    kept_until(&masters, index, &key, guard.value())
-                        .is_some_and(|kept| kept >= valid_until)
-                })
-                .count();
+            let keeping = masters_keeping(&masters, count, &key, guard.value(), valid_until);
             assert!(
                 keeping > count / 2,
                 "{keeping} of {count} masters keep a 120 ms lock until its validity"
