@@ -130,7 +130,8 @@ async fn a_grantee_counts_on_no_more_validity_than_the_masters_keep() {
             held.release().await.unwrap();
             let (guard, valid_until) = grantee.await.unwrap();
             let keeping = masters_keeping(
-                (&masters, count),
+                &masters,
+                count,
                 &lock_key("granted"),
                 guard.value(),
                 valid_until,
