@@ -380,34 +380,32 @@ async fn handoffs(masters: &Masters, rslock: bool, samples: usize) -> Vec<Durati
     latencies
 }
 
+/// The median of `count` `PING` round trips, each after `idle` of sleep.
+async fn ping_p50(
+    connection: &mut MultiplexedConnection,
+    count: usize,
+    idle: Duration,
+) -> Duration {
+    let mut pings = Vec::with_capacity(count);
+    for _ in 0..count {
+        if !idle.is_zero() {
+            tokio::time::sleep(idle).await;
+        }
+        timed(&mut pings, async {
+            let _: String = redis::cmd("PING").query_async(connection).await.unwrap();
+        })
+        .await;
+    }
+    percentile(&mut pings, 0.5)
+}
+
 async fn handoff(report: &mut Report, plan: &Plan, count: usize) {
     let masters = Masters::start(count);
     let mut connection = raw_connections(&masters).await.remove(0);
-    let mut pings = Vec::new();
-    for _ in 0..1_000 {
-        timed(&mut pings, async {
-            let _: String = redis::cmd("PING")
-                .query_async(&mut connection)
-                .await
-                .unwrap();
-        })
-        .await;
-    }
-    let ping = percentile(&mut pings, 0.5);
+    let ping = ping_p50(&mut connection, 1_000, Duration::ZERO).await;
     // The handoff starts after 5 ms of idling (the waiter queues meanwhile), when the threads
     // and the server sleep: the same round trip after the same idling is the fair reference.
-    let mut idle_pings = Vec::new();
-    for _ in 0..200 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        timed(&mut idle_pings, async {
-            let _: String = redis::cmd("PING")
-                .query_async(&mut connection)
-                .await
-                .unwrap();
-        })
-        .await;
-    }
-    let idle_ping = percentile(&mut idle_pings, 0.5);
+    let idle_ping = ping_p50(&mut connection, 200, Duration::from_millis(5)).await;
     for (name, rslock, samples) in [
         ("API", false, plan.handoffs),
         ("rslock", true, plan.peer_handoffs),

@@ -14,6 +14,7 @@ use crate::{
     quorum::{Tally, fan_out, validity},
     rt,
     scripts::{self, ScriptCall},
+    wake::master_bit,
 };
 
 /// A waiting request's place in the lock's queue, the same on every master.
@@ -262,7 +263,7 @@ fn spawn_undo(ticket: Ticket, master: &Arc<Master>, keys: &Arc<LockKeys>, value:
 }
 
 /// Removes a waiter from the queue on every master, in the background, except on the masters
-/// in `granted` (bit `i`: master `i`), whose grant to it took it out already. On the others,
+/// in `granted` (see `wake::master_bit`), whose grant to it took it out already. On the others,
 /// a grant to it is passed on to the next waiter, unless `granted` is not empty: the waiter
 /// holds the lock with that value.
 pub(crate) fn spawn_leave_queue(
@@ -273,7 +274,7 @@ pub(crate) fn spawn_leave_queue(
 ) {
     let keep = if granted == 0 { "0" } else { "1" };
     for (index, master) in backend.masters.iter().enumerate() {
-        if index < 64 && granted & (1 << index) != 0 {
+        if granted & master_bit(index) != 0 {
             continue;
         }
         let (master, keys, id) = (Arc::clone(master), Arc::clone(keys), Arc::clone(waiter_id));

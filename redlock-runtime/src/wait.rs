@@ -184,7 +184,8 @@ pub(crate) async fn run(
                 let woken = waiting
                     .pause(next, deadline, backend.quorum(), seen_before)
                     .await;
-                // Granted with too little of the grant left: the next attempt claims it.
+                // Granted by a quorum: ours, unless too little of the grant is left (then the
+                // next attempt claims it).
                 if let Woken::Granted(masters) = woken
                     && let Some(valid_until) = waiting.grant_validity(Instant::now(), ttl)
                 {
@@ -270,14 +271,15 @@ fn fallback_after(expires_in: Duration) -> Duration {
 
 /// Until when a lock that a quorum of releases granted us, noticed `now`, is ours: `GRANT` from
 /// the start of our first queued attempt, less the drift (the TTL if shorter: the extension
-/// that follows sets the TTL, and must not leave us counting on more). A grant to us cannot precede our
-/// place in the queue, so it came after that attempt started; and nothing of ours touched it
-/// since, as long as that attempt (`attempts == 1`), refused, was the only one: the grant
-/// holds our id until its `GRANT` runs out. A later attempt may claim a grant (writing
-/// another value) and undo it when no quorum granted; the announcements of grants made
-/// before it, which may arrive after it, then prove nothing, and attempts claim the lock
-/// from then on. `None` then, or when less than half of that is left to run the critical
-/// section before the extension lands: the next attempt claims the grant, a round trip later.
+/// that follows sets the TTL, and must not leave us counting on more). A grant to us cannot
+/// precede our place in the queue, so it came after that attempt started; and nothing of
+/// ours touched it since, as long as that attempt (`attempts == 1`), refused, was the only
+/// one: the grant holds our id until its `GRANT` runs out. A later attempt may claim a grant
+/// (writing another value) and undo it when no quorum granted; the announcements of grants
+/// made before it, which may arrive after it, then prove nothing, and attempts claim the
+/// lock from then on. `None` then, or when less than half of that is left to run the
+/// critical section before the extension lands: the next attempt claims the grant, a round
+/// trip later.
 fn grant_validity(
     first_attempt: Instant,
     attempts: u32,
@@ -405,6 +407,7 @@ impl Queued {
     fn grant_validity(&self, now: Instant, ttl: Duration) -> Option<Instant> {
         grant_validity(self.first_attempt?, self.attempts, now, ttl)
     }
+
     /// Sleeps until `next` or the deadline, whichever comes first, or until a quorum of
     /// masters granted us the lock; `before` is what was announced when the last attempt
     /// started.

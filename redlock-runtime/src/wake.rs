@@ -38,11 +38,10 @@ struct Registry(Mutex<HashMap<Arc<str>, Interest>>);
 
 #[derive(Debug)]
 struct Interest {
-    waiters: usize,
     releases: watch::Sender<Seen>,
-    /// The waiters of this process for the lock, each with the masters (bit `i`: master `i`)
+    /// The waiters of this process for the lock, each with the masters (see [`master_bit`])
     /// that announced a grant to it.
-    grants: Vec<(Arc<str>, u64)>,
+    waiters: Vec<(Arc<str>, u64)>,
     /// Bumped each time the last waiter leaves: a delayed unsubscribe goes ahead only if no
     /// waiter came and went since it was planned.
     idle_epoch: u64,
@@ -109,14 +108,12 @@ impl ReleaseNotices {
                     confirmations.push(confirmation);
                 }
                 Interest {
-                    waiters: 0,
                     releases: watch::Sender::new(Seen::default()),
-                    grants: Vec::new(),
+                    waiters: Vec::new(),
                     idle_epoch: 0,
                 }
             });
-            interest.waiters += 1;
-            interest.grants.push((Arc::clone(waiter), 0));
+            interest.waiters.push((Arc::clone(waiter), 0));
             interest.releases.subscribe()
         };
         let all_confirmed = futures_util::future::join_all(confirmations);
@@ -160,7 +157,7 @@ impl ReleaseWatch {
         let registry = self.notices.registry.lock();
         registry
             .get(&self.channel)
-            .and_then(|interest| interest.grants.iter().find(|(to, _)| *to == self.waiter))
+            .and_then(|interest| interest.waiters.iter().find(|(to, _)| *to == self.waiter))
             .map_or(0, |&(_, masters)| masters)
     }
 
@@ -179,15 +176,14 @@ impl Drop for ReleaseWatch {
         let Some(interest) = registry.get_mut(&self.channel) else {
             return;
         };
-        interest.waiters -= 1;
         if let Some(at) = interest
-            .grants
+            .waiters
             .iter()
             .position(|(to, _)| *to == self.waiter)
         {
-            interest.grants.swap_remove(at);
+            interest.waiters.swap_remove(at);
         }
-        if interest.waiters > 0 {
+        if !interest.waiters.is_empty() {
             return;
         }
         interest.idle_epoch += 1;
@@ -207,7 +203,7 @@ impl ReleaseNotices {
         let mut registry = self.registry.lock();
         let idle = registry
             .get(channel)
-            .is_some_and(|interest| interest.waiters == 0 && interest.idle_epoch == epoch);
+            .is_some_and(|interest| interest.waiters.is_empty() && interest.idle_epoch == epoch);
         if idle {
             registry.remove(channel);
             // Sent under the registry lock, so it is ordered with any new subscription.
@@ -216,6 +212,15 @@ impl ReleaseNotices {
             }
         }
     }
+}
+
+/// Master `index`'s bit in a set of masters (bit `i`: master `i`). Beyond 64 masters, none:
+/// a grant there goes unseen, and the grantee's next attempt claims it.
+pub(crate) fn master_bit(index: usize) -> u64 {
+    u32::try_from(index)
+        .ok()
+        .and_then(|index| 1u64.checked_shl(index))
+        .unwrap_or(0)
 }
 
 /// One master's subscriber connection (master `index` of the client): carries out the commands
@@ -276,10 +281,11 @@ async fn subscriber(
                         let channel = message.get_channel_name();
                         if let Some(interest) = registry.lock().get_mut(channel) {
                             let grantee = message.get_payload_bytes();
-                            // Beyond 64 masters a grant goes unseen: the grantee's attempt claims it.
-                            let bit = u32::try_from(index).ok().and_then(|index| 1u64.checked_shl(index));
-                            if let (Some(bit), Some((_, masters))) = (bit, interest.grants.iter_mut().find(|(to, _)| to.as_bytes() == grantee)) {
-                                *masters |= bit;
+                            let mut waiters = interest.waiters.iter_mut();
+                            if let Some((_, masters)) =
+                                waiters.find(|(to, _)| to.as_bytes() == grantee)
+                            {
+                                *masters |= master_bit(index);
                             }
                             // After the grant is noted: the waiter it wakes sees it.
                             interest.releases.send_modify(|seen| {
