@@ -89,6 +89,34 @@ fn python_holder(
     (child, lines)
 }
 
+/// Starts a Python worker that loops on `name` for `seconds` (`interop.py loop`) and returns
+/// once it is ready, with the start it announced (Unix time, s).
+fn python_looper(
+    url: &str,
+    name: &str,
+    seconds: f64,
+    hold: Duration,
+) -> (Child, BufReader<std::process::ChildStdout>, f64) {
+    let args = [
+        "loop",
+        name,
+        &seconds.to_string(),
+        &hold.as_millis().to_string(),
+    ];
+    let mut child = python_command(url, &args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start python");
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    let start = line
+        .strip_prefix("start ")
+        .and_then(|start| start.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the Python worker did not start: {line:?}"));
+    (child, lines, start)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_side_sees_the_others_lock_as_held() {
     let masters = Masters::start(1);
@@ -270,25 +298,21 @@ async fn a_python_waiter_gets_turns_among_busy_workers_of_ours() {
     let masters = Masters::start(1);
     let url = masters[0].url();
     let hold = Duration::from_millis(5);
-    // A shared start, late enough for the interpreter to be ready; then 6 s of work.
+    let run_for = 6.0;
+    // Ours start when the Python worker, ready, says it starts.
+    let (mut python, mut lines, start) = python_looper(&url, "turns", run_for, hold);
     let unix_now = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs_f64()
     };
-    let (start, run_for) = (unix_now() + 2.0, 6.0);
-    let python = {
-        let url = url.clone();
-        let (start, stop) = (start.to_string(), (start + run_for).to_string());
-        std::thread::spawn(move || run_python(&url, &["loop", "turns", &start, &stop, "5"]))
-    };
     let ours: Vec<_> = (0..2)
         .map(|_| {
             // A client of its own: another process, as the queue sees it.
             let redlock = Redlock::new([&url]).unwrap();
             tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs_f64(start - unix_now())).await;
+                tokio::time::sleep(Duration::from_secs_f64((start - unix_now()).max(0.0))).await;
                 let mut acquisitions = 0u32;
                 while unix_now() < start + run_for {
                     let guard = redlock.lock("turns").timeout(30).await.unwrap();
@@ -304,7 +328,9 @@ async fn a_python_waiter_gets_turns_among_busy_workers_of_ours() {
     for worker in ours {
         total += worker.await.unwrap();
     }
-    let output = python.join().unwrap();
+    let mut output = String::new();
+    lines.read_line(&mut output).unwrap();
+    assert!(python.wait().unwrap().success(), "the Python worker failed");
     let numbers: Vec<f64> = output
         .split_whitespace()
         .map(|n| n.parse().unwrap())

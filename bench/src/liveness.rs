@@ -7,6 +7,7 @@
 //!   release the next waiter holds the lock.
 
 use std::{
+    io::{BufRead, BufReader, Read},
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -17,7 +18,7 @@ use futures_util::future::join_all;
 use redis::Commands;
 use redlock_runtime::test_util::Masters;
 
-use crate::{Plan, Report, ms, percentile, worker_processes};
+use crate::{Plan, Report, Workers, ms, percentile, worker_processes};
 
 const HOLD: Duration = Duration::from_millis(5);
 
@@ -172,25 +173,40 @@ pub(crate) async fn mixed_fleet(report: &mut Report, plan: &Plan) {
     };
     let masters = Masters::start(1);
     let run_for = plan.mixed_fleet;
-    // Python starts slowly: a shared start late enough for it.
-    let start_at = SystemTime::now() + Duration::from_secs(2);
-    let seconds = |at: SystemTime| at.duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/python/interop.py");
-    let python_worker = Command::new(python)
+    let mut python_worker = Command::new(python)
         .arg(script)
         .arg(&masters.urls()[0])
         .args(["loop", "bench:fair"])
-        .arg(seconds(start_at).to_string())
-        .arg(seconds(start_at + run_for).to_string())
+        .arg(run_for.as_secs_f64().to_string())
         .arg(HOLD.as_millis().to_string())
         .stdout(Stdio::piped())
         .spawn()
         .expect("start the Python worker");
-    let python_worker = tokio::task::spawn_blocking(move || python_worker.wait_with_output());
-    let (counts, mut waits, _) =
-        worker_processes(&masters, 2, false, HOLD, start_at, run_for).await;
-    let output = python_worker.await.unwrap().expect("Python output");
-    let text = String::from_utf8(output.stdout).unwrap();
+    // Ours start when the Python worker, ready, says it starts.
+    let mut lines = BufReader::new(python_worker.stdout.take().unwrap());
+    let mut line = String::new();
+    lines
+        .read_line(&mut line)
+        .expect("the Python worker's start");
+    let start: f64 = line
+        .strip_prefix("start ")
+        .and_then(|start| start.trim().parse().ok())
+        .expect("the Python worker's start");
+    let start_at = UNIX_EPOCH + Duration::from_secs_f64(start);
+    let python_output = tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        lines.read_to_string(&mut text).expect("Python output");
+        assert!(
+            python_worker.wait().unwrap().success(),
+            "the Python worker failed"
+        );
+        text
+    });
+    let Workers {
+        counts, mut waits, ..
+    } = worker_processes(&masters, 2, false, HOLD, start_at, run_for).await;
+    let text = python_output.await.unwrap();
     let mut numbers = text.split_whitespace().map(|n| n.parse::<f64>().unwrap());
     let (python_count, python_longest) = (numbers.next().unwrap(), numbers.next().unwrap());
     let total = python_count + counts.iter().sum::<f64>();

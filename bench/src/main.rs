@@ -4,7 +4,8 @@
 //!   interleaved cycle by cycle;
 //! - skip when held (`timeout = -1`) against one raw `SET NX`;
 //! - handoff (holder releases -> the next waiter holds it) against a raw `PING`;
-//! - 4 worker processes on one lock: throughput, fairness (Jain), waits, the commands each
+//! - 4 worker processes on one lock: throughput, fairness (Jain, and acquisitions in a row by
+//!   one process: how much a releaser barges ahead of the waiters), waits, the commands each
 //!   acquisition costs, counted with `MONITOR` (sent by clients / run inside scripts), and
 //!   master 0's CPU per acquisition against an uncontended acquire + release; the full run
 //!   draws the waits as `bench/waits-hold-5ms.svg` and `bench/waits-no-hold.svg`;
@@ -462,13 +463,14 @@ fn monitor(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(u64, u6
 
 type Release = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
-/// One worker's loop on the shared lock: its waits and its total hold time.
+/// One worker's loop on the shared lock: its waits with when each ended (µs since the epoch),
+/// and its total hold time.
 async fn worker(
     masters: Vec<String>,
     rslock: bool,
     hold: Duration,
     stop_at: Instant,
-) -> (Vec<Duration>, Duration) {
+) -> (Vec<(Duration, u128)>, Duration) {
     let redlock = Redlock::new(&masters).unwrap();
     let manager = LockManager::new(masters);
     let (mut waits, mut held) = (Vec::new(), Duration::ZERO);
@@ -481,7 +483,8 @@ async fn worker(
             let guard = redlock.lock("bench:fair").timeout(60).await.unwrap();
             Box::new(move || Box::pin(async move { guard.release().await.unwrap() }))
         };
-        waits.push(asked.elapsed());
+        let acquired_at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        waits.push((asked.elapsed(), acquired_at.as_micros()));
         let holding = Instant::now();
         if !hold.is_zero() {
             tokio::time::sleep(hold).await;
@@ -499,10 +502,24 @@ async fn four_workers(
     rslock: bool,
     hold: Duration,
     run_for: Duration,
-) -> (Vec<f64>, Vec<Duration>, Duration) {
+) -> Workers {
     // One start on the wall clock, shared by the processes (late enough for all to be ready).
     let start_at = SystemTime::now() + Duration::from_millis(500);
     worker_processes(masters, 4, rslock, hold, start_at, run_for).await
+}
+
+/// What the worker processes on one lock did.
+struct Workers {
+    /// Acquisitions per process.
+    counts: Vec<f64>,
+    /// Every wait, of every process.
+    waits: Vec<Duration>,
+    /// The time all of them held the lock.
+    held: Duration,
+    /// Acquisitions in a row by one process, on average: 1 when the lock always passes to
+    /// another process (strict FIFO among busy processes), high when a process that releases
+    /// takes the lock again ahead of those waiting (barging).
+    streak: f64,
 }
 
 /// Runs `count` worker processes on one lock from `start_at` for `run_for` (see `four_workers`).
@@ -513,7 +530,7 @@ async fn worker_processes(
     hold: Duration,
     start_at: SystemTime,
     run_for: Duration,
-) -> (Vec<f64>, Vec<Duration>, Duration) {
+) -> Workers {
     let epoch_ms = |at: SystemTime| at.duration_since(UNIX_EPOCH).unwrap().as_millis();
     let (start_ms, stop_ms) = (epoch_ms(start_at), epoch_ms(start_at + run_for));
     let children: Vec<_> = (0..count)
@@ -532,21 +549,35 @@ async fn worker_processes(
         .map(|child| tokio::task::spawn_blocking(move || child.wait_with_output()))
         .collect();
     let (mut counts, mut waits, mut held) = (Vec::new(), Vec::new(), Duration::ZERO);
-    for child in children {
+    // (acquired at, process) of every acquisition, for the streaks.
+    let mut acquisitions = Vec::new();
+    for (process, child) in children.into_iter().enumerate() {
         let output = child.await.unwrap().expect("worker output");
         assert!(output.status.success(), "a worker process failed");
         let text = String::from_utf8(output.stdout).unwrap();
-        let mut numbers = text.split_whitespace().map(|n| n.parse::<u64>().unwrap());
-        held += Duration::from_micros(numbers.next().unwrap());
-        let worker_waits: Vec<Duration> = numbers.map(Duration::from_micros).collect();
-        counts.push(worker_waits.len() as f64);
-        waits.extend(worker_waits);
+        let mut fields = text.split_whitespace();
+        held += Duration::from_micros(fields.next().unwrap().parse().unwrap());
+        let before = waits.len();
+        for field in fields {
+            let (wait, at) = field.split_once(',').unwrap();
+            waits.push(Duration::from_micros(wait.parse().unwrap()));
+            acquisitions.push((at.parse::<u128>().unwrap(), process));
+        }
+        counts.push((waits.len() - before) as f64);
     }
-    (counts, waits, held)
+    acquisitions.sort_unstable();
+    let runs = 1 + acquisitions.windows(2).filter(|w| w[0].1 != w[1].1).count();
+    let streak = acquisitions.len() as f64 / runs as f64;
+    Workers {
+        counts,
+        waits,
+        held,
+        streak,
+    }
 }
 
 /// The worker process: loops on the lock from the shared start to the shared deadline, then
-/// prints its total hold and each wait, in microseconds.
+/// prints its total hold and, per acquisition, `wait,acquired at`, in microseconds.
 async fn contention_worker(args: &[String]) {
     let rslock = args[0] == "rslock";
     let hold = Duration::from_micros(args[1].parse().unwrap());
@@ -559,9 +590,8 @@ async fn contention_worker(args: &[String]) {
     tokio::time::sleep_until(start_at.into()).await;
     let (waits, held) = worker(urls, rslock, hold, stop_at).await;
     let mut line = held.as_micros().to_string();
-    for wait in waits {
-        line.push(' ');
-        line.push_str(&wait.as_micros().to_string());
+    for (wait, at) in waits {
+        line.push_str(&format!(" {},{at}", wait.as_micros()));
     }
     println!("{line}");
 }
@@ -608,8 +638,12 @@ async fn contention(
             let masters = Masters::start(count);
             let reference = uncontended_redis_cpu(&masters, plan.cycles).await;
             let cpu_before = redis_cpu_us(&masters);
-            let (counts, mut waits, held) =
-                four_workers(&masters, rslock, hold, plan.contention).await;
+            let Workers {
+                counts,
+                mut waits,
+                held,
+                streak,
+            } = four_workers(&masters, rslock, hold, plan.contention).await;
             let total: f64 = counts.iter().sum();
             let redis_cpu = (redis_cpu_us(&masters) - cpu_before) / total.max(1.0);
             let jain =
@@ -630,8 +664,9 @@ async fn contention(
             // the server, so it stays out of the figures above).
             let stop = Arc::new(AtomicBool::new(false));
             let counting = monitor(masters[0].port(), Arc::clone(&stop));
-            let (counted, _, _) =
-                four_workers(&masters, rslock, hold, Duration::from_secs(1)).await;
+            let counted = four_workers(&masters, rslock, hold, Duration::from_secs(1))
+                .await
+                .counts;
             stop.store(true, Ordering::Relaxed);
             let (sent, in_scripts) = counting.join().unwrap();
             let acquisitions = counted.iter().sum::<f64>().max(1.0);
@@ -643,6 +678,7 @@ async fn contention(
                 format!("{throughput:.0}/s"),
                 versus_hold,
                 format!("{jain:.3}"),
+                format!("{streak:.2}"),
                 format!("{counts:?}"),
                 format!(
                     "{} / {} / {}",
@@ -862,6 +898,7 @@ async fn waiting_sections(report: &mut Report, plan: &Plan, quick: bool) {
             "throughput",
             "x 1/hold",
             "Jain",
+            "in a row",
             "per worker",
             "wait p50 / p99 / max",
             "cmds sent/acq",

@@ -191,14 +191,16 @@ impl Drop for WaitingStats {
     }
 }
 
-/// How long the count of a stats name may lag behind its waiters once the first is counted:
-/// the changes meanwhile make one write, so that a process whose waits come and go (a hot
-/// lock) writes its count a few times a second, not twice per wait.
+/// How long the count of a stats name may lag behind its waiters: a process counts a waiter
+/// only once it has waited this long, and the changes meanwhile make one write, so that a
+/// process whose waits come and go (a hot lock) writes its count a few times a second, not
+/// twice per wait, and a wait shorter than this (most waits on a hot lock) is never written.
 const COALESCE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The task that keeps this process's entry for `stats_name` in step with its waiters: it
-/// writes the first count at once, then at most once per [`COALESCE`] while it changes, and
-/// refreshes the entry while it counts anyone; it ends once it wrote zero and nobody came.
+/// writes the count after [`COALESCE`], then at most once per [`COALESCE`] while it changes,
+/// and refreshes the entry while it counts anyone; it ends once the count written is zero and
+/// nobody came.
 async fn keep_counted(
     waiters: Arc<Waiters>,
     master: Arc<Master>,
@@ -207,8 +209,10 @@ async fn keep_counted(
 ) {
     let entry = Uuid::new_v4().hyphenated().to_string();
     let counter = waiting_key(&stats_name);
-    let mut written = None;
+    // What the server counts for this entry: nothing until the first write.
+    let mut written = 0;
     let mut refresh_at = tokio::time::Instant::now();
+    tokio::time::sleep(COALESCE).await;
     loop {
         let (count, counting_out) = {
             let mut counts = waiters.lock();
@@ -218,11 +222,11 @@ async fn keep_counted(
             (count.waiters, count.counting_out.take())
         };
         let now = tokio::time::Instant::now();
-        if written != Some(count) || now >= refresh_at {
+        if written != count || (count > 0 && now >= refresh_at) {
             if let Err(error) = stats_call(&master, &counter, Op::Set(count), &entry).await {
                 tracing::debug!(master = %master.label, %counter, count, %error, "redlock: waiting statistics not updated; a stale entry expires and the count is repaired");
             }
-            written = Some(count);
+            written = count;
             refresh_at = now + PLACE_TTL / 3;
         }
         drop(counting_out);
