@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{get, redlock};
-use configurable_redlock::{LockError, lock_key};
+use configurable_redlock::{LockError, Redlock, lock_key};
 use redlock_runtime::test_util::Masters;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,4 +146,58 @@ async fn lost_never_resolves_while_the_lock_is_held() {
 
     assert!(resolved.is_err(), "the watchdog kept it");
     guard.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_guards_are_renewed_through_a_paused_minority_and_none_is_lost() {
+    let masters = Masters::start(3);
+    // The default bound on a call to a master (200 ms).
+    let redlock = Redlock::new(masters.urls()).unwrap();
+    // Renewed every 667 ms, in batches: a renewal may run a second late on a loaded machine
+    // and still keep its lock.
+    let ttl = Duration::from_secs(2);
+    let names: Vec<String> = (0..2000).map(|n| format!("many:{n}")).collect();
+    let mut guards = Vec::new();
+    // Taken 250 at a time, as a worker takes its jobs' locks: a burst of 2,000 at once would
+    // starve the first renewals of a debug build on a loaded machine.
+    for chunk in names.chunks(250) {
+        let redlock = &redlock;
+        let taken = futures_util::future::join_all(chunk.iter().map(|name| async move {
+            redlock
+                .lock(name.as_str())
+                .auto_release_time(ttl)
+                .timeout(30)
+                .await
+        }))
+        .await;
+        for guard in taken {
+            guards.push(guard.expect("every lock taken"));
+        }
+    }
+
+    // Master 2 stops answering for two TTLs: every renewal meanwhile is decided by the other
+    // two, and none may wait for it.
+    masters[2].pause();
+    tokio::time::sleep(2 * ttl).await;
+    masters[2].resume();
+    tokio::time::sleep(ttl).await;
+
+    let lost = guards.iter().filter(|guard| guard.is_lost()).count();
+    assert_eq!(lost, 0, "guards lost of {}", guards.len());
+    for index in 0..2 {
+        let keys: Vec<String> = names.iter().map(|name| lock_key(name)).collect();
+        let values: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query(&mut masters[index].connection())
+            .unwrap();
+        let kept = guards
+            .iter()
+            .zip(&values)
+            .filter(|(guard, value)| value.as_deref() == Some(guard.value()))
+            .count();
+        assert_eq!(kept, guards.len(), "locks kept on master {index}");
+    }
+    for guard in guards {
+        guard.release().await.unwrap();
+    }
 }

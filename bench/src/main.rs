@@ -11,10 +11,15 @@
 //!   draws the waits as `bench/waits-hold-5ms.svg` and `bench/waits-no-hold.svg`;
 //! - liveness: a cold start of thousands of waiters on a busy machine, a mixed fleet with the
 //!   Python library, a dead head of the queue (`--liveness` runs only these);
-//! - 1,000 tasks on distinct names in one process, against the floor at the same concurrency;
+//! - 1,000 tasks on distinct names in one process, against the floor at the same concurrency,
+//!   1 and 3 masters, with the client's CPU per cycle;
+//! - 10,000 guards held at once, renewed by the watchdog: renewals per second, how many one
+//!   server read carries (batching), the client's CPU per renewal, losses (`--scale` runs
+//!   only these and the row above);
 //! - memory: RSS over 100,000 cycles on 100,000 distinct names.
 //!
-//! `cargo run --release -p redlock-bench [-- --quick] [-- --waiting] [-- --liveness] [-- --json PATH]`
+//! `cargo run --release -p redlock-bench [-- --quick] [-- --waiting] [-- --liveness] [-- --scale]
+//! [-- --json PATH]`
 //!
 //! The floor is what any Redlock must send: `SET NX PX`, then an `EVALSHA` compare-and-delete,
 //! on one multiplexed connection per master, masters in parallel. rslock runs with its
@@ -54,6 +59,7 @@ struct Plan {
     peer_handoffs: usize,
     contention: Duration,
     scale: Duration,
+    held: Duration,
     memory_cycles: usize,
     cold_start_tasks: usize,
     mixed_fleet: Duration,
@@ -69,6 +75,7 @@ impl Plan {
                 peer_handoffs: 5,
                 contention: Duration::from_secs(1),
                 scale: Duration::from_secs(1),
+                held: Duration::from_secs(6),
                 memory_cycles: 10_000,
                 cold_start_tasks: 200,
                 mixed_fleet: Duration::from_secs(3),
@@ -81,6 +88,7 @@ impl Plan {
                 peer_handoffs: 30,
                 contention: Duration::from_secs(10),
                 scale: Duration::from_secs(5),
+                held: Duration::from_secs(60),
                 memory_cycles: 100_000,
                 cold_start_tasks: 2_000,
                 mixed_fleet: Duration::from_secs(20),
@@ -731,27 +739,121 @@ where
     total as f64 / run_for.as_secs_f64()
 }
 
+/// This process's CPU time so far (user + system), from `/proc/self/stat` (10 ms ticks).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses: utime and stime are the
+    // 12th and 13th of them.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field =
+        |index: usize| -> u64 { fields.get(index).and_then(|f| f.parse().ok()).unwrap_or(0) };
+    let ticks = field(11) + field(12);
+    Duration::from_millis(ticks * 10)
+}
+
+/// Acquisitions per second and client CPU per cycle of 1,000 tasks on distinct names.
+async fn distinct_names_cpu<F, Fut>(run_for: Duration, cycle: F) -> (f64, Duration)
+where
+    F: Fn(String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let cpu = process_cpu();
+    let rate = distinct_names(1_000, run_for, cycle).await;
+    let cycles = rate * run_for.as_secs_f64();
+    (rate, (process_cpu() - cpu).div_f64(cycles.max(1.0)))
+}
+
 async fn scale(report: &mut Report, plan: &Plan) {
-    let masters = Masters::start(1);
-    let redlock = Redlock::new(masters.urls()).unwrap();
-    let connections = Arc::new(raw_connections(&masters).await);
-    let script = Arc::new(Script::new(RELEASE));
-    let floor = distinct_names(1_000, plan.scale, move |name| {
-        let (connections, script) = (Arc::clone(&connections), Arc::clone(&script));
-        async move { floor_cycle(&connections, &script, &name).await }
-    })
-    .await;
-    let ours = distinct_names(1_000, plan.scale, move |name| {
-        let redlock = redlock.clone();
-        async move { api_cycle(&redlock, &name).await }
-    })
-    .await;
-    report.row(vec![
-        "1000".into(),
-        format!("{floor:.0}/s"),
-        format!("{ours:.0}/s"),
-        format!("{:.3}", ours / floor),
-    ]);
+    for count in [1, 3] {
+        let masters = Masters::start(count);
+        let redlock = Redlock::new(masters.urls()).unwrap();
+        let connections = Arc::new(raw_connections(&masters).await);
+        let script = Arc::new(Script::new(RELEASE));
+        let (floor, floor_cpu) = distinct_names_cpu(plan.scale, move |name| {
+            let (connections, script) = (Arc::clone(&connections), Arc::clone(&script));
+            async move { floor_cycle(&connections, &script, &name).await }
+        })
+        .await;
+        let (ours, ours_cpu) = distinct_names_cpu(plan.scale, move |name| {
+            let redlock = redlock.clone();
+            async move { api_cycle(&redlock, &name).await }
+        })
+        .await;
+        report.row(vec![
+            count.to_string(),
+            format!("{floor:.0}/s"),
+            format!("{ours:.0}/s"),
+            format!("{:.3}", ours / floor),
+            format!("{:.1} µs", floor_cpu.as_secs_f64() * 1e6),
+            format!("{:.1} µs", ours_cpu.as_secs_f64() * 1e6),
+            format!("{:.2}", ours_cpu.as_secs_f64() / floor_cpu.as_secs_f64()),
+        ]);
+    }
+}
+
+/// A counter of one server's `INFO stats` (or `INFO commandstats` field), so far.
+fn server_stat(masters: &Masters, section: &str, line_prefix: &str, field: &str) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg(section)
+        .query(&mut masters[0].connection())
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix(line_prefix))
+        .and_then(|rest| {
+            rest.split(',')
+                .find_map(|pair| pair.strip_prefix(field))
+                .and_then(|value| value.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+/// 10,000 guards held at once (TTL 1.5 s, renewed every 0.5 s by the watchdog) for
+/// `plan.held`: renewals per second and the server reads that carried them on master 0, the
+/// client's CPU per renewal, and the guards lost.
+async fn held_guards(report: &mut Report, plan: &Plan) {
+    const GUARDS: usize = 10_000;
+    const TTL: Duration = Duration::from_millis(1500);
+    for count in [1, 3] {
+        let masters = Masters::start(count);
+        let redlock = Redlock::new(masters.urls()).unwrap();
+        let mut guards = Vec::with_capacity(GUARDS);
+        for chunk in (0..GUARDS).collect::<Vec<_>>().chunks(500) {
+            let taken = join_all(chunk.iter().map(|n| {
+                let redlock = &redlock;
+                async move {
+                    redlock
+                        .lock(format!("bench:held:{n}"))
+                        .auto_release_time(TTL)
+                        .timeout(30)
+                        .await
+                        .unwrap()
+                }
+            }))
+            .await;
+            guards.extend(taken);
+        }
+        let renewals = || server_stat(&masters, "commandstats", "cmdstat_evalsha:", "calls=");
+        let reads = || server_stat(&masters, "stats", "total_reads_processed:", "");
+        let (renewals_before, reads_before, cpu_before) = (renewals(), reads(), process_cpu());
+        tokio::time::sleep(plan.held).await;
+        let renewed = renewals() - renewals_before;
+        let read = reads() - reads_before;
+        let cpu = process_cpu() - cpu_before;
+        let lost = guards.iter().filter(|guard| guard.is_lost()).count();
+        report.row(vec![
+            count.to_string(),
+            GUARDS.to_string(),
+            format!("{} s", plan.held.as_secs()),
+            format!("{:.0}/s", renewed / plan.held.as_secs_f64()),
+            format!("{:.1}", renewed / read.max(1.0)),
+            format!("{:.1} µs", cpu.as_secs_f64() * 1e6 / renewed.max(1.0)),
+            lost.to_string(),
+        ]);
+        join_all(guards.into_iter().map(|guard| guard.release())).await;
+    }
 }
 
 fn rss_kib() -> u64 {
@@ -960,19 +1062,47 @@ async fn main() {
     println!("machine: {}", machine());
     // `--waiting`: only the handoff and contention sections (the ones a change of the wait moves).
     let waiting_only = args.iter().any(|arg| arg == "--waiting");
-    if !waiting_only {
+    // `--scale`: only the rows of many locks in one process (distinct names, held guards).
+    let scale_only = args.iter().any(|arg| arg == "--scale");
+    if !waiting_only && !scale_only {
         uncontended_sections(&mut report, &plan).await;
     }
-    waiting_sections(&mut report, &plan, quick).await;
-    if waiting_only {
-        return;
+    if !scale_only {
+        waiting_sections(&mut report, &plan, quick).await;
+        if waiting_only {
+            return;
+        }
+        liveness_sections(&mut report, &plan).await;
     }
-    liveness_sections(&mut report, &plan).await;
     report.section(
-        "1,000 tasks on distinct names, 1 master",
-        vec!["tasks", "floor", "API", "API / floor"],
+        "1,000 tasks on distinct names, each looping acquire + release",
+        vec![
+            "masters",
+            "floor",
+            "API",
+            "API / floor",
+            "floor CPU/cycle",
+            "API CPU/cycle",
+            "API / floor CPU",
+        ],
     );
     scale(&mut report, &plan).await;
+    report.section(
+        "held guards, renewed by the watchdog (TTL 1.5 s); master 0",
+        vec![
+            "masters",
+            "guards",
+            "held for",
+            "renewals",
+            "renewals per server read",
+            "client CPU/renewal",
+            "lost",
+        ],
+    );
+    held_guards(&mut report, &plan).await;
+    if scale_only {
+        return;
+    }
     report.section(
         "memory: RSS over cycles on distinct names",
         vec!["cycles", "after 10%", "after 50%", "after 100%"],

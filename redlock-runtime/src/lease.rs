@@ -17,10 +17,11 @@ use crate::{
     backend::Backend,
     keys::{Counter, FOREIGN_WINDOW, GRANT, LockKeys},
     line::Lines,
+    master::CallError,
     observe,
-    quorum::{Tally, drift, fan_out},
+    quorum::{Tally, Verdict, drift, fan_out},
     rt,
-    scripts::{self, ScriptCall},
+    scripts::{self, ScriptBatch, ScriptCall},
 };
 
 /// What identifies one hold of the lock on the masters; shared with the watchdog and with
@@ -83,10 +84,93 @@ pub(crate) async fn renew(
     validity: &watch::Sender<Validity>,
 ) -> Result<(), LockError> {
     let started = Instant::now();
+    let renewed = round_if_ours(lease, extend_call(lease)).await.map(drop);
+    record_renewal(lease, validity, started, &renewed);
+    renewed
+}
+
+/// Renews many holds of one client at once (the watchdog's due renewals): on each master one
+/// pipeline carries every hold's compare-and-extend, a single round trip, and each hold is
+/// decided by a quorum of its own and recorded as [`renew`] records one. Returns the outcomes
+/// in the order of `holds`.
+pub(crate) async fn renew_many(backend: &Backend, holds: &[Hold]) -> Vec<Result<(), LockError>> {
+    let started = Instant::now();
+    let masters = &backend.masters;
+    let batch = Arc::new(ScriptBatch::new(
+        &scripts::EXTEND,
+        holds.iter().map(|hold| extend_call(&hold.lease)),
+    ));
+    let mut tallies: Vec<Tally> = holds.iter().map(|_| Tally::new(masters.len())).collect();
+    let stragglers = fan_out(
+        masters,
+        |master| {
+            let batch = Arc::clone(&batch);
+            async move {
+                master
+                    .call(
+                        |mut connection| async move { batch.invoke::<i64>(&mut connection).await },
+                    )
+                    .await
+            }
+        },
+        |index, replies| {
+            match replies {
+                Ok(replies) => {
+                    for (tally, reply) in tallies.iter_mut().zip(replies) {
+                        match reply {
+                            Ok(reply) if reply >= 0 => tally.yes(),
+                            Ok(_) => tally.no(),
+                            Err(error) => {
+                                tally.failed(masters[index].failure(&CallError::Redis(error)));
+                            }
+                        }
+                    }
+                }
+                Err(error) => {
+                    let failure = masters[index].failure(&error);
+                    for tally in &mut tallies {
+                        tally.failed(failure.clone());
+                    }
+                }
+            }
+            if tallies
+                .iter()
+                .all(|tally| matches!(tally.verdict(), Verdict::Decided))
+            {
+                Verdict::Decided
+            } else {
+                Verdict::Undecided
+            }
+        },
+    )
+    .await;
+    stragglers.finish_in_background(|_, _| {});
+    holds
+        .iter()
+        .zip(tallies)
+        .map(|(Hold { lease, validity }, tally)| {
+            let renewed = outcome(lease, tally).map(drop);
+            record_renewal(lease, validity, started, &renewed);
+            renewed
+        })
+        .collect()
+}
+
+/// The compare-and-extend of a hold to its TTL.
+fn extend_call(lease: &Lease) -> ScriptCall {
     let ttl_ms = lease.ttl.as_millis() as u64;
-    let extend = ScriptCall::owned(&scripts::EXTEND, &lease.keys, &lease.value).arg(ttl_ms);
-    let renewed = round_if_ours(lease, extend).await.map(drop);
-    match &renewed {
+    ScriptCall::owned(&scripts::EXTEND, &lease.keys, &lease.value).arg(ttl_ms)
+}
+
+/// Records the outcome of a renewal started at `started`: a fresh validity, or the loss (unless
+/// the release started: then the key is gone because we deleted or granted it).
+fn record_renewal(
+    lease: &Lease,
+    validity: &watch::Sender<Validity>,
+    started: Instant,
+    renewed: &Result<(), LockError>,
+) {
+    match renewed {
         Ok(()) => {
             let fresh = lease
                 .ttl
@@ -99,7 +183,6 @@ pub(crate) async fn renew(
         }
         Err(_) => {}
     }
-    renewed
 }
 
 pub(crate) fn mark_lost(lease: &Lease, validity: &watch::Sender<Validity>, why: &str) {
@@ -198,8 +281,14 @@ async fn round_if_ours(lease: &Lease, call: ScriptCall) -> Result<u64, LockError
     )
     .await;
     stragglers.finish_in_background(|_, _| {});
+    outcome(lease, tally).map(|()| highest)
+}
+
+/// What a round on a lock of ours decided: done by a quorum, `Lost` once a quorum said "not
+/// ours", else `Unavailable`.
+fn outcome(lease: &Lease, tally: Tally) -> Result<(), LockError> {
     if tally.granted() {
-        Ok(highest)
+        Ok(())
     } else if tally.refused() {
         Err(LockError::Lost {
             name: lease.name.clone(),
@@ -208,7 +297,7 @@ async fn round_if_ours(lease: &Lease, call: ScriptCall) -> Result<u64, LockError
         Err(LockError::Unavailable {
             name: lease.name.clone(),
             quorum: lease.backend.quorum(),
-            masters: masters.len(),
+            masters: lease.backend.masters.len(),
             failures: tally.into_failures(),
         })
     }

@@ -1,21 +1,34 @@
 //! The watchdog of every guard: one timer task per process keeps the renewal deadlines (on the
-//! runtime of the blocking API, which never stops) and starts each renewal on its guard's own
-//! runtime when it is due. A task spawned and aborted per guard cost a tenth of the client's
-//! work per lock cycle; here a guard costs two map updates, and the timer is woken only when a
-//! deadline comes earlier than the one it sleeps until.
+//! runtime of the blocking API, which never stops) and renews the guards that are due in
+//! batches: those of one client and one runtime in one task, on that runtime, with one
+//! pipelined round trip per master (see `lease::renew_many`). A task spawned and aborted per
+//! guard cost a tenth of the client's work per lock cycle, and a script call per renewal cost
+//! more client work than a lock cycle; here a guard costs two map updates, the timer is woken
+//! only when a deadline comes earlier than the one it sleeps until, and deadlines that fall
+//! close together are renewed together.
 
 use std::{
     collections::{BTreeSet, HashMap},
-    sync::{LazyLock, Mutex, MutexGuard},
+    sync::{Arc, LazyLock, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
-use tokio::{runtime::Handle, sync::Notify, task::AbortHandle};
+use tokio::{runtime::Handle, sync::Notify};
 
 use crate::{
     LockError,
-    lease::{Hold, mark_lost, renew},
+    backend::Backend,
+    lease::{Hold, mark_lost, renew_many},
 };
+
+/// How much earlier than due a renewal may run to join a batch: renewals fall due every third
+/// of a TTL, so a few milliseconds early cost nothing, and guards taken close together (a
+/// worker that starts many jobs at once) share their round trips from then on.
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
+
+/// The most renewals in one pipeline: a larger batch is split, so that no single reply takes
+/// long enough to reach a call's time bound on a busy master.
+const BATCH_MAX: usize = 1000;
 
 /// A guard's place in the schedule, until [`cancel`].
 #[derive(Debug, Clone, Copy)]
@@ -27,8 +40,6 @@ struct Entry {
     runtime: Handle,
     /// When the next renewal is due; `None` while one runs.
     due: Option<Instant>,
-    /// The renewal running now, stopped when the guard ends.
-    running: Option<AbortHandle>,
 }
 
 #[derive(Default)]
@@ -65,7 +76,6 @@ impl State {
             return false;
         };
         entry.due = Some(at);
-        entry.running = None;
         self.due.insert((at, id));
         self.wakes_at.is_none_or(|wakes_at| at < wakes_at)
     }
@@ -87,7 +97,6 @@ pub(crate) fn register(hold: Hold, runtime: Handle) -> Registration {
         hold,
         runtime,
         due: None,
-        running: None,
     };
     state.entries.insert(id, entry);
     let wake = state.schedule(id, at);
@@ -98,7 +107,8 @@ pub(crate) fn register(hold: Hold, runtime: Handle) -> Registration {
     Registration(id)
 }
 
-/// Ends the renewals of a guard, stopping one that is running.
+/// Ends the renewals of a guard. One running now (in a batch) finishes; its outcome is
+/// ignored, and a release that started first keeps it from counting as a loss.
 pub(crate) fn cancel(Registration(id): Registration) {
     let mut state = RENEWALS.lock();
     let entry = state.entries.remove(&id);
@@ -106,36 +116,37 @@ pub(crate) fn cancel(Registration(id): Registration) {
         state.due.remove(&(at, id));
     }
     drop(state);
-    if let Some(running) = entry.as_ref().and_then(|entry| entry.running.as_ref()) {
-        running.abort();
-    }
+    drop(entry);
+}
+
+/// Renewals due together that one task runs: the guards of one client on one runtime.
+struct Batch {
+    runtime: Handle,
+    backend: Arc<Backend>,
+    guards: Vec<(u64, Hold)>,
 }
 
 /// Sleeps until the earliest deadline (or an earlier one is scheduled) and starts the renewals
-/// that are due.
+/// that are due, in batches.
 async fn timer() {
     let renewals = &*RENEWALS;
     loop {
         let earlier = renewals.earlier.notified();
-        let next = {
-            let now = Instant::now();
+        let (batches, next) = {
             let mut state = renewals.lock();
-            while let Some(&(at, id)) = state.due.first() {
-                if at > now {
-                    break;
-                }
-                state.due.pop_first();
-                if let Some(entry) = state.entries.get_mut(&id) {
-                    entry.due = None;
-                    let job = renewal(id, entry.hold.clone());
-                    // Started under the lock, so that `cancel` finds it to stop.
-                    entry.running = Some(entry.runtime.spawn(job).abort_handle());
-                }
-            }
+            let batches = take_due(&mut state, Instant::now() + BATCH_WINDOW);
             let next = state.due.first().map(|&(at, _)| at);
             state.wakes_at = next;
-            next
+            (batches, next)
         };
+        for batch in batches {
+            for guards in batch.guards.chunks(BATCH_MAX) {
+                let job = renew_batch(Arc::clone(&batch.backend), guards.to_vec());
+                // A runtime that shut down drops the job: its guards are not renewed again,
+                // as a task of theirs would not be.
+                drop(batch.runtime.spawn(job));
+            }
+        }
         match next {
             Some(at) => {
                 tokio::select! {
@@ -148,15 +159,71 @@ async fn timer() {
     }
 }
 
-/// One renewal of a registered guard, then its next deadline (if the lock is still held).
-async fn renewal(id: u64, hold: Hold) {
-    let Hold { lease, validity } = &hold;
-    let next = match renew(lease, validity).await {
-        Ok(()) => Some(Instant::now() + lease.ttl / 3),
+/// Takes the renewals due by `until` out of the schedule, grouped by client and runtime.
+fn take_due(state: &mut State, until: Instant) -> Vec<Batch> {
+    let mut batches: Vec<Batch> = Vec::new();
+    while let Some(&(at, id)) = state.due.first() {
+        if at > until {
+            break;
+        }
+        state.due.pop_first();
+        let Some(entry) = state.entries.get_mut(&id) else {
+            continue;
+        };
+        entry.due = None;
+        let backend = &entry.hold.lease.backend;
+        let together = |batch: &&mut Batch| {
+            Arc::ptr_eq(&batch.backend, backend) && batch.runtime.id() == entry.runtime.id()
+        };
+        match batches.iter_mut().find(together) {
+            Some(batch) => batch.guards.push((id, entry.hold.clone())),
+            None => batches.push(Batch {
+                runtime: entry.runtime.clone(),
+                backend: Arc::clone(backend),
+                guards: vec![(id, entry.hold.clone())],
+            }),
+        }
+    }
+    batches
+}
+
+/// One renewal of each guard of a batch, then their next deadlines (for those still held).
+async fn renew_batch(backend: Arc<Backend>, guards: Vec<(u64, Hold)>) {
+    let holds: Vec<Hold> = guards.iter().map(|(_, hold)| hold.clone()).collect();
+    let outcomes = renew_many(&backend, &holds).await;
+    let now = Instant::now();
+    let next: Vec<(u64, Option<Instant>)> = guards
+        .iter()
+        .zip(outcomes)
+        .map(|((id, hold), renewed)| (*id, next_renewal(hold, renewed, now)))
+        .collect();
+    let renewals = &*RENEWALS;
+    let mut state = renewals.lock();
+    let mut wake = false;
+    let mut ended = Vec::new();
+    for (id, at) in next {
+        match at {
+            Some(at) => wake |= state.schedule(id, at),
+            None => ended.extend(state.entries.remove(&id)),
+        }
+    }
+    drop(state);
+    drop(ended);
+    if wake {
+        renewals.earlier.notify_one();
+    }
+}
+
+/// When a guard renews next after a renewal: a third of its TTL later, sooner after a
+/// failure; never once it is lost (marked so here when no quorum renewed it in time).
+fn next_renewal(hold: &Hold, renewed: Result<(), LockError>, now: Instant) -> Option<Instant> {
+    let Hold { lease, validity } = hold;
+    match renewed {
+        Ok(()) => Some(now + lease.ttl / 3),
         Err(LockError::Lost { .. }) => None,
         Err(error) => {
             let valid_until = validity.borrow().valid_until;
-            if Instant::now() >= valid_until {
+            if now >= valid_until {
                 mark_lost(
                     lease,
                     validity,
@@ -170,24 +237,9 @@ async fn renewal(id: u64, hold: Hold) {
                     .config
                     .retry_delay
                     .max(Duration::from_millis(1));
-                Some((Instant::now() + retry).min(valid_until))
+                Some((now + retry).min(valid_until))
             }
         }
-    };
-    let renewals = &*RENEWALS;
-    let mut state = renewals.lock();
-    let wake = match next {
-        Some(at) => state.schedule(id, at),
-        None => {
-            let ended = state.entries.remove(&id);
-            drop(state);
-            drop(ended);
-            return;
-        }
-    };
-    drop(state);
-    if wake {
-        renewals.earlier.notify_one();
     }
 }
 
@@ -224,7 +276,6 @@ mod tests {
             hold: Hold::new(lease, Instant::now() + Duration::from_secs(30)),
             runtime: runtime.handle().clone(),
             due: None,
-            running: None,
         }
     }
 

@@ -3,7 +3,8 @@
 use std::sync::LazyLock;
 
 use redis::{
-    Arg, Cmd, ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind, ToRedisArgs,
+    Arg, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisResult, Script, ServerErrorKind,
+    ToRedisArgs,
 };
 
 use crate::{
@@ -119,18 +120,91 @@ impl ScriptCall {
         connection: &mut Handle,
     ) -> RedisResult<T> {
         match self.cmd.query_async(connection).await {
-            Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                let mut eval = Cmd::with_capacity(16, 512 + self.lua.code.len());
-                eval.arg("EVAL").arg(self.lua.code);
-                // After `EVALSHA` and the digest: the key count, the keys, the arguments.
-                for arg in self.cmd.args_iter().skip(2) {
-                    if let Arg::Simple(bytes) = arg {
-                        eval.arg(bytes);
-                    }
-                }
-                eval.query_async(connection).await
+            Err(err) if is_no_script(&err) => {
+                self.lua.eval_of(&self.cmd).query_async(connection).await
             }
             other => other,
+        }
+    }
+}
+
+fn is_no_script(err: &redis::RedisError) -> bool {
+    err.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+}
+
+impl Lua {
+    /// The `EVAL` of an `EVALSHA` of this script: the same keys and arguments.
+    fn eval_of(&self, evalsha: &Cmd) -> Cmd {
+        let mut eval = Cmd::with_capacity(16, 512 + self.code.len());
+        eval.arg("EVAL").arg(self.code);
+        // After `EVALSHA` and the digest: the key count, the keys, the arguments.
+        for arg in evalsha.args_iter().skip(2) {
+            if let Arg::Simple(bytes) = arg {
+                eval.arg(bytes);
+            }
+        }
+        eval
+    }
+}
+
+/// Many calls of one script in one pipeline: one round trip to a master carries them all (the
+/// watchdog's renewals of every guard due at once), and each reply stands on its own.
+pub(crate) struct ScriptBatch {
+    lua: &'static Lua,
+    pipeline: Pipeline,
+}
+
+impl ScriptBatch {
+    /// The batch of `calls`, all of one script.
+    pub(crate) fn new(lua: &'static Lua, calls: impl IntoIterator<Item = ScriptCall>) -> Self {
+        let mut pipeline = redis::pipe();
+        pipeline.ignore_errors();
+        for call in calls {
+            pipeline.add_command(call.cmd);
+        }
+        Self { lua, pipeline }
+    }
+
+    /// Runs every call (see [`all_at_once`]); a master that does not know the script gets the
+    /// calls it refused again, as `EVAL`s.
+    pub(crate) async fn invoke<T: FromRedisValue + Send>(
+        &self,
+        connection: &mut Handle,
+    ) -> RedisResult<Vec<RedisResult<T>>> {
+        let mut replies: Vec<RedisResult<T>> = all_at_once(&self.pipeline, connection).await?;
+        let refused: Vec<usize> = (0..replies.len())
+            .filter(|&index| replies[index].as_ref().is_err_and(is_no_script))
+            .collect();
+        if !refused.is_empty() {
+            let calls: Vec<&Cmd> = self.pipeline.cmd_iter().collect();
+            let mut evals = redis::pipe();
+            evals.ignore_errors();
+            for &index in &refused {
+                evals.add_command(self.lua.eval_of(calls[index]));
+            }
+            let again = all_at_once(&evals, connection).await?;
+            for (index, reply) in refused.into_iter().zip(again) {
+                replies[index] = reply;
+            }
+        }
+        Ok(replies)
+    }
+}
+
+/// The commands of `pipeline` in one round trip on a server; in a cluster, each on its own (a
+/// pipeline goes to one node, and the commands' keys lie in many slots), all at once.
+async fn all_at_once<T: FromRedisValue + Send>(
+    pipeline: &Pipeline,
+    connection: &mut Handle,
+) -> RedisResult<Vec<RedisResult<T>>> {
+    match connection {
+        Handle::Server(server) => pipeline.query_async(server).await,
+        Handle::Cluster(_) => {
+            let commands = pipeline.cmd_iter().map(|cmd| {
+                let mut connection = connection.clone();
+                async move { cmd.query_async(&mut connection).await }
+            });
+            Ok(futures_util::future::join_all(commands).await)
         }
     }
 }
