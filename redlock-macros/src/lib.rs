@@ -36,7 +36,7 @@ use proc_macro::TokenStream;
 /// | `guard` | an identifier bound to `&LockGuard` in the body (`is_lost`, `lost`, `extend`, `fencing_token`…) | none |
 /// | `reentrant` | flag: a function that already holds the lock (same task, or same thread for a plain `fn`) runs nested without waiting; the outermost call releases | off: waiting forever for a lock you hold is `Err(LockError::Reentered)` |
 /// | `abort_on_lost` | flag, for `async` functions returning `Result`: when the lock is lost, drop the body at its next `.await` and return `Err(LockError::Lost)` | off |
-/// | `crate` | path string of the runtime, for users of `redlock-runtime` without the facade | `"::configurable_redlock"` |
+/// | `crate` | path string of the runtime: the facade's name when `Cargo.toml` renames it (`locks = { package = "configurable-redlock", … }` → `crate = "::locks"`), or `"::redlock_runtime"` for users of the runtime without the facade | `"::configurable_redlock"` |
 ///
 /// With `auto_extend` (the default) the guard's watchdog renews the lock every third of its
 /// TTL while the body runs; `auto_extend = false` keeps the fixed TTL of the Python library.
