@@ -405,3 +405,63 @@ async fn names_can_be_expressions_over_fields_and_methods() {
     assert!(invoice.refund(&client).await.unwrap(), "held as `refund:7`");
     assert_eq!(get(&masters, 0, &lock_key("invoice:acme:7")), None);
 }
+
+/// An application's own error and result alias, as job code writes them.
+#[derive(Debug)]
+enum JobError {
+    Lock(LockError),
+}
+
+impl From<LockError> for JobError {
+    fn from(error: LockError) -> Self {
+        Self::Lock(error)
+    }
+}
+
+type JobResult<T> = Result<T, JobError>;
+
+struct Jobs {
+    locks: Redlock,
+}
+
+impl Jobs {
+    #[redlock(name = "alias:{id}", timeout = 0.2, client = &self.locks)]
+    async fn run(&self, id: u32) -> JobResult<u32> {
+        Ok(id)
+    }
+
+    #[redlock(name = "alias:{id}", timeout = -1, silent, client = &self.locks)]
+    async fn run_unless_running(&self, id: u32) -> JobResult<u32> {
+        Ok(id)
+    }
+
+    #[redlock(name = "{name}", client = &self.locks)]
+    async fn run_named(&self, name: &str) -> JobResult<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_alias_is_a_result() {
+    let masters = Masters::start(1);
+    let jobs = Jobs {
+        locks: redlock(&masters),
+    };
+    assert_eq!(jobs.run(1).await.unwrap(), 1);
+    let held = redlock(&masters).lock("alias:1").await.unwrap();
+    assert!(
+        matches!(
+            jobs.run(1).await,
+            Err(JobError::Lock(LockError::Timeout { .. }))
+        ),
+        "the timeout is returned through the alias"
+    );
+    assert_eq!(
+        jobs.run_unless_running(1).await.unwrap(),
+        0,
+        "`silent`: Ok(default) when held elsewhere"
+    );
+    held.release().await.unwrap();
+    // Waiting forever, a misconfiguration (an empty name) is returned, not a panic.
+    assert!(matches!(jobs.run_named("").await, Err(JobError::Lock(_))));
+}

@@ -111,20 +111,51 @@ fn wrap(plan: &Plan, block: &Block) -> Vec<Stmt> {
             quote!(#private::release(__redlock_guard).await),
         )
     };
-    // `silent` calls carry the span of `silent`, so a missing `Default` is reported there.
-    let on_failure = match plan.failure {
-        Failure::Fail => quote!(#private::fail(__redlock_error)),
-        Failure::SkipOrFail(span) => respan(quote!(#private::skip_or_fail(__redlock_error)), span),
-        Failure::Skip(span) => respan(quote!(#private::skip(__redlock_error)), span),
-        Failure::Unrecoverable => quote!(#private::unrecoverable(__redlock_error)),
+    // The calls carry the span of `silent` or `timeout`, so that a return type that cannot
+    // take the failure is reported there.
+    let on_failure = match (&plan.failure, &plan.body_type) {
+        (Failure::Fail(span), _) => respan(quote!(#private::fail(__redlock_error)), *span),
+        (Failure::FailOrPanic, Some(ty)) => quote!({
+            // One of the two serves: which one is the point.
+            #[allow(unused_imports)]
+            use #private::{ReturnsOther as _, ReturnsResult as _};
+            (&#private::Returns::<#ty>::NEW).forever_failure(__redlock_error)
+        }),
+        (Failure::Skip(span), Some(ty)) => respan(
+            quote!({
+                #[allow(unused_imports)]
+                use #private::{SilentOther as _, SilentResult as _};
+                (&#private::Returns::<#ty>::NEW).silent_failure(__redlock_error)
+            }),
+            *span,
+        ),
+        // A type with `impl Trait` in it cannot be named here: its spelling decides.
+        (Failure::FailOrPanic, None) if plan.spelled_result => {
+            quote!(#private::fail(__redlock_error))
+        }
+        (Failure::FailOrPanic, None) => quote!(#private::unrecoverable(__redlock_error)),
+        (Failure::Skip(span), None) if plan.spelled_result => {
+            respan(quote!(#private::skip_or_fail(__redlock_error)), *span)
+        }
+        (Failure::Skip(span), None) => respan(quote!(#private::skip(__redlock_error)), *span),
     };
     let bind_guard = plan
         .guard
         .as_ref()
         .map(|guard| quote!(let #guard = &__redlock_guard;));
     let annotation = plan.body_type.as_ref().map(|ty| quote!(: #ty));
-    let run_body = if plan.abort_on_lost {
-        quote!(#private::abort_on_lost(&__redlock_guard, async #block).await)
+    let run_body = if let Some(span) = plan.abort_on_lost {
+        // Named with the return type and spanned at `abort_on_lost`, so that a type that is
+        // not a `Result` is reported once, there.
+        let returns = plan.body_type.as_ref().map(|ty| quote!(::<#ty, _>));
+        let abort_on_lost = respan(
+            quote!(#private::abort_on_lost #returns(&__redlock_guard, __redlock_body).await),
+            span,
+        );
+        quote!({
+            let __redlock_body = async #block;
+            #abort_on_lost
+        })
     } else {
         block.to_token_stream()
     };
@@ -214,7 +245,13 @@ mod tests {
             out.contains(":: configurable_redlock :: __private :: Skip"),
             "{out}"
         );
-        assert!(out.contains("__private :: skip (__redlock_error)"), "{out}");
+        // Decided by type: `()` is not a `Result`, so `silent` returns its default.
+        assert!(
+            out.contains(
+                "__private :: Returns :: < () > :: NEW) . silent_failure (__redlock_error)"
+            ),
+            "{out}"
+        );
         assert!(
             out.contains("__private :: release (__redlock_guard) . await"),
             "{out}"
@@ -234,7 +271,9 @@ mod tests {
         );
         assert!(out.contains("__private :: acquire_blocking ("), "{out}");
         assert!(
-            out.contains("__private :: unrecoverable (__redlock_error)"),
+            out.contains(
+                "__private :: Returns :: < u32 > :: NEW) . forever_failure (__redlock_error)"
+            ),
             "{out}"
         );
         assert!(!out.contains(". await"), "{out}");
@@ -270,6 +309,9 @@ mod tests {
             out.contains("Box :: pin (async move { let __redlock_guard"),
             "{out}"
         );
-        assert!(out.contains("__private :: fail (__redlock_error)"), "{out}");
+        assert!(
+            out.contains("Returns :: < Result < u8 , Error > > :: NEW) . forever_failure"),
+            "{out}"
+        );
     }
 }

@@ -53,8 +53,11 @@ use proc_macro::TokenStream;
 /// A function of the last row cannot return the failure, and its body must not run unlocked: the
 /// panic says which lock and which masters failed. Return a `Result` to handle it instead.
 ///
-/// A return type counts as a `Result` when its last path segment is `Result` (`Result`,
-/// `io::Result`, `anyhow::Result`…). The body never runs without the lock.
+/// The compiler decides which row applies, after resolving aliases: `Result<T, E>`,
+/// `io::Result<T>`, `anyhow::Result<T>` and an application's own
+/// `type JobResult<T> = Result<T, JobError>` all are `Result`s. (A return type with `impl Trait`
+/// inside, which the expansion cannot name, is taken as a `Result` when spelled `…Result<…>`.)
+/// The body never runs without the lock.
 ///
 /// # Function shapes
 ///

@@ -35,15 +35,19 @@ pub(crate) enum Shape {
 }
 
 /// What to return when the lock is not acquired (the return-type table of `#[redlock]`'s docs).
+/// Whether the return type is a `Result` is decided by the compiler, aliases resolved (see
+/// `__private::Returns`); the spelling decides only for a type with `impl Trait` in it, which
+/// the expansion cannot name.
 pub(crate) enum Failure {
-    /// `Result`, not `silent`: the error, converted.
-    Fail,
-    /// `Result` and `silent`: `Ok(default)` when held elsewhere, the error otherwise.
-    SkipOrFail(Span),
-    /// Another type, `silent`: its default.
+    /// Not `silent`, a `timeout` that can end: the error, converted; a type that is not a
+    /// `Result` is a compile error at the `timeout`.
+    Fail(Span),
+    /// Not `silent`, waiting forever: a `Result` gets the error; another type cannot, and only
+    /// a configuration error can get here (see `__private::unrecoverable`).
+    FailOrPanic,
+    /// `silent`: a `Result` gets `Ok(default)` when held elsewhere and the error otherwise;
+    /// another type its default.
     Skip(Span),
-    /// Another type with `timeout = 0`: only a configuration error can get here.
-    Unrecoverable,
 }
 
 /// Everything the expansion needs, checked.
@@ -57,12 +61,15 @@ pub(crate) struct Plan {
     pub(crate) auto_extend: bool,
     pub(crate) stats: bool,
     pub(crate) guard: Option<Ident>,
-    pub(crate) abort_on_lost: bool,
+    /// The span of `abort_on_lost`, if given.
+    pub(crate) abort_on_lost: Option<Span>,
     pub(crate) reentrant: bool,
     pub(crate) failure: Failure,
     pub(crate) shape: Shape,
     /// The type of the body's value, when it can be written in a `let` (not `impl Trait`).
     pub(crate) body_type: Option<Type>,
+    /// Whether the return type is spelled `…Result<…>`: used only when `body_type` is `None`.
+    pub(crate) spelled_result: bool,
 }
 
 /// Collects errors so that one compile shows them all.
@@ -126,35 +133,17 @@ impl Plan {
             errors.push(error);
             (Shape::Async, None)
         });
-        let is_result = output.as_ref().is_some_and(is_result);
-        if let Some(abort_on_lost) = args.abort_on_lost {
-            if matches!(shape, Shape::Blocking) {
-                errors.push(syn::Error::new(abort_on_lost, "`abort_on_lost` needs an async body, which can be dropped at an `.await`: make the function `async`"));
-            } else if !is_result {
-                errors.push(syn::Error::new(abort_on_lost, "`abort_on_lost` returns `Err(LockError::Lost)`: the function must return `Result<_, E>` with `E: From<LockError>`"));
-            }
+        if let Some(abort_on_lost) = args.abort_on_lost
+            && matches!(shape, Shape::Blocking)
+        {
+            errors.push(syn::Error::new(abort_on_lost, "`abort_on_lost` needs an async body, which can be dropped at an `.await`: make the function `async`"));
         }
-        let failure = match (is_result, args.silent) {
-            (true, None) => Failure::Fail,
-            (true, Some(silent)) => Failure::SkipOrFail(silent),
-            (false, Some(silent)) => Failure::Skip(silent),
-            (false, None) => {
-                if let (Some(timeout), false) = (&args.timeout, wait == Wait::Forever) {
-                    let returns = output
-                        .as_ref()
-                        .map_or_else(|| "()".to_owned(), |ty| ty.to_token_stream().to_string());
-                    errors.push(syn::Error::new_spanned(
-                        &timeout.literal,
-                        format!(
-                            "this `timeout` can end without the lock, but `{}` returns `{returns}`, which cannot say so: \
-                             return `Result<_, E>` with `E: From<LockError>`, add `silent` to return `Default::default()` instead, \
-                             or use `timeout = 0` to wait until acquired",
-                            function.sig.ident
-                        ),
-                    ));
-                }
-                Failure::Unrecoverable
+        let failure = match (args.silent, &args.timeout) {
+            (Some(silent), _) => Failure::Skip(silent),
+            (None, Some(timeout)) if wait != Wait::Forever => {
+                Failure::Fail(syn::spanned::Spanned::span(&timeout.literal))
             }
+            (None, _) => Failure::FailOrPanic,
         };
         if let Some(error) = errors.0 {
             return Err(error);
@@ -177,10 +166,11 @@ impl Plan {
             auto_extend: args.auto_extend.is_none_or(|value| value.value),
             stats: args.stats.is_none_or(|value| value.value),
             guard: args.guard,
-            abort_on_lost: args.abort_on_lost.is_some(),
+            abort_on_lost: args.abort_on_lost,
             reentrant: args.reentrant.is_some(),
             failure,
             shape,
+            spelled_result: output.as_ref().is_some_and(is_result),
             body_type,
         })
     }

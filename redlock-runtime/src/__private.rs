@@ -1,6 +1,6 @@
 //! What `#[redlock]` expansions call: every decision lives here, so expansions stay thin.
 
-use std::{sync::OnceLock, time::Duration};
+use std::{marker::PhantomData, sync::OnceLock, time::Duration};
 
 use crate::{LockError, LockGuard, Redlock, Timeout, blocking};
 
@@ -114,15 +114,15 @@ pub fn acquire_blocking(
 
 /// Runs the body of an `abort_on_lost` function: its result, or `Err(LockError::Lost)` (the
 /// body future dropped at its next `.await`) as soon as the guard learns the lock is lost.
-pub async fn abort_on_lost<T, E, F>(guard: &LockGuard, body: F) -> Result<T, E>
+pub async fn abort_on_lost<R, F>(guard: &LockGuard, body: F) -> R
 where
-    F: std::future::Future<Output = Result<T, E>>,
-    E: From<LockError>,
+    F: std::future::Future<Output = R>,
+    R: LostResult,
 {
     tokio::select! {
         biased;
         output = body => output,
-        () = guard.lost() => Err(E::from(LockError::Lost { name: guard.name().to_owned() })),
+        () = guard.lost() => R::lock_error(LockError::Lost { name: guard.name().to_owned() }),
     }
 }
 
@@ -159,9 +159,97 @@ impl<T: Default> SilentDefault for T {
     }
 }
 
-/// Not acquired, `Result` return, not `silent`: the error, converted.
-pub fn fail<T, E: From<LockError>>(error: LockError) -> Result<T, E> {
-    Err(E::from(error))
+/// A return type that can say the lock was not taken: `Result<T, E>` with `E: From<LockError>`,
+/// however it is spelled (`io::Result<T>`, `type JobResult<T> = Result<T, JobError>`…).
+#[diagnostic::on_unimplemented(
+    message = "this `timeout` can end without the lock, but the function returns `{Self}`, which cannot say so",
+    label = "can end without the lock",
+    note = "return `Result<_, E>` with `E: From<LockError>`, add `silent` to return `Default::default()` instead, or use `timeout = 0` to wait until acquired"
+)]
+pub trait LockResult {
+    fn lock_error(error: LockError) -> Self;
+}
+
+impl<T, E: From<LockError>> LockResult for Result<T, E> {
+    fn lock_error(error: LockError) -> Self {
+        Err(E::from(error))
+    }
+}
+
+/// A return type that `abort_on_lost` can end with `Err(LockError::Lost)`: see [`LockResult`].
+#[diagnostic::on_unimplemented(
+    message = "`abort_on_lost` returns `Err(LockError::Lost)`, but the function returns `{Self}`, which cannot say so",
+    label = "needs a `Result` return type",
+    note = "return `Result<_, E>` with `E: From<LockError>`"
+)]
+pub trait LostResult: LockResult {}
+
+impl<T, E: From<LockError>> LostResult for Result<T, E> {}
+
+/// Not acquired, not `silent`, a timeout that can end: the error, converted.
+pub fn fail<R: LockResult>(error: LockError) -> R {
+    R::lock_error(error)
+}
+
+/// The return type of a `#[redlock]` function, so that the expansion decides by type (aliases
+/// resolved), not by spelling, what a failure to take the lock returns: method resolution
+/// tries the impls on `Returns<R>` ([`ReturnsResult`], [`SilentResult`]: `R` is a `Result`)
+/// before those on `&Returns<R>` ([`ReturnsOther`], [`SilentOther`]: any other type).
+#[derive(Debug)]
+pub struct Returns<R>(PhantomData<fn() -> R>);
+
+impl<R> Returns<R> {
+    pub const NEW: Self = Self(PhantomData);
+}
+
+/// Not acquired while waiting forever, a `Result`: the error, converted (see [`unrecoverable`]).
+pub trait ReturnsResult<R> {
+    fn forever_failure(&self, error: LockError) -> R;
+}
+
+impl<T, E: From<LockError>> ReturnsResult<Result<T, E>> for Returns<Result<T, E>> {
+    fn forever_failure(&self, error: LockError) -> Result<T, E> {
+        Err(E::from(error))
+    }
+}
+
+/// Not acquired while waiting forever, any other type: [`unrecoverable`].
+pub trait ReturnsOther<R> {
+    fn forever_failure(&self, error: LockError) -> R;
+}
+
+impl<R> ReturnsOther<R> for &Returns<R> {
+    fn forever_failure(&self, error: LockError) -> R {
+        unrecoverable(error)
+    }
+}
+
+/// Not acquired, `silent`, a `Result` whose `Ok` type has a default: [`skip_or_fail`].
+pub trait SilentResult<R> {
+    fn silent_failure(&self, error: LockError) -> R;
+}
+
+impl<T: SilentDefault, E: From<LockError>> SilentResult<Result<T, E>> for Returns<Result<T, E>> {
+    fn silent_failure(&self, error: LockError) -> Result<T, E> {
+        skip_or_fail(error)
+    }
+}
+
+/// Not acquired, `silent`, any other type: [`skip`]. Its bound is the method's, so that this
+/// impl is always found and a type without a default is reported by [`SilentDefault`].
+pub trait SilentOther<R> {
+    fn silent_failure(&self, error: LockError) -> R
+    where
+        R: SilentDefault;
+}
+
+impl<R> SilentOther<R> for &Returns<R> {
+    fn silent_failure(&self, error: LockError) -> R
+    where
+        R: SilentDefault,
+    {
+        skip(error)
+    }
 }
 
 /// Not acquired, `Result` return, `silent`: `Ok(T::default())` when another client holds the
