@@ -2,6 +2,52 @@
 //! attribute that wraps a function body in the lock. Wire-compatible with the Python library
 //! `configurable-redlock`: Python and Rust workers share locks and waiting statistics.
 //!
+//! # The attribute
+//!
+//! ```no_run
+//! use configurable_redlock::{LockError, redlock};
+//!
+//! // One worker at a time sends the digest; the others skip it silently.
+//! #[redlock(name = "digest:{day}", timeout = -1, silent)]
+//! async fn send_digest(day: u32) {
+//!     // ... runs only under the lock `redlock:ConfigurableLock.digest:<day>` ...
+//! }
+//!
+//! // Wait up to 5 s; else `Err(LockError::Timeout { .. })`, converted into the error type.
+//! #[redlock(name = "invoice:{id}", timeout = 5)]
+//! async fn bill(id: u64) -> Result<u64, LockError> {
+//!     Ok(id)
+//! }
+//! ```
+//!
+//! See [`redlock`] for every option and what a function returns when the lock is not taken.
+//!
+//! # The layer (feature `tower`)
+//!
+//! `layer::RedlockLayer` gives any `tower::Service` the attribute's semantics: each request
+//! runs under a lock named from the request (a job of a job queue, a resource of an HTTP
+//! service), with the same `timeout`, `silent` and `abort_on_lost`.
+//!
+//! ```no_run
+//! # #[cfg(feature = "tower")] {
+//! use configurable_redlock::{Redlock, layer::RedlockLayer};
+//!
+//! struct Job {
+//!     id: u64,
+//! }
+//!
+//! # fn run(redlock: Redlock) {
+//! // A job that another worker runs now is acknowledged as skipped, not run twice.
+//! let layer = RedlockLayer::new(redlock, |job: &Job| format!("job:{}", job.id))
+//!     .timeout(-1)
+//!     .silent(|_job: Job| "skipped");
+//! # let _ = layer;
+//! # }
+//! # }
+//! ```
+//!
+//! # The API
+//!
 //! ```no_run
 //! use configurable_redlock::{Redlock, Timeout};
 //!
@@ -29,6 +75,9 @@
 //!   `redlock_hold_seconds{lock}`, `redlock_lost_total{lock}`. `lock` is the stats name, else
 //!   the lock name: group locks named after ids with a `stats_name`, or each id becomes a
 //!   time series.
+//!
+//! - `tower`: the `layer` module, `RedlockLayer` (see above); the repository's `integrations`
+//!   package runs it under axum (`examples/axum_resource.rs`) and in tests.
 //!
 //! - `test-util`: the `test_util` module, a `RedisServer` / `Masters` harness that runs real
 //!   `redis-server` processes on free loopback ports, for your own tests (see the README's

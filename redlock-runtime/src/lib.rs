@@ -27,6 +27,9 @@
 //! - `metrics`: counters and histograms through the [`metrics`](https://docs.rs/metrics)
 //!   facade (`redlock_acquisitions_total`, `redlock_wait_seconds`, `redlock_hold_seconds`,
 //!   `redlock_lost_total`, labelled by stats name, else lock name).
+//! - `tower`: the `layer` module: `RedlockLayer` runs each request of any `tower::Service`
+//!   under a lock named from the request, with the attribute's `timeout`, `silent` and
+//!   `abort_on_lost`.
 //! - `test-util`: the `test_util` module: real `redis-server` processes, clusters and sentinels on free
 //!   loopback ports, for tests.
 //!
@@ -69,6 +72,8 @@ mod guard;
 mod client;
 mod request;
 mod redlock;
+#[cfg(feature = "tower")]
+pub mod layer;
 pub mod blocking;
 #[cfg(feature = "test-util")]
 pub mod test_util;

@@ -1,0 +1,301 @@
+//! `RedlockLayer`: the attribute's semantics for any `tower::Service` (feature `tower`). Each
+//! request runs under a lock named from the request, so that a job queue's workers or an HTTP
+//! service's instances on several machines never run the same critical section twice at once.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{LockError, Redlock, Timeout, request::DEFAULT_AUTO_RELEASE_TIME};
+
+/// Wraps a service so that each request runs under a distributed lock named from the request.
+///
+/// As with `#[redlock]`: `timeout` -1 (skip when held), 0 (wait until acquired, the default)
+/// or N seconds; when the lock is not acquired the request gets the service's error
+/// (`S::Error: From<LockError>`), or with [`silent`](Self::silent) the response it builds
+/// when another client holds the lock (a backend failure is still an error: `silent` never
+/// hides an outage). The watchdog renews the lock while the request runs; with
+/// [`abort_on_lost`](Self::abort_on_lost) a request whose lock is lost is dropped at its next
+/// `.await` and gets `LockError::Lost`.
+///
+/// ```no_run
+/// use std::convert::Infallible;
+///
+/// use redlock_runtime::{LockError, Redlock, layer::RedlockLayer};
+/// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+///
+/// struct Job {
+///     id: u64,
+/// }
+///
+/// # async fn run() -> Result<(), LockError> {
+/// let redlock = Redlock::new(["redis://127.0.0.1:6379"])?;
+/// let mut worker = ServiceBuilder::new()
+///     // A job that another worker runs now is acknowledged as "skipped", not run twice.
+///     .layer(
+///         RedlockLayer::new(redlock, |job: &Job| format!("job:{}", job.id))
+///             .timeout(-1)
+///             .silent(|_job: Job| "skipped"),
+///     )
+///     .service(service_fn(|job: Job| async move {
+///         // ... the job's work ...
+///         Ok::<_, LockError>("done")
+///     }));
+/// let outcome = worker.ready().await?.call(Job { id: 7 }).await?;
+/// # Ok(()) }
+/// ```
+pub struct RedlockLayer<K, F = NotSilent> {
+    redlock: Redlock,
+    name: Arc<K>,
+    timeout: Timeout,
+    auto_release_time: Duration,
+    abort_on_lost: bool,
+    silent: Arc<F>,
+}
+
+/// A layer without [`RedlockLayer::silent`]: a held lock is the service's error.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NotSilent;
+
+impl<K> RedlockLayer<K> {
+    /// A layer that locks each request under the name `name(&request)`, waiting until acquired,
+    /// with the default TTL (30 s, renewed while the request runs).
+    ///
+    /// ```no_run
+    /// # use redlock_runtime::{Redlock, layer::RedlockLayer};
+    /// # fn run(redlock: Redlock) {
+    /// let layer = RedlockLayer::new(redlock, |path: &String| format!("resource:{path}"));
+    /// # }
+    /// ```
+    pub fn new(redlock: Redlock, name: K) -> Self {
+        Self {
+            redlock,
+            name: Arc::new(name),
+            timeout: Timeout::Forever,
+            auto_release_time: DEFAULT_AUTO_RELEASE_TIME,
+            abort_on_lost: false,
+            silent: Arc::new(NotSilent),
+        }
+    }
+}
+
+impl<K, F> RedlockLayer<K, F> {
+    /// How long a request waits for the lock: `-1` skips when held, `0` waits until acquired,
+    /// `N` waits up to N seconds (or a [`Timeout`], or a `Duration`).
+    ///
+    /// # Panics
+    /// If `timeout` is not one of those (below -1, not finite): a configuration error, found
+    /// where the layer is built.
+    ///
+    /// ```no_run
+    /// # use redlock_runtime::{Redlock, layer::RedlockLayer};
+    /// # fn run(redlock: Redlock) {
+    /// let layer = RedlockLayer::new(redlock, |id: &u64| format!("order:{id}")).timeout(2.5);
+    /// # }
+    /// ```
+    pub fn timeout<T>(mut self, timeout: T) -> Self
+    where
+        T: TryInto<Timeout>,
+        T::Error: fmt::Display,
+    {
+        self.timeout = timeout
+            .try_into()
+            .unwrap_or_else(|error| panic!("RedlockLayer::timeout: {error}"));
+        self
+    }
+
+    /// The lock's TTL (at least 3 ms; default 30 s), renewed every third of it while the
+    /// request runs.
+    ///
+    /// ```no_run
+    /// # use redlock_runtime::{Redlock, layer::RedlockLayer};
+    /// # fn run(redlock: Redlock) {
+    /// let layer = RedlockLayer::new(redlock, |id: &u64| format!("order:{id}"))
+    ///     .auto_release_time(std::time::Duration::from_secs(5));
+    /// # }
+    /// ```
+    pub fn auto_release_time(mut self, ttl: Duration) -> Self {
+        self.auto_release_time = ttl;
+        self
+    }
+
+    /// Drop a request whose lock is lost at its next `.await`, and answer it
+    /// `Err(LockError::Lost)` (converted): its work must not go on unlocked.
+    ///
+    /// ```no_run
+    /// # use redlock_runtime::{Redlock, layer::RedlockLayer};
+    /// # fn run(redlock: Redlock) {
+    /// let layer = RedlockLayer::new(redlock, |id: &u64| format!("order:{id}")).abort_on_lost();
+    /// # }
+    /// ```
+    pub fn abort_on_lost(mut self) -> Self {
+        self.abort_on_lost = true;
+        self
+    }
+
+    /// When another client holds the lock (its `timeout` ended), answer the request with
+    /// `skipped(request)` instead of an error: the `silent` of `#[redlock]`. For a job queue,
+    /// an acknowledgement, so that the duplicate is not retried.
+    ///
+    /// ```no_run
+    /// # use redlock_runtime::{Redlock, layer::RedlockLayer};
+    /// # fn run(redlock: Redlock) {
+    /// let layer = RedlockLayer::new(redlock, |id: &u64| format!("order:{id}"))
+    ///     .timeout(-1)
+    ///     .silent(|id: u64| format!("order {id} is being handled elsewhere"));
+    /// # }
+    /// ```
+    pub fn silent<S>(self, skipped: S) -> RedlockLayer<K, S> {
+        RedlockLayer {
+            redlock: self.redlock,
+            name: self.name,
+            timeout: self.timeout,
+            auto_release_time: self.auto_release_time,
+            abort_on_lost: self.abort_on_lost,
+            silent: Arc::new(skipped),
+        }
+    }
+}
+
+impl<K, F> Clone for RedlockLayer<K, F> {
+    fn clone(&self) -> Self {
+        Self {
+            redlock: self.redlock.clone(),
+            name: Arc::clone(&self.name),
+            timeout: self.timeout,
+            auto_release_time: self.auto_release_time,
+            abort_on_lost: self.abort_on_lost,
+            silent: Arc::clone(&self.silent),
+        }
+    }
+}
+
+impl<K, F> fmt::Debug for RedlockLayer<K, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedlockLayer")
+            .field("timeout", &self.timeout)
+            .field("auto_release_time", &self.auto_release_time)
+            .field("abort_on_lost", &self.abort_on_lost)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, K, F> Layer<S> for RedlockLayer<K, F> {
+    type Service = RedlockService<S, K, F>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RedlockService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// What a held lock answers a request: an error, or with [`RedlockLayer::silent`] a response.
+pub trait Skipped<Request, Response> {
+    /// The response to `request`, or `None` to answer the `LockError::Timeout`.
+    fn skipped(&self, request: Request) -> Option<Response>;
+}
+
+impl<Request, Response> Skipped<Request, Response> for NotSilent {
+    fn skipped(&self, _request: Request) -> Option<Response> {
+        None
+    }
+}
+
+impl<Request, Response, F> Skipped<Request, Response> for F
+where
+    F: Fn(Request) -> Response,
+{
+    fn skipped(&self, request: Request) -> Option<Response> {
+        Some(self(request))
+    }
+}
+
+/// A service wrapped by [`RedlockLayer`].
+pub struct RedlockService<S, K, F = NotSilent> {
+    inner: S,
+    layer: RedlockLayer<K, F>,
+}
+
+impl<S: Clone, K, F> Clone for RedlockService<S, K, F> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            layer: self.layer.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, K, F> fmt::Debug for RedlockService<S, K, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedlockService")
+            .field("inner", &self.inner)
+            .field("layer", &self.layer)
+            .finish()
+    }
+}
+
+impl<S, K, F, Request> Service<Request> for RedlockService<S, K, F>
+where
+    S: Service<Request> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: From<LockError>,
+    S::Response: Send,
+    S::Error: Send,
+    Request: Send + 'static,
+    K: Fn(&Request) -> String,
+    F: Skipped<Request, S::Response> + Send + Sync + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The service that was polled ready serves this request; a clone waits for the next.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let layer = &self.layer;
+        let lock = layer
+            .redlock
+            .lock((layer.name)(&request))
+            .timeout(layer.timeout)
+            .auto_release_time(layer.auto_release_time);
+        let (silent, abort_on_lost) = (Arc::clone(&layer.silent), layer.abort_on_lost);
+        Box::pin(async move {
+            let guard = match lock.await {
+                Ok(guard) => guard,
+                Err(error @ LockError::Timeout { .. }) => {
+                    return silent.skipped(request).ok_or_else(|| error.into());
+                }
+                Err(error) => return Err(error.into()),
+            };
+            let response = if abort_on_lost {
+                tokio::select! {
+                    biased;
+                    response = inner.call(request) => response,
+                    () = guard.lost() => Err(LockError::Lost { name: guard.name().to_owned() }.into()),
+                }
+            } else {
+                inner.call(request).await
+            };
+            let name = guard.name().to_owned();
+            if let Err(error) = guard.release().await {
+                tracing::error!(lock = %name, %error, "redlock: the lock was not held to the end of the request");
+            }
+            response
+        })
+    }
+}
