@@ -72,19 +72,28 @@ fn run_python(url: &str, args: &[&str]) -> String {
     stdout
 }
 
-/// Starts a Python holder and returns once it holds the lock.
-fn python_holder(
+/// Starts `interop.py` with `args` and returns once it printed its first line, with that line.
+fn python_started(
     url: &str,
-    name: &str,
-    seconds: &str,
-) -> (Child, BufReader<std::process::ChildStdout>) {
-    let mut child = python_command(url, &["hold", name, seconds])
+    args: &[&str],
+) -> (Child, BufReader<std::process::ChildStdout>, String) {
+    let mut child = python_command(url, args)
         .stdout(Stdio::piped())
         .spawn()
         .expect("start python");
     let mut lines = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     lines.read_line(&mut line).unwrap();
+    (child, lines, line)
+}
+
+/// Starts a Python holder and returns once it holds the lock.
+fn python_holder(
+    url: &str,
+    name: &str,
+    seconds: &str,
+) -> (Child, BufReader<std::process::ChildStdout>) {
+    let (child, lines, line) = python_started(url, &["hold", name, seconds]);
     assert_eq!(line.trim(), "holding");
     (child, lines)
 }
@@ -97,19 +106,8 @@ fn python_looper(
     seconds: f64,
     hold: Duration,
 ) -> (Child, BufReader<std::process::ChildStdout>, f64) {
-    let args = [
-        "loop",
-        name,
-        &seconds.to_string(),
-        &hold.as_millis().to_string(),
-    ];
-    let mut child = python_command(url, &args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start python");
-    let mut lines = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    lines.read_line(&mut line).unwrap();
+    let (seconds, hold) = (seconds.to_string(), hold.as_millis().to_string());
+    let (child, lines, line) = python_started(url, &["loop", name, &seconds, &hold]);
     let start = line
         .strip_prefix("start ")
         .and_then(|start| start.trim().parse().ok())
