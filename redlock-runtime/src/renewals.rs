@@ -21,9 +21,10 @@ use crate::{
     lease::{Hold, mark_lost, renew_many},
 };
 
-/// How much earlier than due a renewal may run to join a batch: renewals fall due every third
-/// of a TTL, so a few milliseconds early cost nothing, and guards taken close together (a
-/// worker that starts many jobs at once) share their round trips from then on.
+/// How much earlier than due a renewal may run to join a batch, at most: renewals fall due
+/// every third of a TTL, so a few milliseconds early cost nothing, and guards taken close
+/// together (a worker that starts many jobs at once) share their round trips from then on. A
+/// short TTL allows a thirtieth of itself (a tenth of its renewal period).
 const BATCH_WINDOW: Duration = Duration::from_millis(20);
 
 /// The most renewals in one pipeline: a larger batch is split, so that no single reply takes
@@ -38,7 +39,8 @@ struct Entry {
     hold: Hold,
     /// Where the guard was acquired: its renewals run there.
     runtime: Handle,
-    /// When the next renewal is due; `None` while one runs.
+    /// From when the next renewal may run (its deadline less its share of [`BATCH_WINDOW`]);
+    /// `None` while one runs.
     due: Option<Instant>,
 }
 
@@ -70,11 +72,13 @@ impl Renewals {
 }
 
 impl State {
-    /// Puts `id` in the schedule at `at`; whether the timer must be woken for it.
-    fn schedule(&mut self, id: u64, at: Instant) -> bool {
+    /// Puts `id` in the schedule, due at `deadline`; whether the timer must be woken for it.
+    fn schedule(&mut self, id: u64, deadline: Instant) -> bool {
         let Some(entry) = self.entries.get_mut(&id) else {
             return false;
         };
+        let early = (entry.hold.lease.ttl / 30).min(BATCH_WINDOW);
+        let at = deadline.checked_sub(early).unwrap_or(deadline);
         entry.due = Some(at);
         self.due.insert((at, id));
         self.wakes_at.is_none_or(|wakes_at| at < wakes_at)
@@ -134,7 +138,7 @@ async fn timer() {
         let earlier = renewals.earlier.notified();
         let (batches, next) = {
             let mut state = renewals.lock();
-            let batches = take_due(&mut state, Instant::now() + BATCH_WINDOW);
+            let batches = take_due(&mut state, Instant::now());
             let next = state.due.first().map(|&(at, _)| at);
             state.wakes_at = next;
             (batches, next)
@@ -159,7 +163,8 @@ async fn timer() {
     }
 }
 
-/// Takes the renewals due by `until` out of the schedule, grouped by client and runtime.
+/// Takes the renewals that may run by `until` out of the schedule, grouped by client and
+/// runtime.
 fn take_due(state: &mut State, until: Instant) -> Vec<Batch> {
     let mut batches: Vec<Batch> = Vec::new();
     while let Some(&(at, id)) = state.due.first() {
@@ -296,7 +301,11 @@ mod tests {
         assert!(state.schedule(3, now + Duration::from_secs(5)), "earlier");
         let order: Vec<u64> = state.due.iter().map(|&(_, id)| id).collect();
         assert_eq!(order, [3, 1, 2]);
-        assert_eq!(state.entries[&3].due, Some(now + Duration::from_secs(5)));
+        // A 30 s TTL may renew up to 20 ms early, to join a batch.
+        assert_eq!(
+            state.entries[&3].due,
+            Some(now + Duration::from_secs(5) - Duration::from_millis(20))
+        );
         // A guard whose renewals were cancelled is not scheduled again.
         assert!(!state.schedule(4, now));
         assert_eq!(state.due.len(), 3);
