@@ -69,12 +69,25 @@
 //! # Feature flags
 //!
 //! - `tls`: `rediss://` masters, with rustls (certificates checked against the platform's
-//!   roots, or the file named by `SSL_CERT_FILE`).
+//!   roots, or the file named by `SSL_CERT_FILE`):
+//!
+//!   ```no_run
+//!   # #[cfg(feature = "tls")]
+//!   # fn run() -> Result<(), configurable_redlock::LockError> {
+//!   let redlock = configurable_redlock::Redlock::new([
+//!       "rediss://:secret@db1.example.com:6380",
+//!       "rediss://:secret@db2.example.com:6380",
+//!       "rediss://:secret@db3.example.com:6380",
+//!   ])?;
+//!   # Ok(()) }
+//!   ```
+//!
 //! - `metrics`: counters and histograms through the [`metrics`](https://docs.rs/metrics)
 //!   facade: `redlock_acquisitions_total{lock,outcome}`, `redlock_wait_seconds{lock,outcome}`,
 //!   `redlock_hold_seconds{lock}`, `redlock_lost_total{lock}`. `lock` is the stats name, else
 //!   the lock name: group locks named after ids with a `stats_name`, or each id becomes a
-//!   time series.
+//!   time series. The repository's `examples/prometheus.rs` exports them
+//!   (`cargo run --features metrics --example prometheus`).
 //!
 //! - `tower`: the `layer` module, `RedlockLayer` (see above); the repository's `integrations`
 //!   package runs it under axum (`examples/axum_resource.rs`) and in tests.
