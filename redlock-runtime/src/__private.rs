@@ -193,7 +193,7 @@ pub fn fail<R: LockResult>(error: LockError) -> R {
 
 /// The return type of a `#[redlock]` function, so that the expansion decides by type (aliases
 /// resolved), not by spelling, what a failure to take the lock returns: method resolution
-/// tries the impls on `Returns<R>` ([`ReturnsResult`], [`SilentResult`]: `R` is a `Result`)
+/// tries the impls on `Returns<R>` ([`ReturnsResult`], [`SilentResult`]: any `Result`)
 /// before those on `&Returns<R>` ([`ReturnsOther`], [`SilentOther`]: any other type).
 #[derive(Debug)]
 pub struct Returns<R>(PhantomData<fn() -> R>);
@@ -203,12 +203,19 @@ impl<R> Returns<R> {
 }
 
 /// Not acquired while waiting forever, a `Result`: the error, converted (see [`unrecoverable`]).
-pub trait ReturnsResult<R> {
-    fn forever_failure(&self, error: LockError) -> R;
+/// The bound is the method's, so that any `Result` takes this impl and one whose error type
+/// cannot take a `LockError` is a compile error, not a panic.
+pub trait ReturnsResult<T, E> {
+    fn forever_failure(&self, error: LockError) -> Result<T, E>
+    where
+        E: From<LockError>;
 }
 
-impl<T, E: From<LockError>> ReturnsResult<Result<T, E>> for Returns<Result<T, E>> {
-    fn forever_failure(&self, error: LockError) -> Result<T, E> {
+impl<T, E> ReturnsResult<T, E> for Returns<Result<T, E>> {
+    fn forever_failure(&self, error: LockError) -> Result<T, E>
+    where
+        E: From<LockError>,
+    {
         Err(E::from(error))
     }
 }
@@ -224,13 +231,21 @@ impl<R> ReturnsOther<R> for &Returns<R> {
     }
 }
 
-/// Not acquired, `silent`, a `Result` whose `Ok` type has a default: [`skip_or_fail`].
-pub trait SilentResult<R> {
-    fn silent_failure(&self, error: LockError) -> R;
+/// Not acquired, `silent`, a `Result`: [`skip_or_fail`]. The bounds are the method's, as for
+/// [`ReturnsResult`]: an `Ok` type without a default is reported by [`SilentDefault`].
+pub trait SilentResult<T, E> {
+    fn silent_failure(&self, error: LockError) -> Result<T, E>
+    where
+        T: SilentDefault,
+        E: From<LockError>;
 }
 
-impl<T: SilentDefault, E: From<LockError>> SilentResult<Result<T, E>> for Returns<Result<T, E>> {
-    fn silent_failure(&self, error: LockError) -> Result<T, E> {
+impl<T, E> SilentResult<T, E> for Returns<Result<T, E>> {
+    fn silent_failure(&self, error: LockError) -> Result<T, E>
+    where
+        T: SilentDefault,
+        E: From<LockError>,
+    {
         skip_or_fail(error)
     }
 }
