@@ -143,12 +143,18 @@ async fn timer() {
             state.wakes_at = next;
             (batches, next)
         };
-        for batch in batches {
-            for guards in batch.guards.chunks(BATCH_MAX) {
-                let job = renew_batch(Arc::clone(&batch.backend), guards.to_vec());
+        for Batch {
+            runtime,
+            backend,
+            mut guards,
+        } in batches
+        {
+            while !guards.is_empty() {
+                let rest = guards.split_off(guards.len().min(BATCH_MAX));
+                let job = renew_batch(Arc::clone(&backend), std::mem::replace(&mut guards, rest));
                 // A runtime that shut down drops the job: its guards are not renewed again,
                 // as a task of theirs would not be.
-                drop(batch.runtime.spawn(job));
+                drop(runtime.spawn(job));
             }
         }
         match next {
@@ -194,13 +200,13 @@ fn take_due(state: &mut State, until: Instant) -> Vec<Batch> {
 
 /// One renewal of each guard of a batch, then their next deadlines (for those still held).
 async fn renew_batch(backend: Arc<Backend>, guards: Vec<(u64, Hold)>) {
-    let holds: Vec<Hold> = guards.iter().map(|(_, hold)| hold.clone()).collect();
+    let (ids, holds): (Vec<u64>, Vec<Hold>) = guards.into_iter().unzip();
     let outcomes = renew_many(&backend, &holds).await;
     let now = Instant::now();
-    let next: Vec<(u64, Option<Instant>)> = guards
-        .iter()
-        .zip(outcomes)
-        .map(|((id, hold), renewed)| (*id, next_renewal(hold, renewed, now)))
+    let next: Vec<(u64, Option<Instant>)> = ids
+        .into_iter()
+        .zip(holds.iter().zip(outcomes))
+        .map(|(id, (hold, renewed))| (id, next_renewal(hold, renewed, now)))
         .collect();
     let renewals = &*RENEWALS;
     let mut state = renewals.lock();
