@@ -10,7 +10,7 @@ use crate::{
     backend::Backend,
     background::{BackgroundReleases, Ticket},
     keys::{FOREIGN_POLL, GRANT, LockKeys, PLACE_TTL, companion_key},
-    master::{Handle, Master},
+    master::{CallError, Handle, Master},
     quorum::{Tally, fan_out, validity},
     rt,
     scripts::{self, ScriptCall},
@@ -51,7 +51,12 @@ pub(crate) enum Attempt {
     /// among the refusals (the shortest TTL, the fewest waiters ahead); a plain `SET` nothing.
     Busy(Option<Standing>),
     /// A quorum is impossible because masters failed (or answered too late to leave validity).
-    Unavailable(Vec<MasterFailure>),
+    /// When masters inside their restart grace alone made it impossible, `votes_at` is when
+    /// enough of them will vote again.
+    Unavailable {
+        failures: Vec<MasterFailure>,
+        votes_at: Option<Instant>,
+    },
 }
 
 /// One master's answer to an attempt.
@@ -77,6 +82,9 @@ pub(crate) async fn attempt(
     let mut maybe_set = vec![false; masters.len()];
     let mut standing: Option<Standing> = None;
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    let grace = backend.config.restart_grace.for_ttl(ttl);
+    // When each master inside its restart grace votes again.
+    let mut grace_ends = Vec::new();
     let place = place.map(|place| {
         (
             Arc::clone(&place.id),
@@ -94,7 +102,7 @@ pub(crate) async fn attempt(
             let see_foreign = !master.is_cluster;
             async move {
                 master
-                    .call(|mut connection| async move {
+                    .call_voting(grace, |mut connection| async move {
                         let Some((id, ticket, counter)) = place else {
                             return set_if_free(&mut connection, &keys, &value, ttl_ms).await;
                         };
@@ -141,6 +149,9 @@ pub(crate) async fn attempt(
                 }
                 Err(error) => {
                     maybe_set[index] = error.maybe_applied();
+                    if let CallError::InGrace { left, .. } = &error {
+                        grace_ends.push(Instant::now() + *left);
+                    }
                     tally.failed(masters[index].failure(&error));
                 }
             }
@@ -185,7 +196,13 @@ pub(crate) async fn attempt(
         }
     });
     if tally.granted() || tally.impossible_by_failures() {
-        Attempt::Unavailable(tally.into_failures())
+        let votes_at = (!tally.granted())
+            .then(|| tally.votes_again_at(grace_ends))
+            .flatten();
+        Attempt::Unavailable {
+            failures: tally.into_failures(),
+            votes_at,
+        }
     } else {
         Attempt::Busy(standing)
     }

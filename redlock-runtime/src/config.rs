@@ -73,6 +73,69 @@ pub struct Config {
     /// };
     /// ```
     pub outage_timeout: Option<Duration>,
+    /// How long a master that restarted without persisting every write sits out new
+    /// acquisitions: it came back without the locks it held, whose holders may still count on
+    /// them (the Redlock spec's delayed restart). Masters with an append-only file and
+    /// `appendfsync always` vote at once. Default [`RestartGrace::LockTtl`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redlock_runtime::{Config, RestartGrace};
+    ///
+    /// let config = Config {
+    ///     // Python workers take the same locks for up to a minute.
+    ///     restart_grace: RestartGrace::AtLeast(Duration::from_secs(60)),
+    ///     ..Config::new(["redis://db1", "redis://db2", "redis://db3"])
+    /// };
+    /// ```
+    pub restart_grace: RestartGrace,
+}
+
+/// How long a master that may have lost its keys in a restart does not vote for new
+/// acquisitions (see [`Config::restart_grace`]). Renewals and releases are answered as usual.
+///
+/// While a majority of masters is inside its grace, a request that does not wait
+/// (`Timeout::Skip`) fails with [`LockError::Unavailable`](crate::LockError::Unavailable),
+/// naming those masters and how long each has left; a waiting request waits the grace out.
+///
+/// ```
+/// use std::time::Duration;
+/// use redlock_runtime::RestartGrace;
+///
+/// let ttl = Duration::from_secs(10);
+/// assert_eq!(RestartGrace::LockTtl.for_ttl(ttl), Some(ttl));
+/// assert_eq!(RestartGrace::AtLeast(Duration::from_secs(60)).for_ttl(ttl), Some(Duration::from_secs(60)));
+/// assert_eq!(RestartGrace::Off.for_ttl(ttl), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RestartGrace {
+    /// The lock's own `auto_release_time`: the longest validity a holder of it may still count
+    /// on, when every holder of one lock uses the same TTL. The default.
+    #[default]
+    LockTtl,
+    /// At least this long (and at least the lock's TTL): for fleets that take one lock with
+    /// different TTLs, e.g. Python workers with a longer `auto_release_time`.
+    AtLeast(Duration),
+    /// A restarted master votes at once. Mutual exclusion then does not survive a majority of
+    /// masters restarting empty within one TTL.
+    Off,
+}
+
+impl RestartGrace {
+    /// The grace for a lock whose TTL is `ttl`; `None` when off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let grace = redlock_runtime::RestartGrace::AtLeast(Duration::from_secs(5));
+    /// assert_eq!(grace.for_ttl(Duration::from_secs(30)), Some(Duration::from_secs(30)));
+    /// ```
+    pub fn for_ttl(self, ttl: Duration) -> Option<Duration> {
+        match self {
+            Self::LockTtl => Some(ttl),
+            Self::AtLeast(grace) => Some(grace.max(ttl)),
+            Self::Off => None,
+        }
+    }
 }
 
 impl Config {
@@ -93,6 +156,7 @@ impl Config {
             retry_delay: Duration::from_millis(20),
             max_backoff: Duration::from_secs(1),
             outage_timeout: Some(DEFAULT_OUTAGE_TIMEOUT),
+            restart_grace: RestartGrace::LockTtl,
         }
     }
 
@@ -141,6 +205,7 @@ impl std::fmt::Debug for Config {
             .field("retry_delay", &self.retry_delay)
             .field("max_backoff", &self.max_backoff)
             .field("outage_timeout", &self.outage_timeout)
+            .field("restart_grace", &self.restart_grace)
             .finish()
     }
 }

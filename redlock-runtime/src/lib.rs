@@ -49,6 +49,7 @@ mod target;
 mod config;
 mod keys;
 mod rt;
+mod restart;
 // One connection per master; the Lua scripts; fan-out and tally; release notifications;
 // background releases in flight; a client's masters.
 mod master;
@@ -78,7 +79,7 @@ pub mod blocking;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 
-pub use config::{Config, DEFAULT_OUTAGE_TIMEOUT, DEFAULT_URL};
+pub use config::{Config, DEFAULT_OUTAGE_TIMEOUT, DEFAULT_URL, RestartGrace};
 pub use error::{LockError, MasterFailure};
 pub use guard::LockGuard;
 pub use keys::waiting_key;

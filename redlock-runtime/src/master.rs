@@ -19,7 +19,7 @@ use std::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     task::Poll,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use deadpool_redis::{Runtime, cluster, sentinel};
@@ -34,7 +34,9 @@ use redis::{
 use tokio::sync::watch;
 
 use crate::{
-    LockError, MasterFailure, rt,
+    LockError, MasterFailure,
+    restart::{self, Restart},
+    rt,
     target::{Target, redact_url},
 };
 
@@ -45,9 +47,16 @@ enum Link {
     /// One task is connecting; callers wait for it.
     Connecting,
     /// A live connection, taken out of the pool.
-    Up(Arc<Handle>),
+    Up(Arc<Connected>),
     /// The last connection attempt failed.
     Failed(ConnectFailure),
+}
+
+/// A live connection, and what it learned of the master's last restart when it was made.
+pub(crate) struct Connected {
+    handle: Handle,
+    /// `None` for a master that keeps every write across restarts.
+    restart: Option<Restart>,
 }
 
 /// Why a connection could not be made.
@@ -130,8 +139,9 @@ impl ConnectionLike for Handle {
 }
 
 impl Pool {
-    /// A new connection, taken out of the pool for good.
-    async fn connect(&self) -> Result<Handle, ConnectFailure> {
+    /// A new connection, taken out of the pool for good, with what it learned of the master's
+    /// last restart.
+    async fn connect(&self) -> Result<Connected, ConnectFailure> {
         let handle = match self {
             Self::Server(pool) => pool
                 .get()
@@ -146,10 +156,14 @@ impl Pool {
                 .await
                 .map(|c| Handle::Server(sentinel::Connection::take(c))),
         };
-        handle.map_err(|err| ConnectFailure {
+        let mut handle = handle.map_err(|err| ConnectFailure {
             misconfigured: matches!(&err, deadpool_redis::PoolError::Backend(err) if cannot_heal(err)),
             reason: err.to_string(),
-        })
+        })?;
+        let restart = restart::learn(&mut handle)
+            .await
+            .map_err(|err| ConnectFailure::transient(err.to_string()))?;
+        Ok(Connected { handle, restart })
     }
 }
 
@@ -196,19 +210,22 @@ pub(crate) enum CallError {
     TimedOut(Duration),
     /// The client or the server reported an error.
     Redis(RedisError),
+    /// The master restarted, may have lost its keys then, and does not vote for a new hold
+    /// for `left` more (see `Config::restart_grace`); the command was not sent.
+    InGrace { restart: Restart, left: Duration },
 }
 
 impl CallError {
     /// Whether the command may have reached the master (so its effect may need undoing).
     pub(crate) fn maybe_applied(&self) -> bool {
-        !matches!(self, Self::NotConnected(_))
+        !matches!(self, Self::NotConnected(_) | Self::InGrace { .. })
     }
 
     /// Whether waiting cannot fix it (see [`cannot_heal`]).
     pub(crate) fn misconfigured(&self) -> bool {
         match self {
             Self::NotConnected(failure) => failure.misconfigured,
-            Self::TimedOut(_) => false,
+            Self::TimedOut(_) | Self::InGrace { .. } => false,
             Self::Redis(err) => cannot_heal(err),
         }
     }
@@ -220,6 +237,13 @@ impl std::fmt::Display for CallError {
             Self::NotConnected(failure) => write!(f, "cannot connect: {}", failure.reason),
             Self::TimedOut(limit) => write!(f, "no reply within {limit:?}"),
             Self::Redis(err) => write!(f, "{err}"),
+            Self::InGrace { restart, left } => write!(
+                f,
+                "restarted {:.1?} ago and may have lost its locks then ({}): no vote for a new \
+                 lock for {left:.1?} more (Config::restart_grace)",
+                restart.at.elapsed(),
+                restart.why
+            ),
         }
     }
 }
@@ -375,14 +399,35 @@ impl Master {
         F: FnOnce(Handle) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
+        self.call_voting(None, request).await
+    }
+
+    /// [`call`](Self::call) for a request whose yes grants a new hold: unless `grace` is
+    /// `None`, a master that restarted less than `grace` ago and may have lost its keys then
+    /// is not asked (`CallError::InGrace`).
+    pub(crate) async fn call_voting<T, F, Fut>(
+        self: &Arc<Self>,
+        grace: Option<Duration>,
+        request: F,
+    ) -> Result<T, CallError>
+    where
+        F: FnOnce(Handle) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
         // Whether the command was sent: a timeout before that is a connection problem, and
         // the command cannot have been applied.
         let sent = AtomicBool::new(false);
         let bounded = tokio::time::timeout(self.call_timeout, async {
             let turn = self.order.lock().await;
             let connection = self.connection().await?;
+            if let (Some(grace), Some(restart)) = (grace, &connection.restart)
+                && let Some(left) = restart.grace_left(grace, Instant::now())
+            {
+                let restart = restart.clone();
+                return Err(CallError::InGrace { restart, left });
+            }
             sent.store(true, Ordering::Relaxed);
-            let mut request = std::pin::pin!(request((*connection).clone()));
+            let mut request = std::pin::pin!(request(connection.handle.clone()));
             // The first poll queues the command on the connection; the next caller may go then.
             let first = std::future::poll_fn(|cx| Poll::Ready(request.as_mut().poll(cx))).await;
             drop(turn);
@@ -422,7 +467,7 @@ impl Master {
 
     /// The live connection, connecting first if there is none. A caller that finds the link
     /// down starts one connection attempt and reports its error; it never loops.
-    async fn connection(self: &Arc<Self>) -> Result<Arc<Handle>, CallError> {
+    async fn connection(self: &Arc<Self>) -> Result<Arc<Connected>, CallError> {
         // The usual case, without registering as a receiver.
         if let Link::Up(connection) = &*self.link.borrow() {
             return Ok(Arc::clone(connection));
@@ -487,7 +532,7 @@ impl Master {
 
     /// Forgets the connection so that the next call connects anew: `broken` only if it is
     /// still the current one (a newer connection stays), or with `None` whichever is up.
-    fn disconnect(&self, broken: Option<&Arc<Handle>>) {
+    fn disconnect(&self, broken: Option<&Arc<Connected>>) {
         let mut dropped = None;
         self.link.send_if_modified(|link| match link {
             Link::Up(current) if broken.is_none_or(|broken| Arc::ptr_eq(current, broken)) => {

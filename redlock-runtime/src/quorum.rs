@@ -1,7 +1,13 @@
 //! Where the quorum is decided: one request fanned out to every master in parallel, a decision
 //! as soon as the outcome is certain, and the stragglers finished in the background.
 
-use std::{future::Future, pin::Pin, sync::Arc, task::Poll, time::Duration};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::Poll,
+    time::{Duration, Instant},
+};
 
 use futures_util::{StreamExt, stream::FuturesUnordered};
 
@@ -94,6 +100,20 @@ impl Tally {
         } else {
             Verdict::Undecided
         }
+    }
+
+    /// When a quorum becomes possible again, if only masters inside their restart grace
+    /// (voting again at `grace_ends`, one instant per such failure) make it impossible now.
+    pub(crate) fn votes_again_at(&self, mut grace_ends: Vec<Instant>) -> Option<Instant> {
+        let spare = self.masters - self.quorum;
+        let other_failures = self.failures.len() - grace_ends.len();
+        if other_failures > spare {
+            return None;
+        }
+        // Enough of them must come back for the failures to leave a quorum possible.
+        let needed = self.failures.len().checked_sub(spare)?;
+        grace_ends.sort_unstable();
+        grace_ends.get(needed.checked_sub(1)?).copied()
     }
 
     pub(crate) fn into_failures(self) -> Vec<MasterFailure> {
@@ -242,6 +262,22 @@ mod tests {
         tally.failed(failure());
         assert!(tally.impossible_by_failures());
         assert_eq!(tally.into_failures().len(), 2);
+    }
+
+    #[test]
+    fn a_quorum_blocked_by_restart_graces_votes_again_when_enough_graces_end() {
+        let now = std::time::Instant::now();
+        let at = |seconds| now + Duration::from_secs(seconds);
+        // 5 masters, quorum 3: 3 in grace, so one of them must come back: the earliest.
+        let mut tally = Tally::new(5);
+        (0..3).for_each(|_| tally.failed(failure()));
+        assert_eq!(tally.votes_again_at(vec![at(9), at(4), at(7)]), Some(at(4)));
+        // One more failure that is no grace: two graces must end.
+        tally.failed(failure());
+        assert_eq!(tally.votes_again_at(vec![at(9), at(4), at(7)]), Some(at(7)));
+        // Two failures that are no grace: waiting for graces cannot make a quorum.
+        tally.failed(failure());
+        assert_eq!(tally.votes_again_at(vec![at(9), at(4), at(7)]), None);
     }
 
     #[test]

@@ -4,6 +4,12 @@
 //!
 //! The binary is `$REDIS_SERVER_BIN` if set, else `redis-server` from `PATH`.
 //!
+//! Servers are durable unless started volatile: an append-only file with `appendfsync always`
+//! (in `/dev/shm` where there is one, so that fsync costs nothing), so that a restart keeps the
+//! keys and clients let a fresh server vote at once. A volatile server restarts empty, and
+//! clients keep it out of new acquisitions for their restart grace, also right after it first
+//! starts (see `Config::restart_grace`).
+//!
 //! ```no_run
 //! use redlock_runtime::test_util::Masters;
 //!
@@ -24,6 +30,12 @@ use std::{
     },
     time::{Duration, Instant},
 };
+
+/// What makes a server durable: every write is on disk before it is acknowledged.
+const DURABLE: [&str; 4] = ["--appendonly", "yes", "--appendfsync", "always"];
+
+/// What makes a server volatile (after [`DURABLE`]: the last setting wins).
+const VOLATILE: [&str; 2] = ["--appendonly", "no"];
 
 /// One `redis-server` process started for a test.
 ///
@@ -47,7 +59,7 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts a server with no persistence on a free loopback port.
+    /// Starts a durable server (see the module) on a free loopback port.
     ///
     /// # Panics
     /// If the server does not answer within 10 s; the panic message carries its log.
@@ -60,7 +72,18 @@ impl RedisServer {
         Self::start_with_args(&[])
     }
 
-    /// Starts a server with extra `redis-server` arguments (e.g. `["--appendonly", "yes"]`).
+    /// Starts a server without persistence: a restart empties it, and clients keep it out of
+    /// new acquisitions for their restart grace, also right after it starts.
+    ///
+    /// ```no_run
+    /// let server = redlock_runtime::test_util::RedisServer::start_volatile();
+    /// server.restart(); // empty now
+    /// ```
+    pub fn start_volatile() -> Self {
+        Self::start_with_args(&VOLATILE)
+    }
+
+    /// Starts a durable server with extra `redis-server` arguments, which come last.
     ///
     /// ```no_run
     /// let server = redlock_runtime::test_util::RedisServer::start_with_args(&["--requirepass", "s3cret"]);
@@ -114,7 +137,13 @@ impl RedisServer {
 
     fn start_with(args: &[&str], tls: bool, sentinel_config: Option<&str>) -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
+        let shm = std::path::Path::new("/dev/shm");
+        let base = if shm.is_dir() {
+            shm.to_owned()
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = base.join(format!(
             "redlock-test-{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
@@ -403,7 +432,8 @@ impl RedisServer {
             .args(mode)
             .args(&listen)
             .args(["--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--save", "", "--daemonize", "no"])
+            .args(if self.sentinel { &[][..] } else { &DURABLE[..] })
             // A master waits 5 s by default before it syncs a new replica (to batch replicas):
             // replicas of the test harness sync at once.
             .args(replication)
@@ -513,7 +543,7 @@ fn free_port() -> u16 {
 pub struct Masters(Vec<RedisServer>);
 
 impl Masters {
-    /// Starts `count` servers.
+    /// Starts `count` durable servers.
     ///
     /// ```no_run
     /// let masters = redlock_runtime::test_util::Masters::start(3);
@@ -521,6 +551,16 @@ impl Masters {
     /// ```
     pub fn start(count: usize) -> Self {
         Self((0..count).map(|_| RedisServer::start()).collect())
+    }
+
+    /// Starts `count` servers without persistence (see [`RedisServer::start_volatile`]).
+    ///
+    /// ```no_run
+    /// let masters = redlock_runtime::test_util::Masters::start_volatile(3);
+    /// masters[0].restart(); // empty now
+    /// ```
+    pub fn start_volatile(count: usize) -> Self {
+        Self((0..count).map(|_| RedisServer::start_volatile()).collect())
     }
 
     /// Servers started by the caller (e.g. with persistence) as a set of masters.

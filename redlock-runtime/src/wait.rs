@@ -155,12 +155,19 @@ pub(crate) async fn run(
                 };
                 (error, NextAttempt::after_refusal(standing, now))
             }
-            Attempt::Unavailable(failures) => {
+            Attempt::Unavailable { failures, votes_at } => {
                 // Waiting cannot help when too many masters are misconfigured for a quorum,
-                // nor past the outage timeout.
+                // nor past the outage timeout. Masters inside their restart grace are up, and
+                // vote again at a known time: no outage, the next attempt is then.
                 let misconfigured = failures.iter().filter(|f| f.misconfigured).count();
                 let hopeless = misconfigured > backend.masters.len() - backend.quorum();
-                let gives_up_at = outage.gives_up_at(now, &backend.config);
+                if votes_at.is_some() {
+                    outage.end();
+                }
+                let gives_up_at = votes_at
+                    .is_none()
+                    .then(|| outage.gives_up_at(now, &backend.config))
+                    .flatten();
                 let error = LockError::Unavailable {
                     name: name.to_owned(),
                     quorum: backend.quorum(),
@@ -170,7 +177,7 @@ pub(crate) async fn run(
                 if hopeless || gives_up_at.is_some_and(|at| now >= at) {
                     return Err(error);
                 }
-                let retry_at = now + backoff.next();
+                let retry_at = votes_at.unwrap_or_else(|| now + backoff.next());
                 let at = gives_up_at.map_or(retry_at, |at| retry_at.min(at));
                 (error, NextAttempt::At(at))
             }
