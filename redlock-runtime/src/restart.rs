@@ -58,11 +58,12 @@ pub(crate) async fn learn(
         }
         Err(err) => return Err(err),
     };
-    // Uptime is whole seconds: the start is taken as late as it can be (in a cluster, the
-    // latest start of its primaries).
+    // The start is taken as late as it can be (in a cluster, the latest start of its
+    // primaries). Redis subtracts two clock readings in whole seconds, so the true uptime may
+    // be almost a second shorter than it says.
     let uptime = field(&server, "uptime_in_seconds").min().unwrap_or(0);
     let at = Instant::now()
-        .checked_sub(Duration::from_secs(uptime))
+        .checked_sub(Duration::from_secs(uptime.saturating_sub(1)))
         .unwrap_or(connected);
     let why = match durable(connection).await? {
         Ok(()) => return Ok(None),
