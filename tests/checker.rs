@@ -353,8 +353,12 @@ async fn no_overlap_while_a_majority_restarts_empty_under_careless_holders() {
                     return;
                 }
                 let majority = [round % 5, (round + 1) % 5, (round + 3) % 5];
-                majority.map(|index| masters[index].kill());
-                majority.map(|index| masters[index].restart());
+                for index in majority {
+                    masters[index].kill();
+                }
+                for index in majority {
+                    masters[index].restart();
+                }
             }
         },
     )

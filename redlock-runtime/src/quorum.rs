@@ -275,9 +275,11 @@ mod tests {
         // One more failure that is no grace: two graces must end.
         tally.failed(failure());
         assert_eq!(tally.votes_again_at(vec![at(9), at(4), at(7)]), Some(at(7)));
-        // Two failures that are no grace: waiting for graces cannot make a quorum.
+        // Two failures that are no grace: all three graces must end.
         tally.failed(failure());
-        assert_eq!(tally.votes_again_at(vec![at(9), at(4), at(7)]), None);
+        assert_eq!(tally.votes_again_at(vec![at(9), at(4), at(7)]), Some(at(9)));
+        // Three: waiting for graces cannot make a quorum.
+        assert_eq!(tally.votes_again_at(vec![at(9), at(4)]), None);
     }
 
     #[test]
