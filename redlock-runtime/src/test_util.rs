@@ -259,7 +259,7 @@ impl RedisServer {
         }
     }
 
-    /// Kills the server with SIGKILL and reaps it; data without persistence is gone.
+    /// Kills the server with SIGKILL and reaps it; a volatile server's data is gone.
     ///
     /// ```no_run
     /// let server = redlock_runtime::test_util::RedisServer::start();
@@ -563,13 +563,13 @@ impl Masters {
         Self((0..count).map(|_| RedisServer::start_volatile()).collect())
     }
 
-    /// Servers started by the caller (e.g. with persistence) as a set of masters.
+    /// Servers started by the caller (e.g. with extra arguments) as a set of masters.
     ///
     /// ```no_run
     /// use redlock_runtime::test_util::{Masters, RedisServer};
     ///
-    /// let persistent = ["--appendonly", "yes"];
-    /// let masters = Masters::from_servers((0..3).map(|_| RedisServer::start_with_args(&persistent)).collect());
+    /// let small = ["--maxmemory", "64mb"];
+    /// let masters = Masters::from_servers((0..3).map(|_| RedisServer::start_with_args(&small)).collect());
     /// ```
     pub fn from_servers(servers: Vec<RedisServer>) -> Self {
         Self(servers)
