@@ -522,8 +522,16 @@ impl Master {
                         master.connect_timeout
                     ))),
                 };
-            if let Link::Failed(failure) = &next {
-                tracing::warn!(master = %master.label, reason = %failure.reason, "redlock: cannot connect to Redis master");
+            match &next {
+                Link::Failed(failure) => {
+                    tracing::warn!(master = %master.label, reason = %failure.reason, "redlock: cannot connect to Redis master");
+                }
+                Link::Up(connected) => {
+                    if let Some(restart) = &connected.restart {
+                        tracing::info!(master = %master.label, started_ago = ?restart.at.elapsed(), why = %restart.why, "redlock: this Redis master may lose its locks in a restart: after each start it sits out new locks for their restart grace (Config::restart_grace)");
+                    }
+                }
+                Link::Down | Link::Connecting => {}
             }
             attempt.finished = true;
             master.link.send_replace(next);
