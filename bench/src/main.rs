@@ -19,7 +19,8 @@
 //! - memory: RSS over 100,000 cycles on 100,000 distinct names.
 //!
 //! `cargo run --release -p redlock-bench [-- --quick] [-- --waiting] [-- --liveness] [-- --scale]
-//! [-- --json PATH]`
+//! [-- --json PATH]`; `-- --profile-distinct` runs only the API's distinct-names loop (1 master,
+//! 8 s) and prints its rate and CPU per cycle, for A/B runs and `perf record`.
 //!
 //! The floor is what any Redlock must send: `SET NX PX`, then an `EVALSHA` compare-and-delete,
 //! on one multiplexed connection per master, masters in parallel. rslock runs with its
@@ -1051,6 +1052,18 @@ async fn main() {
     }
     if let Some(at) = args.iter().position(|arg| arg == "--head-worker") {
         return liveness::head_worker(&args[at + 1..]).await;
+    }
+    if args.iter().any(|arg| arg == "--profile-distinct") {
+        // 8 s of the API's row of "1,000 tasks on distinct names", and nothing else.
+        let masters = Masters::start(1);
+        let redlock = Redlock::new(masters.urls()).unwrap();
+        let (rate, cpu) = distinct_names_cpu(Duration::from_secs(8), move |name| {
+            let redlock = redlock.clone();
+            async move { api_cycle(&redlock, &name).await }
+        })
+        .await;
+        println!("PROFILE {rate:.0}/s {:.1} us", cpu.as_secs_f64() * 1e6);
+        return;
     }
     if args.iter().any(|arg| arg == "--liveness") {
         return liveness_sections(&mut Report::default(), &Plan::from_args()).await;

@@ -418,7 +418,12 @@ impl Master {
         // the command cannot have been applied.
         let sent = AtomicBool::new(false);
         let bounded = tokio::time::timeout(self.call_timeout, async {
-            let turn = self.order.lock().await;
+            // Uncontended, the turn is taken without a waiter node (tokio's mutex is fair:
+            // `try_lock` fails while callers wait, so nobody is overtaken).
+            let turn = match self.order.try_lock() {
+                Ok(turn) => turn,
+                Err(_) => self.order.lock().await,
+            };
             let connection = self.connection().await?;
             if let (Some(grace), Some(restart)) = (grace, &connection.restart)
                 && let Some(left) = restart.grace_left(grace, Instant::now())
