@@ -96,6 +96,8 @@ pub(crate) async fn run(
     };
     let mut backoff = Backoff::new(&backend.config);
     let mut outage = Outage::default();
+    // Whether this wait said that it waits for restart graces.
+    let mut told_grace = false;
     let timed_out = || LockError::Timeout {
         name: name.to_owned(),
         waited: started.elapsed(),
@@ -161,8 +163,11 @@ pub(crate) async fn run(
                 // vote again at a known time: no outage, the next attempt is then.
                 let misconfigured = failures.iter().filter(|f| f.misconfigured).count();
                 let hopeless = misconfigured > backend.masters.len() - backend.quorum();
-                if votes_at.is_some() {
+                if let Some(at) = votes_at {
                     outage.end();
+                    if !std::mem::replace(&mut told_grace, true) {
+                        tracing::warn!(lock = %name, wait = ?at.saturating_duration_since(now), "redlock: waiting for restarted masters to leave their restart grace (Config::restart_grace)");
+                    }
                 }
                 let gives_up_at = votes_at
                     .is_none()
