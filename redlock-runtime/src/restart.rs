@@ -41,22 +41,14 @@ pub(crate) async fn learn(
     connection: &mut impl ConnectionLike,
 ) -> Result<Option<Restart>, RedisError> {
     let connected = Instant::now();
-    let server = match texts(
-        redis::cmd("INFO")
-            .arg("server")
-            .query_async(connection)
-            .await,
-    ) {
+    let server = match read(connection, redis::cmd("INFO").arg("server")).await? {
         Ok(server) => server,
-        Err(err) if forbidden(&err) => {
-            return Ok(Some(Restart {
-                at: connected,
-                why: format!(
-                    "its uptime cannot be read ({err}), so it counts as restarted when we connected"
-                ),
-            }));
+        Err(err) => {
+            let why = format!(
+                "its uptime cannot be read ({err}), so it counts as restarted when we connected"
+            );
+            return Ok(Some(Restart { at: connected, why }));
         }
-        Err(err) => return Err(err),
     };
     // The start is taken as late as it can be (in a cluster, the latest start of its
     // primaries). Redis subtracts two clock readings in whole seconds, so the true uptime may
@@ -65,43 +57,30 @@ pub(crate) async fn learn(
     let at = Instant::now()
         .checked_sub(Duration::from_secs(uptime.saturating_sub(1)))
         .unwrap_or(connected);
-    let why = match durable(connection).await? {
-        Ok(()) => return Ok(None),
-        Err(why) => why,
-    };
-    Ok(Some(Restart { at, why }))
+    match durable(connection).await? {
+        Ok(()) => Ok(None),
+        Err(why) => Ok(Some(Restart { at, why })),
+    }
 }
 
 /// Whether every write survives a restart (`Ok`), else why it may not.
 async fn durable(connection: &mut impl ConnectionLike) -> Result<Result<(), String>, RedisError> {
-    let persistence = match texts(
-        redis::cmd("INFO")
-            .arg("persistence")
-            .query_async(connection)
-            .await,
-    ) {
+    let persistence = match read(connection, redis::cmd("INFO").arg("persistence")).await? {
         Ok(persistence) => persistence,
-        Err(err) if forbidden(&err) => {
-            return Ok(Err(format!("its persistence cannot be read ({err})")));
-        }
-        Err(err) => return Err(err),
+        Err(err) => return Ok(Err(format!("its persistence cannot be read ({err})"))),
     };
     let aof: Vec<u64> = field(&persistence, "aof_enabled").collect();
     if aof.is_empty() || aof.contains(&0) {
         return Ok(Err("it has no append-only file".into()));
     }
-    let fsync = match texts(
-        redis::cmd("CONFIG")
-            .arg("GET")
-            .arg("appendfsync")
-            .query_async(connection)
-            .await,
-    ) {
+    let fsync = match read(
+        connection,
+        redis::cmd("CONFIG").arg("GET").arg("appendfsync"),
+    )
+    .await?
+    {
         Ok(fsync) => fsync,
-        Err(err) if forbidden(&err) => {
-            return Ok(Err(format!("its appendfsync cannot be read ({err})")));
-        }
-        Err(err) => return Err(err),
+        Err(err) => return Ok(Err(format!("its appendfsync cannot be read ({err})"))),
     };
     // `["appendfsync", "always"]`, once per primary in a cluster.
     let values: Vec<&str> = fsync
@@ -113,6 +92,18 @@ async fn durable(connection: &mut impl ConnectionLike) -> Result<Result<(), Stri
         return Ok(Err(format!("appendfsync is {values:?}, not \"always\"")));
     }
     Ok(Ok(()))
+}
+
+/// The texts of `command`'s reply; the inner error when we may not run it (see [`forbidden`]).
+async fn read(
+    connection: &mut impl ConnectionLike,
+    command: &redis::Cmd,
+) -> Result<Result<Vec<String>, RedisError>, RedisError> {
+    match texts(command.query_async(connection).await) {
+        Ok(texts) => Ok(Ok(texts)),
+        Err(err) if forbidden(&err) => Ok(Err(err)),
+        Err(err) => Err(err),
+    }
 }
 
 /// An error that says we may not run the command (an ACL), or that the server does not have it.
