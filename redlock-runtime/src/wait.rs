@@ -159,20 +159,25 @@ pub(crate) async fn run(
             }
             Attempt::Unavailable { failures, votes_at } => {
                 // Waiting cannot help when too many masters are misconfigured for a quorum,
-                // nor past the outage timeout. Masters inside their restart grace are up, and
-                // vote again at a known time: no outage, the next attempt is then.
+                // nor past the outage timeout.
                 let misconfigured = failures.iter().filter(|f| f.misconfigured).count();
                 let hopeless = misconfigured > backend.masters.len() - backend.quorum();
-                if let Some(at) = votes_at {
-                    outage.end();
-                    if !std::mem::replace(&mut told_grace, true) {
-                        tracing::warn!(lock = %name, wait = ?at.saturating_duration_since(now), "redlock: waiting for restarted masters to leave their restart grace (Config::restart_grace)");
+                let (gives_up_at, retry_at) = match votes_at {
+                    // Masters inside their restart grace are up, and vote again at a known
+                    // time: no outage, the next attempt is then.
+                    Some(at) => {
+                        outage.end();
+                        let waits = timeout != Timeout::Skip;
+                        if waits && !std::mem::replace(&mut told_grace, true) {
+                            tracing::warn!(lock = %name, wait = ?at.saturating_duration_since(now), "redlock: waiting for restarted masters to leave their restart grace (Config::restart_grace)");
+                        }
+                        (None, at)
                     }
-                }
-                let gives_up_at = votes_at
-                    .is_none()
-                    .then(|| outage.gives_up_at(now, &backend.config))
-                    .flatten();
+                    None => (
+                        outage.gives_up_at(now, &backend.config),
+                        now + backoff.next(),
+                    ),
+                };
                 let error = LockError::Unavailable {
                     name: name.to_owned(),
                     quorum: backend.quorum(),
@@ -182,7 +187,6 @@ pub(crate) async fn run(
                 if hopeless || gives_up_at.is_some_and(|at| now >= at) {
                     return Err(error);
                 }
-                let retry_at = votes_at.unwrap_or_else(|| now + backoff.next());
                 let at = gives_up_at.map_or(retry_at, |at| retry_at.min(at));
                 (error, NextAttempt::At(at))
             }
