@@ -422,10 +422,11 @@ impl RedisServer {
         } else {
             &[]
         };
-        let replication: &[&str] = if self.sentinel {
-            &[]
+        // Only a data server (not a sentinel) is durable and has replicas.
+        let (durability, replication): (&[&str], &[&str]) = if self.sentinel {
+            (&[], &[])
         } else {
-            &["--repl-diskless-sync-delay", "0"]
+            (&DURABLE, &["--repl-diskless-sync-delay", "0"])
         };
         let child = Command::new(&binary)
             .current_dir(&self.dir)
@@ -433,7 +434,7 @@ impl RedisServer {
             .args(&listen)
             .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--daemonize", "no"])
-            .args(if self.sentinel { &[][..] } else { &DURABLE[..] })
+            .args(durability)
             // A master waits 5 s by default before it syncs a new replica (to batch replicas):
             // replicas of the test harness sync at once.
             .args(replication)
