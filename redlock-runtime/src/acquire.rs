@@ -6,12 +6,12 @@ use std::{
 };
 
 use crate::{
-    MasterFailure,
+    MasterFailure, MasterVote, Vote,
     backend::Backend,
     background::{BackgroundReleases, Ticket},
     keys::{FOREIGN_POLL, GRANT, LockKeys, PLACE_TTL, companion_key},
     master::{CallError, Handle, Master},
-    quorum::{Tally, fan_out, validity},
+    quorum::{Holder, Refusal, Tally, fan_out, validity},
     rt,
     scripts::{self, ScriptCall},
     wake::master_bit,
@@ -46,10 +46,19 @@ pub(crate) struct Standing {
 pub(crate) enum Attempt {
     /// A quorum accepted our value; the lock is ours until `valid_until`.
     Acquired { valid_until: Instant },
-    /// A quorum is impossible because enough masters answered that another client holds it
-    /// (or that earlier waiters go first). A queued attempt learns the most hopeful standing
-    /// among the refusals (the shortest TTL, the fewest waiters ahead); a plain `SET` nothing.
-    Busy(Option<Standing>),
+    /// A quorum is impossible because masters answered that another client holds it (or
+    /// that earlier waiters go first): on a quorum (`certain`), or on too few for a quorum
+    /// but enough with the masters that failed or were not heard. A queued attempt learns the
+    /// most hopeful standing among the refusals (the shortest TTL, the fewest waiters ahead);
+    /// a plain `SET` nothing.
+    Busy {
+        standing: Option<Standing>,
+        certain: bool,
+        votes: Vec<MasterVote>,
+    },
+    /// A quorum is impossible, yet no other client can hold the lock: contenders that tried
+    /// at the same moment split the votes (plain attempts only: each names the value it found).
+    Split { votes: Vec<MasterVote> },
     /// A quorum is impossible because masters failed (or answered too late to leave validity).
     /// When masters inside their restart grace alone made it impossible, `votes_at` is when
     /// enough of them will vote again.
@@ -60,10 +69,13 @@ pub(crate) enum Attempt {
 }
 
 /// One master's answer to an attempt.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 enum Answer {
     Granted,
-    Refused(Option<Standing>),
+    Refused {
+        standing: Option<Standing>,
+        holder: Holder,
+    },
 }
 
 /// Tries once to set the lock to `value` on a quorum of masters, undoing any partial success.
@@ -81,6 +93,10 @@ pub(crate) async fn attempt(
     // Masters that may hold our value: must be undone if the attempt fails.
     let mut maybe_set = vec![false; masters.len()];
     let mut standing: Option<Standing> = None;
+    let mut votes = vec![Vote::Unheard; masters.len()];
+    // With one master a refusal is certain; with several, a plain `SET` also reads the value
+    // it found, to tell a holder's quorum from a split vote.
+    let read_holder = masters.len() > 1;
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
     let grace = backend.config.restart_grace.for_ttl(ttl);
     // When each master inside its restart grace votes again.
@@ -104,7 +120,14 @@ pub(crate) async fn attempt(
                 master
                     .call_voting(grace, |mut connection| async move {
                         let Some((id, ticket, counter)) = place else {
-                            return set_if_free(&mut connection, &keys, &value, ttl_ms).await;
+                            return set_if_free(
+                                &mut connection,
+                                &keys,
+                                &value,
+                                ttl_ms,
+                                read_holder,
+                            )
+                            .await;
                         };
                         let mut call =
                             ScriptCall::new(&scripts::ACQUIRE, if see_foreign { 6 } else { 4 })
@@ -127,11 +150,14 @@ pub(crate) async fn attempt(
                         Ok(if granted == 1 {
                             Answer::Granted
                         } else {
-                            Answer::Refused(Some(Standing {
-                                expires_in: Duration::from_millis(wait_ms),
-                                ahead: rank,
-                                held: held == 1,
-                            }))
+                            Answer::Refused {
+                                standing: Some(Standing {
+                                    expires_in: Duration::from_millis(wait_ms),
+                                    ahead: rank,
+                                    held: held == 1,
+                                }),
+                                holder: Holder::Unnamed,
+                            }
                         })
                     })
                     .await
@@ -142,17 +168,24 @@ pub(crate) async fn attempt(
                 Ok(Answer::Granted) => {
                     tally.yes();
                     maybe_set[index] = true;
+                    votes[index] = Vote::Ours;
                 }
-                Ok(Answer::Refused(learned)) => {
-                    tally.no();
+                Ok(Answer::Refused {
+                    standing: learned,
+                    holder,
+                }) => {
+                    tally.refused_by(holder);
                     standing = most_hopeful(standing, learned);
+                    votes[index] = Vote::Held;
                 }
                 Err(error) => {
                     maybe_set[index] = error.maybe_applied();
                     if let CallError::InGrace { left, .. } = &error {
                         grace_ends.push(Instant::now() + *left);
                     }
-                    tally.failed(masters[index].failure(&error));
+                    let failure = masters[index].failure(&error);
+                    votes[index] = Vote::Failed(failure.error.clone());
+                    tally.failed(failure);
                 }
             }
             tally.verdict()
@@ -199,34 +232,67 @@ pub(crate) async fn attempt(
         let votes_at = (!tally.granted())
             .then(|| tally.votes_again_at(grace_ends))
             .flatten();
-        Attempt::Unavailable {
+        return Attempt::Unavailable {
             failures: tally.into_failures(),
             votes_at,
-        }
-    } else {
-        Attempt::Busy(standing)
+        };
+    }
+    let votes = masters
+        .iter()
+        .zip(votes)
+        .map(|(master, vote)| MasterVote {
+            master: master.label.clone(),
+            vote,
+        })
+        .collect();
+    match tally.refusal() {
+        // A queued refusal may mean waiters ahead, not a holder: the wait sorts it out.
+        Refusal::Split if standing.is_none() => Attempt::Split { votes },
+        refusal => Attempt::Busy {
+            standing,
+            certain: refusal == Refusal::Held,
+            votes,
+        },
     }
 }
 
-/// Exactly the Python library's attempt: `SET key value NX PX ttl`.
+/// Exactly the Python library's attempt: `SET key value NX PX ttl`; with `read_holder`,
+/// pipelined with a `GET` (one round trip) that tells whose value refused us.
 async fn set_if_free(
     connection: &mut Handle,
     keys: &LockKeys,
     value: &str,
     ttl_ms: u64,
+    read_holder: bool,
 ) -> redis::RedisResult<Answer> {
-    let set: Option<String> = redis::Cmd::with_capacity(6, 256)
-        .arg("SET")
+    let mut set = redis::Cmd::with_capacity(6, 256);
+    set.arg("SET")
         .arg(&*keys.lock)
         .arg(value)
         .arg("NX")
         .arg("PX")
-        .arg(ttl_ms)
+        .arg(ttl_ms);
+    if !read_holder {
+        let set: Option<String> = set.query_async(connection).await?;
+        return Ok(match set {
+            Some(_) => Answer::Granted,
+            None => Answer::Refused {
+                standing: None,
+                holder: Holder::Unnamed,
+            },
+        });
+    }
+    let (set, found): (Option<String>, Option<String>) = redis::pipe()
+        .add_command(set)
+        .get(&*keys.lock)
         .query_async(connection)
         .await?;
-    Ok(match set {
-        Some(_) => Answer::Granted,
-        None => Answer::Refused(None),
+    Ok(match (set, found) {
+        (Some(_), _) => Answer::Granted,
+        (None, found) => Answer::Refused {
+            standing: None,
+            holder: found.map_or(Holder::Nobody, Holder::Value),
+        },
     })
 }
 

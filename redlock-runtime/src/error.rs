@@ -33,6 +33,49 @@ impl fmt::Display for MasterFailure {
     }
 }
 
+/// How one master answered the last attempt of a request that did not get the lock; listed
+/// by [`LockError::Timeout`] and [`LockError::SplitVote`].
+///
+/// ```
+/// use redlock_runtime::{MasterVote, Vote};
+///
+/// let vote = MasterVote { master: "redis://db1:6379".into(), vote: Vote::Held };
+/// assert_eq!(vote.to_string(), "redis://db1:6379: held by another client");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterVote {
+    /// The master's URL, with any password replaced by `***`.
+    pub master: String,
+    /// Its answer.
+    pub vote: Vote,
+}
+
+/// One master's answer to an attempt; see [`MasterVote`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Vote {
+    /// It took our value (undone since: too few others did).
+    Ours,
+    /// It refused: another client's value is set there (for a waiting request: or other
+    /// waiters go first).
+    Held,
+    /// It failed, for this reason.
+    Failed(String),
+    /// It had not answered when the outcome became certain.
+    Unheard,
+}
+
+impl fmt::Display for MasterVote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.vote {
+            Vote::Ours => write!(f, "{}: ours (undone)", self.master),
+            Vote::Held => write!(f, "{}: held by another client", self.master),
+            Vote::Failed(error) => write!(f, "{}: failed: {error}", self.master),
+            Vote::Unheard => write!(f, "{}: no answer yet", self.master),
+        }
+    }
+}
+
 /// Everything that can go wrong when taking, holding or releasing a lock.
 ///
 /// Every message names the lock, and, for backend failures, each failing master
@@ -48,13 +91,38 @@ impl fmt::Display for MasterFailure {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum LockError {
-    /// Another client holds the lock: after one attempt with `Timeout::Skip`, or when the wait ended.
-    #[error("lock `{name}` is held by another client (gave up after {waited:?})")]
+    /// Another client holds the lock (or may: its value stands on a quorum of masters, or
+    /// could with the masters that did not answer): after the attempts of `Timeout::Skip`, or
+    /// when the wait ended. This, and only this, is what `silent` skips.
+    #[error(
+        "lock `{name}` is held by another client{} (gave up after {waited:?})",
+        held_on(votes)
+    )]
     Timeout {
         /// The lock name.
         name: String,
         /// How long this request waited before giving up.
         waited: Duration,
+        /// How each master answered the last attempt; empty when the request gave up before
+        /// attempting (waiting behind tasks of this process that want the same lock).
+        votes: Vec<MasterVote>,
+    },
+    /// No client holds the lock, yet no attempt reached a quorum: contenders that tried at
+    /// the same moment split the masters' votes, again after every retry (`Timeout::Skip`
+    /// retries such a round 3 times, after jittered pauses of about `Config::retry_delay`,
+    /// twice it, four times it). Not contention: `silent` does not skip it.
+    #[error(
+        "lock `{name}`: no quorum either way after {attempts} attempts: no client holds it, \
+         but contenders split the votes of the masters ({})",
+        list(votes)
+    )]
+    SplitVote {
+        /// The lock name.
+        name: String,
+        /// How many attempt rounds were made.
+        attempts: u32,
+        /// How each master answered the last attempt.
+        votes: Vec<MasterVote>,
     },
     /// A quorum of masters could not be reached, so the lock could be neither taken nor refused.
     #[error(
@@ -144,9 +212,18 @@ impl From<Infallible> for LockError {
     }
 }
 
-fn list(failures: &[MasterFailure]) -> String {
-    let items: Vec<String> = failures.iter().map(ToString::to_string).collect();
+fn list<T: fmt::Display>(items: &[T]) -> String {
+    let items: Vec<String> = items.iter().map(ToString::to_string).collect();
     items.join("; ")
+}
+
+/// " on N of M masters", from the votes of the last attempt, if there was one.
+fn held_on(votes: &[MasterVote]) -> String {
+    if votes.is_empty() {
+        return String::new();
+    }
+    let held = votes.iter().filter(|vote| vote.vote == Vote::Held).count();
+    format!(" on {held} of {} masters", votes.len())
 }
 
 impl From<LockError> for std::io::Error {
@@ -155,6 +232,7 @@ impl From<LockError> for std::io::Error {
         let kind = match error {
             LockError::Timeout { .. } => std::io::ErrorKind::TimedOut,
             LockError::Unavailable { .. } => std::io::ErrorKind::ConnectionRefused,
+            LockError::SplitVote { .. } => std::io::ErrorKind::ResourceBusy,
             LockError::Lost { .. } => std::io::ErrorKind::Other,
             LockError::Reentered { .. } => std::io::ErrorKind::Deadlock,
             _ => std::io::ErrorKind::InvalidInput,

@@ -80,7 +80,7 @@ pub mod blocking;
 pub mod test_util;
 
 pub use config::{Config, DEFAULT_OUTAGE_TIMEOUT, DEFAULT_URL, RestartGrace};
-pub use error::{LockError, MasterFailure};
+pub use error::{LockError, MasterFailure, MasterVote, Vote};
 pub use guard::LockGuard;
 pub use keys::waiting_key;
 pub use redlock::Redlock;

@@ -21,6 +21,8 @@ use std::{
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::LockError;
+
 /// The lines of one client's locks that have a request in flight (or a window for foreign
 /// waiters).
 #[derive(Debug, Default)]
@@ -32,6 +34,20 @@ struct Line {
     turn: Arc<Semaphore>,
     /// Until when a release of ours left the lock to foreign waiters.
     foreign_window: Option<Instant>,
+    /// What the representative's last attempt met, if no quorum answered it.
+    outage: Option<LineOutage>,
+}
+
+/// An outage that the line's representative meets: the tasks behind it that give up in the
+/// line end with its error, not with a timeout (nobody holds the lock), and the next
+/// representative counts the outage from its start.
+#[derive(Debug, Clone)]
+pub(crate) struct LineOutage {
+    /// Since when no attempt reached a quorum (`None`: masters in their restart grace, which
+    /// vote again at a known time).
+    pub(crate) since: Option<Instant>,
+    /// The last attempt's error.
+    pub(crate) error: LockError,
 }
 
 /// The representative's turn; the next task of the line gets it when this is dropped.
@@ -82,6 +98,18 @@ impl Lines {
             .foreign_window = Some(end);
     }
 
+    /// Records what the last attempt of `key`'s representative met (`None`: a quorum answered).
+    pub(crate) fn report_outage(&self, key: &str, outage: Option<LineOutage>) {
+        if let Some(line) = self.lock().get_mut(key) {
+            line.outage = outage;
+        }
+    }
+
+    /// The outage that `key`'s representative last reported, if any.
+    pub(crate) fn outage(&self, key: &str) -> Option<LineOutage> {
+        self.lock().get(key).and_then(|line| line.outage.clone())
+    }
+
     /// Waits for the representative's turn on `key`, first come first served.
     pub(crate) async fn turn(self: &Arc<Self>, key: &Arc<str>) -> Turn {
         let turn = {
@@ -105,6 +133,7 @@ impl Line {
         Self {
             turn: Arc::new(Semaphore::new(1)),
             foreign_window: None,
+            outage: None,
         }
     }
 

@@ -47,6 +47,7 @@ impl Acquisition {
             Err(LockError::Timeout { .. }) if self.skip => "skipped",
             Err(LockError::Timeout { .. }) => "timed_out",
             Err(LockError::Unavailable { .. }) => "unavailable",
+            Err(LockError::SplitVote { .. }) => "split_vote",
             Err(_) => "error",
         };
         match result {

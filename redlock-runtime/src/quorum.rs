@@ -44,7 +44,36 @@ pub(crate) struct Tally {
     quorum: usize,
     yes: usize,
     no: usize,
+    /// The refusals that named the value they found, counted per value: another client holds
+    /// the lock only where one value stands on a quorum.
+    holders: Vec<(String, usize)>,
+    /// The refusals that named none (a queued attempt, an extension): counted as one
+    /// holder's, the cautious reading.
+    unnamed: usize,
     failures: Vec<MasterFailure>,
+}
+
+/// Who a refusal found holding the lock.
+#[derive(Debug)]
+pub(crate) enum Holder {
+    /// Not said: counted as the same holder as every other unnamed refusal.
+    Unnamed,
+    /// The lock's value on that master.
+    Value(String),
+    /// Nobody any more (it expired between the refusal and the look).
+    Nobody,
+}
+
+/// Why a round that did not grant the lock refused it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// One value stands on a quorum: another client holds the lock.
+    Held,
+    /// One value (perhaps one unseen), with the masters that failed or were not heard, could
+    /// stand on a quorum: another client may hold the lock.
+    MaybeHeld,
+    /// No value can stand on a quorum: contenders split the votes, and nobody holds the lock.
+    Split,
 }
 
 impl Tally {
@@ -54,6 +83,8 @@ impl Tally {
             quorum: quorum_of(masters),
             yes: 0,
             no: 0,
+            holders: Vec::new(),
+            unnamed: 0,
             failures: Vec::new(),
         }
     }
@@ -62,8 +93,21 @@ impl Tally {
         self.yes += 1;
     }
 
+    /// A refusal that names no holder.
     pub(crate) fn no(&mut self) {
+        self.refused_by(Holder::Unnamed);
+    }
+
+    pub(crate) fn refused_by(&mut self, holder: Holder) {
         self.no += 1;
+        match holder {
+            Holder::Unnamed => self.unnamed += 1,
+            Holder::Value(value) => match self.holders.iter_mut().find(|(v, _)| *v == value) {
+                Some((_, count)) => *count += 1,
+                None => self.holders.push((value, 1)),
+            },
+            Holder::Nobody => {}
+        }
     }
 
     pub(crate) fn failed(&mut self, failure: MasterFailure) {
@@ -79,9 +123,31 @@ impl Tally {
         self.yes >= self.quorum
     }
 
-    /// A quorum said no: the answer is no whatever the others say.
+    /// One holder's refusals make a quorum of yes impossible: the answer is no whatever the
+    /// others say.
     pub(crate) fn refused(&self) -> bool {
-        self.no > self.masters - self.quorum
+        self.largest_refusal() > self.masters - self.quorum
+    }
+
+    /// The most refusals that one holder may account for: the unnamed ones with the largest
+    /// named group.
+    fn largest_refusal(&self) -> usize {
+        let named = self.holders.iter().map(|(_, count)| *count).max();
+        self.unnamed + named.unwrap_or(0)
+    }
+
+    /// Why a round that did not grant the lock refused it (see [`Refusal`]).
+    pub(crate) fn refusal(&self) -> Refusal {
+        let largest = self.largest_refusal();
+        // Failed or not heard: they may hold any value.
+        let unknown = self.masters - self.yes - self.no;
+        if largest >= self.quorum {
+            Refusal::Held
+        } else if largest + unknown >= self.quorum {
+            Refusal::MaybeHeld
+        } else {
+            Refusal::Split
+        }
     }
 
     /// Failures alone leave too few masters for a quorum of yes.
@@ -216,7 +282,7 @@ impl<T: Send + 'static> Stragglers<T> {
 mod tests {
     use std::time::Duration;
 
-    use super::{Tally, Verdict, drift, quorum_of, validity};
+    use super::{Holder, Refusal, Tally, Verdict, drift, quorum_of, validity};
     use crate::MasterFailure;
 
     fn failure() -> MasterFailure {
@@ -252,6 +318,50 @@ mod tests {
         assert!(!tally.refused() && !tally.impossible_by_failures());
         tally.no();
         assert!(tally.refused() && matches!(tally.verdict(), Verdict::Decided));
+    }
+
+    fn held_by(tally: &mut Tally, value: &str) {
+        tally.refused_by(Holder::Value(value.into()));
+    }
+
+    #[test]
+    fn a_lock_is_held_elsewhere_only_where_one_value_can_stand_on_a_quorum() {
+        // Three contenders took one master each: nobody holds it, and all is heard.
+        let mut tally = Tally::new(3);
+        tally.yes();
+        held_by(&mut tally, "b");
+        assert!(matches!(tally.verdict(), Verdict::Undecided) && !tally.refused());
+        held_by(&mut tally, "c");
+        assert!(matches!(tally.verdict(), Verdict::Decided));
+        assert_eq!(tally.refusal(), Refusal::Split);
+
+        // One value on a quorum: held, decided at once.
+        let mut tally = Tally::new(3);
+        held_by(&mut tally, "b");
+        held_by(&mut tally, "b");
+        assert!(tally.refused() && matches!(tally.verdict(), Verdict::Decided));
+        assert_eq!(tally.refusal(), Refusal::Held);
+
+        // One value and a master that failed could make a quorum: maybe held.
+        let mut tally = Tally::new(3);
+        tally.yes();
+        held_by(&mut tally, "b");
+        tally.failed(failure());
+        assert_eq!(tally.refusal(), Refusal::MaybeHeld);
+
+        // A key that expired before it was read is nobody's.
+        let mut tally = Tally::new(3);
+        tally.yes();
+        tally.refused_by(Holder::Nobody);
+        held_by(&mut tally, "b");
+        assert_eq!(tally.refusal(), Refusal::Split);
+
+        // Unnamed refusals are read as one holder's.
+        let mut tally = Tally::new(3);
+        tally.yes();
+        tally.no();
+        tally.no();
+        assert_eq!(tally.refusal(), Refusal::Held);
     }
 
     #[test]

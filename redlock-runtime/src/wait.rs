@@ -40,7 +40,7 @@ use crate::{
     acquire::{Attempt, Place, Standing, attempt, spawn_leave_queue},
     backend::Backend,
     keys::{GRANT, LockKeys, PLACE_TTL, waiting_key},
-    line::{Lines, Turn},
+    line::{LineOutage, Lines, Turn},
     quorum::validity,
     stats::{Waiters, WaitingStats},
     wake::{ReleaseNotices, ReleaseWatch, Seen},
@@ -98,9 +98,20 @@ pub(crate) async fn run(
     let mut outage = Outage::default();
     // Whether this wait said that it waits for restart graces.
     let mut told_grace = false;
-    let timed_out = || LockError::Timeout {
-        name: name.to_owned(),
-        waited: started.elapsed(),
+    // The attempt rounds made, and a pause before the next one (see `undecided_retry`).
+    let mut attempts = 0u32;
+    let mut pause_first = None;
+    // Whether this request, the line's representative, reported an outage to the tasks
+    // behind it.
+    let mut reported_outage = false;
+    // A task that gives up in the local line tells what its representative met.
+    let gave_up_in_line = || match waits.lines.outage(&keys.lock) {
+        Some(outage) => outage.error,
+        None => LockError::Timeout {
+            name: name.to_owned(),
+            waited: started.elapsed(),
+            votes: Vec::new(),
+        },
     };
     let mut queued: Option<Queued> = None;
     // A request that may wait takes the local line's turn for its first attempt too.
@@ -111,7 +122,11 @@ pub(crate) async fn run(
             // Tasks of this process wait for the lock already (or a release of ours left it
             // to foreign waiters): a plain `SET` would barge ahead of them.
             let joined = Queued::start(backend, waits, keys, stats_name, stats, None, deadline);
-            queued = Some(joined.await.ok_or_else(timed_out)?);
+            queued = Some(joined.await.ok_or_else(gave_up_in_line)?);
+            // An outage that the representative before us met goes on for us.
+            if let Some(line_outage) = waits.lines.outage(&keys.lock) {
+                outage.since = line_outage.since;
+            }
         }
     }
     loop {
@@ -122,6 +137,10 @@ pub(crate) async fn run(
             .background
             .settled(&keys.lock, backend.config.master_timeout)
             .await;
+        // After the wait above, which ends for every contender of a round at the same time.
+        if let Some(pause) = pause_first.take() {
+            tokio::time::sleep(pause).await;
+        }
         // Releases announced from here on may be the ones we wait for, even those that arrive
         // before the attempt's reply.
         let seen_before = queued
@@ -132,8 +151,13 @@ pub(crate) async fn run(
             queued.attempted(Instant::now());
         }
         let place = queued.as_ref().map(|queued| &queued.place);
+        attempts += 1;
         let outcome = attempt(backend, keys, &value, ttl, place).await;
         let now = Instant::now();
+        if reported_outage && !matches!(outcome, Attempt::Unavailable { .. }) {
+            waits.lines.report_outage(&keys.lock, None);
+            reported_outage = false;
+        }
         let (error, next) = match outcome {
             Attempt::Acquired { valid_until } => {
                 if let Some(mut queued) = queued {
@@ -148,14 +172,38 @@ pub(crate) async fn run(
                     extend_now: false,
                 });
             }
-            Attempt::Busy(standing) => {
+            Attempt::Busy {
+                standing,
+                certain,
+                votes,
+            } => {
                 backoff.reset();
                 outage.end();
+                if !certain && let Some(pause) = undecided_retry(timeout, attempts, &backend.config)
+                {
+                    pause_first = Some(pause);
+                    continue;
+                }
                 let error = LockError::Timeout {
                     name: name.to_owned(),
                     waited: now - started,
+                    votes,
                 };
                 (error, NextAttempt::after_refusal(standing, now))
+            }
+            Attempt::Split { votes } => {
+                backoff.reset();
+                outage.end();
+                if let Some(pause) = undecided_retry(timeout, attempts, &backend.config) {
+                    pause_first = Some(pause);
+                    continue;
+                }
+                let error = LockError::SplitVote {
+                    name: name.to_owned(),
+                    attempts,
+                    votes,
+                };
+                (error, NextAttempt::after_refusal(None, now))
             }
             Attempt::Unavailable { failures, votes_at } => {
                 // Waiting cannot help when too many masters are misconfigured for a quorum,
@@ -184,6 +232,16 @@ pub(crate) async fn run(
                     masters: backend.masters.len(),
                     failures,
                 };
+                if timeout != Timeout::Skip {
+                    // We hold the line's turn: the tasks behind us must not take the outage
+                    // for contention when they give up.
+                    let line_outage = LineOutage {
+                        since: outage.since,
+                        error: error.clone(),
+                    };
+                    waits.lines.report_outage(&keys.lock, Some(line_outage));
+                    reported_outage = true;
+                }
                 if hopeless || gives_up_at.is_some_and(|at| now >= at) {
                     return Err(error);
                 }
@@ -228,7 +286,7 @@ pub(crate) async fn run(
                     turn.take(),
                     deadline,
                 );
-                queued = Some(joined.await.ok_or_else(timed_out)?);
+                queued = Some(joined.await.ok_or_else(gave_up_in_line)?);
             }
         }
     }
@@ -531,10 +589,28 @@ impl Backoff {
     fn next(&mut self) -> Duration {
         let factor = 1u32 << self.failures_in_a_row.min(16);
         self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
-        let mean = self.base.saturating_mul(factor).min(self.cap);
-        // Uniform in [mean / 2, mean * 3 / 2): clients that failed together spread apart.
-        mean / 2 + mean.mul_f64(fastrand::f64())
+        jittered(self.base.saturating_mul(factor).min(self.cap))
     }
+}
+
+/// How many times `Timeout::Skip` retries a round that nobody can have won (a split vote),
+/// or that masters which failed or did not answer leave unsure: 4 rounds in all.
+const UNDECIDED_RETRIES: u32 = 3;
+
+/// The pause before retrying a round of `Timeout::Skip` that did not show another holder on a
+/// quorum, after `attempts` rounds, if retries are left: about `Config::retry_delay`, then
+/// twice and four times it, jittered, so that the contenders of the round, which all undo
+/// their votes, come back one after the other and the first takes the lock. A wait needs
+/// none: its next attempt queues, and the queue orders the contenders.
+fn undecided_retry(timeout: Timeout, attempts: u32, config: &Config) -> Option<Duration> {
+    let retry = attempts.checked_sub(1)?;
+    (timeout == Timeout::Skip && retry < UNDECIDED_RETRIES)
+        .then(|| jittered(config.retry_delay.saturating_mul(1 << retry)))
+}
+
+/// Uniform in [mean / 2, mean * 3 / 2): clients that failed together spread apart.
+fn jittered(mean: Duration) -> Duration {
+    mean / 2 + mean.mul_f64(fastrand::f64())
 }
 
 #[cfg(test)]
