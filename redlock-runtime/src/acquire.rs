@@ -51,14 +51,17 @@ pub(crate) enum Attempt {
     /// but enough with the masters that failed or were not heard. A queued attempt learns the
     /// most hopeful standing among the refusals (the shortest TTL, the fewest waiters ahead);
     /// a plain `SET` nothing.
+    /// `leads`: see [`Tally::leads`].
     Busy {
         standing: Option<Standing>,
         certain: bool,
+        leads: bool,
         votes: Vec<MasterVote>,
     },
     /// A quorum is impossible, yet no other client can hold the lock: contenders that tried
     /// at the same moment split the votes (plain attempts only: each names the value it found).
-    Split { votes: Vec<MasterVote> },
+    /// `leads`: see [`Tally::leads`].
+    Split { leads: bool, votes: Vec<MasterVote> },
     /// A quorum is impossible because masters failed (or answered too late to leave validity).
     /// When masters inside their restart grace alone made it impossible, `votes_at` is when
     /// enough of them will vote again.
@@ -245,12 +248,14 @@ pub(crate) async fn attempt(
             vote,
         })
         .collect();
+    let leads = tally.leads(value);
     match tally.refusal() {
         // A queued refusal may mean waiters ahead, not a holder: the wait sorts it out.
-        Refusal::Split if standing.is_none() => Attempt::Split { votes },
+        Refusal::Split if standing.is_none() => Attempt::Split { leads, votes },
         refusal => Attempt::Busy {
             standing,
             certain: refusal == Refusal::Held,
+            leads,
             votes,
         },
     }

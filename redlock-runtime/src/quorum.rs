@@ -136,6 +136,16 @@ impl Tally {
         self.unnamed + named.unwrap_or(0)
     }
 
+    /// Whether `ours`, the value this round tried to set, leads the round it lost: no value
+    /// stands on more masters, and those that stand on as many are greater. Every contender of
+    /// a split round that heard the same masters agrees on the leader, which retries first.
+    pub(crate) fn leads(&self, ours: &str) -> bool {
+        self.unnamed == 0
+            && self.holders.iter().all(|(value, count)| {
+                *count < self.yes || (*count == self.yes && ours < value.as_str())
+            })
+    }
+
     /// Why a round that did not grant the lock refused it (see [`Refusal`]).
     pub(crate) fn refusal(&self) -> Refusal {
         let largest = self.largest_refusal();
@@ -355,6 +365,17 @@ mod tests {
         tally.refused_by(Holder::Nobody);
         held_by(&mut tally, "b");
         assert_eq!(tally.refusal(), Refusal::Split);
+
+        // The value on the most masters leads a split round, the least value among equals.
+        let mut tally = Tally::new(5);
+        tally.yes();
+        tally.yes();
+        held_by(&mut tally, "a");
+        held_by(&mut tally, "a");
+        held_by(&mut tally, "c");
+        assert!(tally.leads("b") && !tally.leads("z"));
+        tally.no();
+        assert!(!tally.leads("b"), "an unnamed refusal may be anyone's");
 
         // Unnamed refusals are read as one holder's.
         let mut tally = Tally::new(3);

@@ -175,11 +175,13 @@ pub(crate) async fn run(
             Attempt::Busy {
                 standing,
                 certain,
+                leads,
                 votes,
             } => {
                 backoff.reset();
                 outage.end();
-                if !certain && let Some(pause) = undecided_retry(timeout, attempts, &backend.config)
+                if !certain
+                    && let Some(pause) = undecided_retry(timeout, attempts, leads, &backend.config)
                 {
                     pause_first = Some(pause);
                     continue;
@@ -191,10 +193,10 @@ pub(crate) async fn run(
                 };
                 (error, NextAttempt::after_refusal(standing, now))
             }
-            Attempt::Split { votes } => {
+            Attempt::Split { leads, votes } => {
                 backoff.reset();
                 outage.end();
-                if let Some(pause) = undecided_retry(timeout, attempts, &backend.config) {
+                if let Some(pause) = undecided_retry(timeout, attempts, leads, &backend.config) {
                     pause_first = Some(pause);
                     continue;
                 }
@@ -598,14 +600,28 @@ impl Backoff {
 const UNDECIDED_RETRIES: u32 = 3;
 
 /// The pause before retrying a round of `Timeout::Skip` that did not show another holder on a
-/// quorum, after `attempts` rounds, if retries are left: about `Config::retry_delay`, then
-/// twice and four times it, jittered, so that the contenders of the round, which all undo
-/// their votes, come back one after the other and the first takes the lock. A wait needs
-/// none: its next attempt queues, and the queue orders the contenders.
-fn undecided_retry(timeout: Timeout, attempts: u32, config: &Config) -> Option<Duration> {
+/// quorum, after `attempts` rounds, if retries are left. The contenders of the round all undo
+/// their votes; the one that `leads` it (see `Tally::leads`, which they agree on) comes back
+/// first, after a tenth of `Config::retry_delay`, and takes the lock; the others after about
+/// `Config::retry_delay`, then twice and four times it, jittered, so that they come back one
+/// after the other should it fail. A wait needs none: its next attempt queues, and the queue
+/// orders the contenders.
+fn undecided_retry(
+    timeout: Timeout,
+    attempts: u32,
+    leads: bool,
+    config: &Config,
+) -> Option<Duration> {
     let retry = attempts.checked_sub(1)?;
-    (timeout == Timeout::Skip && retry < UNDECIDED_RETRIES)
-        .then(|| jittered(config.retry_delay.saturating_mul(1 << retry)))
+    if timeout != Timeout::Skip || retry >= UNDECIDED_RETRIES {
+        return None;
+    }
+    let mean = if leads {
+        config.retry_delay / 10
+    } else {
+        config.retry_delay.saturating_mul(1 << retry)
+    };
+    Some(jittered(mean))
 }
 
 /// Uniform in [mean / 2, mean * 3 / 2): clients that failed together spread apart.
