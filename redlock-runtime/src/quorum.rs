@@ -370,8 +370,8 @@ mod tests {
         let mut tally = Tally::new(5);
         tally.yes();
         tally.yes();
-        held_by(&mut tally, "a");
-        held_by(&mut tally, "a");
+        held_by(&mut tally, "m");
+        held_by(&mut tally, "m");
         held_by(&mut tally, "c");
         assert!(tally.leads("b") && !tally.leads("z"));
         tally.no();
