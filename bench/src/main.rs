@@ -2,7 +2,8 @@
 //! private `redis-server`s started here:
 //! - uncontended acquire + release, 1 and 3 masters: floor, API, `#[redlock]`, rslock,
 //!   interleaved cycle by cycle;
-//! - skip when held (`timeout = -1`) against one raw `SET NX`;
+//! - skip when held (`timeout = -1`) against one raw `SET NX` per master, 1 and 3 masters;
+//!   split votes: 3 clients trying one fresh name at once, with a master down or paused;
 //! - handoff (holder releases -> the next waiter holds it) against a raw `PING`;
 //! - 4 worker processes on one lock: throughput, fairness (Jain, and acquisitions in a row by
 //!   one process: how much a releaser barges ahead of the waiters), waits, the commands each
@@ -18,7 +19,7 @@
 //!   only these and the row above);
 //! - memory: RSS over 100,000 cycles on 100,000 distinct names.
 //!
-//! `cargo run --release -p redlock-bench [-- --quick] [-- --waiting] [-- --liveness] [-- --scale]
+//! `cargo run --release -p redlock-bench [-- --quick] [-- --uncontended] [-- --waiting] [-- --liveness] [-- --scale]
 //! [-- --json PATH]`; `-- --profile-distinct` runs only the API's distinct-names loop (1 master,
 //! 8 s) and prints its rate and CPU per cycle, for A/B runs and `perf record`.
 //!
@@ -294,35 +295,41 @@ async fn uncontended(report: &mut Report, plan: &Plan, count: usize) {
     }
 }
 
-async fn skip_when_held(report: &mut Report, plan: &Plan) {
-    let masters = Masters::start(1);
+async fn skip_when_held(report: &mut Report, plan: &Plan, count: usize) {
+    let masters = Masters::start(count);
     let redlock = Redlock::new(masters.urls()).unwrap();
     let mut manager = LockManager::new(masters.urls());
     manager.set_retry(1, Duration::from_millis(1));
-    let connection = raw_connections(&masters).await.remove(0);
-    for key in [
-        "redlock:ConfigurableLock.bench:held",
-        "bench:held",
-        "bench:rslock-held",
-    ] {
-        let _: () = redis::cmd("SET")
-            .arg(key)
-            .arg("someone-else")
-            .query(&mut masters[0].connection())
-            .unwrap();
+    let connections = raw_connections(&masters).await;
+    for server in masters.servers() {
+        for key in [
+            "redlock:ConfigurableLock.bench:held",
+            "bench:held",
+            "bench:rslock-held",
+        ] {
+            let _: () = redis::cmd("SET")
+                .arg(key)
+                .arg("someone-else")
+                .query(&mut server.connection())
+                .unwrap();
+        }
     }
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); 3];
     for _ in 0..plan.cycles * plan.reps {
+        // The floor: one `SET NX` to every master in parallel.
         timed(&mut samples[0], async {
-            let _: Option<String> = redis::cmd("SET")
-                .arg("bench:held")
-                .arg("x")
-                .arg("NX")
-                .arg("PX")
-                .arg(30_000)
-                .query_async(&mut connection.clone())
-                .await
-                .unwrap();
+            join_all(connections.iter().map(|connection| async move {
+                let _: Option<String> = redis::cmd("SET")
+                    .arg("bench:held")
+                    .arg("x")
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(30_000)
+                    .query_async(&mut connection.clone())
+                    .await
+                    .unwrap();
+            }))
+            .await;
         })
         .await;
         timed(&mut samples[1], async {
@@ -340,10 +347,85 @@ async fn skip_when_held(report: &mut Report, plan: &Plan) {
     for (name, latencies) in names.iter().zip(&mut samples) {
         let p50 = percentile(latencies, 0.5);
         report.row(vec![
+            count.to_string(),
             (*name).to_owned(),
             us(p50),
             us(percentile(latencies, 0.99)),
             format!("{:.3}", p50.as_secs_f64() / floor.as_secs_f64()),
+        ]);
+    }
+}
+
+/// Three clients try a fresh name with `timeout = -1` at once, `rounds` times, over 3 masters
+/// (all up, one refusing connections, one paused): rounds won by nobody, by several, and how
+/// long the slowest client of a round took to its answer (p50, p99 over rounds).
+async fn split_votes(report: &mut Report, rounds: usize) {
+    for fault in ["all up", "one refusing connections", "one paused"] {
+        let masters = Masters::start(3);
+        let config = configurable_redlock::Config {
+            master_timeout: Duration::from_millis(100),
+            ..configurable_redlock::Config::new(masters.urls())
+        };
+        let clients: Vec<Redlock> = (0..3)
+            .map(|_| Redlock::with_config(config.clone()).unwrap())
+            .collect();
+        for client in &clients {
+            client
+                .lock("bench:warm-up")
+                .await
+                .unwrap()
+                .release()
+                .await
+                .unwrap();
+        }
+        match fault {
+            "one refusing connections" => masters[2].kill(),
+            "one paused" => masters[2].pause(),
+            _ => {}
+        }
+        let (mut lost, mut doubled) = (0, 0);
+        let mut slowest = Vec::with_capacity(rounds);
+        for round in 0..rounds {
+            let name = format!("bench:split:{round}");
+            let start = Arc::new(tokio::sync::Barrier::new(3));
+            let results = join_all(clients.iter().map(|client| {
+                let (client, start, name) = (client.clone(), Arc::clone(&start), name.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    let began = Instant::now();
+                    (
+                        client.lock(&name).timeout(Timeout::Skip).await,
+                        began.elapsed(),
+                    )
+                })
+            }))
+            .await;
+            let mut winners = Vec::new();
+            let mut round_took = Duration::ZERO;
+            for joined in results {
+                let (result, took) = joined.unwrap();
+                round_took = round_took.max(took);
+                if let Ok(guard) = result {
+                    winners.push(guard);
+                }
+            }
+            slowest.push(round_took);
+            lost += usize::from(winners.is_empty());
+            doubled += usize::from(winners.len() > 1);
+            for guard in winners {
+                guard.release().await.unwrap();
+            }
+        }
+        if fault == "one paused" {
+            masters[2].resume();
+        }
+        report.row(vec![
+            fault.to_owned(),
+            rounds.to_string(),
+            lost.to_string(),
+            doubled.to_string(),
+            ms(percentile(&mut slowest, 0.5)),
+            ms(percentile(&mut slowest, 0.99)),
         ]);
     }
 }
@@ -965,10 +1047,30 @@ async fn uncontended_sections(report: &mut Report, plan: &Plan) {
         uncontended(report, plan, count).await;
     }
     report.section(
-        "skip when held (timeout -1), 1 master",
-        vec!["implementation", "p50", "p99", "p50 / raw SET NX"],
+        "skip when held (timeout -1)",
+        vec![
+            "masters",
+            "implementation",
+            "p50",
+            "p99",
+            "p50 / raw SET NX",
+        ],
     );
-    skip_when_held(report, plan).await;
+    for count in [1, 3] {
+        skip_when_held(report, plan, count).await;
+    }
+    report.section(
+        "split votes: 3 clients, timeout -1, one fresh name at once, 3 masters (100 ms per-master timeout)",
+        vec![
+            "masters",
+            "rounds",
+            "won by nobody",
+            "won by several",
+            "slowest answer p50",
+            "slowest answer p99",
+        ],
+    );
+    split_votes(report, plan.handoffs / 2).await;
 }
 
 /// The handoff and contention sections, and their charts (left alone by a `quick` run).
@@ -1079,6 +1181,10 @@ async fn main() {
     let scale_only = args.iter().any(|arg| arg == "--scale");
     if !waiting_only && !scale_only {
         uncontended_sections(&mut report, &plan).await;
+        // `--uncontended`: only the uncontended, skip and split-vote sections.
+        if args.iter().any(|arg| arg == "--uncontended") {
+            return;
+        }
     }
     if !scale_only {
         waiting_sections(&mut report, &plan, quick).await;

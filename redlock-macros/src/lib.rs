@@ -43,12 +43,16 @@ use proc_macro::TokenStream;
 ///
 /// # When the lock is not acquired
 ///
-/// | return type | `silent` | held by another client | backend failure |
+/// | return type | `silent` | held by another client | backend failure, split vote |
 /// |---|---|---|---|
-/// | `…Result<T, E>`, `E: From<LockError>` | no | `Err(LockError::Timeout{..}.into())` | `Err(LockError::Unavailable{..}.into())` |
+/// | `…Result<T, E>`, `E: From<LockError>` | no | `Err(LockError::Timeout{..}.into())` | `Err(LockError::Unavailable{..}.into())`, `Err(LockError::SplitVote{..}.into())` |
 /// | `…Result<T, E>` | yes | `Ok(T::default())` | `Err(….into())`: `silent` never hides an outage |
 /// | any `T: Default` | yes | `T::default()` | `T::default()` and a `tracing` error event |
 /// | any other `T` | no | a compile error unless `timeout = 0` | with `timeout = 0`: retried with capped backoff for the client's `outage_timeout` (30 s by default; `None` = forever), then a panic with the error, as for a misconfiguration (wrong password, ACL, unknown sentinel service or database, untrusted certificate), which panics at once |
+///
+/// "Held by another client" means what it says: with `timeout = -1`, a round in which
+/// contenders split the masters' votes (nobody holds the lock) is retried, and one that stays
+/// split is `LockError::SplitVote`, which `silent` does not hide.
 ///
 /// A function of the last row cannot return the failure, and its body must not run unlocked: the
 /// panic says which lock and which masters failed. Return a `Result` to handle it instead.
