@@ -303,3 +303,105 @@ fn a_bad_url_from_the_environment_names_the_variable() {
     assert!(bad_port.contains("from REDIS_URL"), "{bad_port}");
     assert!(!bad_port.contains("hunter2-pw"), "{bad_port}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extreme_timeouts_wait_without_a_deadline_instead_of_panicking() {
+    let masters = Masters::start(1);
+    let redlock = common::redlock(&masters);
+    let extremes: [Timeout; 4] = [
+        Duration::MAX.into(),
+        Timeout::try_from(i64::MAX).unwrap(),
+        Timeout::try_from(1.8e19).unwrap(),
+        Timeout::After(Duration::from_secs(u64::MAX)),
+    ];
+    for timeout in extremes {
+        // Free: taken at once.
+        let guard = redlock.lock("extreme").timeout(timeout).await.unwrap();
+        // Held: the request waits (no deadline the clock can hold) until the release.
+        let waiter = tokio::spawn({
+            let redlock = redlock.clone();
+            async move { redlock.lock("extreme").timeout(timeout).await }
+        });
+        common::until_queued(&masters, "extreme", 1).await;
+        assert!(!waiter.is_finished());
+        guard.release().await.unwrap();
+        let guard = waiter
+            .await
+            .expect("no panic")
+            .expect("acquired after the release");
+        guard.release().await.unwrap();
+    }
+    // The blocking API, on its own thread.
+    let blocking = configurable_redlock::blocking::Redlock::new(masters.urls()).unwrap();
+    let taken = tokio::task::spawn_blocking(move || {
+        blocking
+            .lock("extreme")
+            .timeout(Duration::MAX)
+            .acquire()
+            .map(|guard| guard.release())
+    })
+    .await
+    .expect("no panic");
+    assert!(matches!(taken, Ok(Ok(()))), "{taken:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extreme_config_durations_neither_panic_nor_hang() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = format!(
+        "redis://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
+    drop(listener);
+    let redlock = Redlock::with_config(Config {
+        retry_delay: Duration::MAX,
+        max_backoff: Duration::MAX,
+        outage_timeout: Some(Duration::MAX),
+        restart_grace: configurable_redlock::RestartGrace::AtLeast(Duration::MAX),
+        ..Config::new([nobody])
+    })
+    .unwrap();
+    let err = redlock.lock("extreme").timeout(1).await.unwrap_err();
+    assert!(matches!(err, LockError::Unavailable { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttls_beyond_redis_and_empty_stats_names_are_refused_up_front() {
+    let masters = Masters::start(1);
+    let redlock = common::redlock(&masters);
+    for ttl in [Duration::MAX, Duration::from_millis((1 << 53) + 1)] {
+        let err = redlock
+            .lock("ttl")
+            .auto_release_time(ttl)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, LockError::InvalidAutoReleaseTime { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("at most 2^53 ms"), "{err}");
+    }
+    let err = redlock.lock("job").stats_name("").await.unwrap_err();
+    assert!(matches!(err, LockError::InvalidName { .. }), "{err}");
+    assert!(err.to_string().contains("stats name is empty"), "{err}");
+    // Without statistics, the stats name does not matter.
+    let guard = redlock.lock("job").stats_name("").stats(false).await;
+    assert!(guard.is_ok(), "{guard:?}");
+}
+
+#[test]
+fn a_server_listed_twice_is_refused() {
+    for urls in [
+        [
+            "redis://127.0.0.1:7000",
+            "redis://127.0.0.1:7001",
+            "redis://127.0.0.1:7000",
+        ],
+        ["redis://:pw@h:1/", "redis://b:2", "redis://:pw@h:1"],
+    ] {
+        let err = Redlock::new(urls).unwrap_err();
+        assert!(matches!(err, LockError::InvalidUrl { .. }), "{err}");
+        assert!(err.to_string().contains("listed twice"), "{err}");
+        assert!(!err.to_string().contains("pw@"), "{err}");
+    }
+}

@@ -184,7 +184,9 @@ pub(crate) async fn attempt(
                 Err(error) => {
                     maybe_set[index] = error.maybe_applied();
                     if let CallError::InGrace { left, .. } = &error {
-                        grace_ends.push(Instant::now() + *left);
+                        let now = Instant::now();
+                        // A grace beyond the clock ends after any wait.
+                        grace_ends.push(now.checked_add(*left).unwrap_or(now + ttl));
                     }
                     let failure = masters[index].failure(&error);
                     votes[index] = Vote::Failed(failure.error.clone());

@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use crate::{Config, LockError, background::BackgroundReleases, master::Master, quorum::quorum_of};
+use crate::{
+    Config, LockError, background::BackgroundReleases, master::Master, quorum::quorum_of,
+    target::redact_url,
+};
 
 /// The masters of one client; shared by its handles, its requests and its leases.
 #[derive(Debug)]
@@ -18,6 +21,20 @@ impl Backend {
     pub(crate) fn new(config: Config) -> Result<Self, LockError> {
         if config.urls.is_empty() {
             return Err(LockError::NoMasters);
+        }
+        // A server listed twice would cast two votes: one server could make a quorum.
+        let same = |url: &str| url.trim().trim_end_matches('/').to_owned();
+        for (index, url) in config.urls.iter().enumerate() {
+            if config.urls[..index]
+                .iter()
+                .any(|earlier| same(earlier) == same(url))
+            {
+                return Err(LockError::InvalidUrl {
+                    url: redact_url(url),
+                    reason: "listed twice among the masters: each server must count as one vote"
+                        .into(),
+                });
+            }
         }
         let masters = config
             .urls

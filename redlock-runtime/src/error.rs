@@ -33,6 +33,10 @@ impl fmt::Display for MasterFailure {
     }
 }
 
+/// The longest `auto_release_time`: 2^53 ms, the milliseconds that Redis's Lua scripts (which
+/// count in doubles) and its expiry clock hold exactly.
+pub(crate) const MAX_AUTO_RELEASE_TIME: Duration = Duration::from_millis(1 << 53);
+
 /// How one master answered the last attempt of a request that did not get the lock; listed
 /// by [`LockError::Timeout`] and [`LockError::SplitVote`].
 ///
@@ -174,10 +178,12 @@ pub enum LockError {
         /// The value as given.
         value: String,
     },
-    /// An `auto_release_time` (TTL) too short to leave any validity after the clock-drift allowance.
+    /// An `auto_release_time` (TTL) too short to leave any validity after the clock-drift
+    /// allowance, or longer than Redis counts (2^53 ms, about 285,000 years).
     #[error(
         "invalid auto_release_time {value:?} for lock `{name}`: it must be at least 3 ms, \
-         more than the clock-drift allowance (1% of the TTL + 2 ms); the default is 30 s"
+         more than the clock-drift allowance (1% of the TTL + 2 ms), and at most 2^53 ms \
+         (Redis's scripts count milliseconds in doubles); the default is 30 s"
     )]
     InvalidAutoReleaseTime {
         /// The lock name.

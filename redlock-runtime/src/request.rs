@@ -13,6 +13,7 @@ use tracing::Instrument;
 use crate::{
     LockError, LockGuard, Timeout,
     client::Client,
+    error::MAX_AUTO_RELEASE_TIME,
     keys::{LockKeys, companions_share_slot, waiting_key},
     lease::{Hold, Lease, confirm_grant},
     observe::Acquisition,
@@ -194,7 +195,14 @@ impl LockRequest {
                 reason: "a lock name must not be empty",
             });
         }
-        if ttl < Duration::from_millis(3) || ttl <= drift(ttl) {
+        if stats && stats_name.as_deref() == Some("") {
+            return Err(LockError::InvalidName {
+                name,
+                reason: "its stats name is empty: name the statistics, or turn them off with \
+                         `stats(false)`",
+            });
+        }
+        if ttl < Duration::from_millis(3) || ttl <= drift(ttl) || ttl > MAX_AUTO_RELEASE_TIME {
             return Err(LockError::InvalidAutoReleaseTime { name, value: ttl });
         }
         let keys = LockKeys::new(&name);

@@ -27,9 +27,13 @@ pub(crate) struct Restart {
 impl Restart {
     /// How much of a `grace` after this restart is left at `now`.
     pub(crate) fn grace_left(&self, grace: Duration, now: Instant) -> Option<Duration> {
-        (self.at + grace)
-            .checked_duration_since(now)
-            .filter(|left| !left.is_zero())
+        match self.at.checked_add(grace) {
+            Some(end) => end
+                .checked_duration_since(now)
+                .filter(|left| !left.is_zero()),
+            // A grace too long for the clock (`RestartGrace::AtLeast(Duration::MAX)`) never ends.
+            None => Some(grace.saturating_sub(now.saturating_duration_since(self.at))),
+        }
     }
 }
 

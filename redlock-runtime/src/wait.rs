@@ -91,7 +91,8 @@ pub(crate) async fn run(
     } = ask;
     let started = Instant::now();
     let deadline = match timeout {
-        Timeout::After(wait) => Some(started + wait),
+        // A wait too long for the clock (`Duration::MAX`) has no deadline.
+        Timeout::After(wait) => started.checked_add(wait),
         Timeout::Forever | Timeout::Skip => None,
     };
     let mut backoff = Backoff::new(&backend.config);
@@ -225,7 +226,7 @@ pub(crate) async fn run(
                     }
                     None => (
                         outage.gives_up_at(now, &backend.config),
-                        now + backoff.next(),
+                        later(now, backoff.next()),
                     ),
                 };
                 let error = LockError::Unavailable {
@@ -387,7 +388,10 @@ impl Outage {
     /// When the outage that goes on at `now` ends the wait, if it ever does.
     fn gives_up_at(&mut self, now: Instant, config: &Config) -> Option<Instant> {
         let since = *self.since.get_or_insert(now);
-        config.outage_timeout.map(|limit| since + limit)
+        // A limit too long for the clock never ends the wait.
+        config
+            .outage_timeout
+            .and_then(|limit| since.checked_add(limit))
     }
 
     /// A quorum answered.
@@ -626,7 +630,14 @@ fn undecided_retry(
 
 /// Uniform in [mean / 2, mean * 3 / 2): clients that failed together spread apart.
 fn jittered(mean: Duration) -> Duration {
-    mean / 2 + mean.mul_f64(fastrand::f64())
+    (mean / 2).saturating_add(mean.mul_f64(fastrand::f64()))
+}
+
+/// `at + by`, or a day after `at` when that is beyond the clock (a `Config` duration of
+/// `Duration::MAX`): a pause that long is cut short by the next attempt anyway.
+fn later(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by)
+        .unwrap_or_else(|| at + Duration::from_secs(86_400))
 }
 
 #[cfg(test)]
