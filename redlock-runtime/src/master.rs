@@ -37,7 +37,7 @@ use crate::{
     LockError, MasterFailure,
     restart::{self, Restart},
     rt,
-    target::{Target, redact_url},
+    target::{Secret, Target, redact_url},
 };
 
 /// The state of a master's connection, shared by all callers.
@@ -186,6 +186,8 @@ enum Subscriptions {
 pub(crate) struct Master {
     /// The URL with its password redacted: the only form ever shown.
     pub(crate) label: String,
+    /// Kept out of the errors we report (see [`Master::failure`]).
+    secret: Secret,
     /// Whether this master is a Redis Cluster, where every script must keep to one slot.
     pub(crate) is_cluster: bool,
     pool: Pool,
@@ -255,15 +257,18 @@ impl Master {
         connect_timeout: Duration,
     ) -> Result<Self, LockError> {
         let label = redact_url(url);
+        let secret = Secret::of(url);
+        // A third party's reason may quote part of the URL.
         let invalid = |reason: String| LockError::InvalidUrl {
             url: label.clone(),
-            reason,
+            reason: secret.scrub(&reason),
         };
         let target = Target::parse(url).map_err(invalid)?;
         let is_cluster = matches!(target, Target::Cluster(_));
         let (pool, subscriptions) = Self::pool(target, connect_timeout).map_err(invalid)?;
         Ok(Self {
             label,
+            secret,
             is_cluster,
             pool,
             subscriptions,
@@ -466,7 +471,7 @@ impl Master {
         MasterFailure {
             misconfigured: error.misconfigured(),
             master: self.label.clone(),
-            error: error.to_string(),
+            error: self.secret.scrub(&error.to_string()),
         }
     }
 

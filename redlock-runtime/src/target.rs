@@ -36,8 +36,10 @@ impl Target {
         let (base, kind) = match scheme.split_once('+') {
             Some((base @ ("redis" | "rediss"), kind @ ("cluster" | "sentinel"))) => (base, kind),
             None if matches!(scheme, "redis" | "rediss") => {
-                let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-                check_address(authority)?;
+                check_user_info(rest)?;
+                let after = rest.rsplit_once('@').map_or(rest, |(_, after)| after);
+                let (address, path) = after.split_once('/').unwrap_or((after, ""));
+                check_address(address)?;
                 check_database(path)?;
                 return Ok(Self::Server(url.to_owned()));
             }
@@ -49,11 +51,12 @@ impl Target {
                 ));
             }
         };
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let (userinfo, hosts) = match authority.rsplit_once('@') {
-            Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
-            None => (String::new(), authority),
+        check_user_info(rest)?;
+        let (userinfo, after) = match rest.rsplit_once('@') {
+            Some((userinfo, after)) => (format!("{userinfo}@"), after),
+            None => (String::new(), rest),
         };
+        let (hosts, path) = after.split_once('/').unwrap_or((after, ""));
         let hosts: Vec<&str> = hosts.split(',').map(str::trim).collect();
         if hosts.iter().any(|host| host.is_empty()) {
             return Err(format!(
@@ -96,22 +99,106 @@ impl Target {
 }
 
 /// The URL with the password of its user-info part replaced by `***`, the only form of a URL
-/// this crate ever prints. Works on malformed URLs too.
+/// this crate ever prints. Works on malformed URLs too: everything before the last `@` may be
+/// user-info (a password may hold an unencoded `/`, `?`, `#` or `@`), and only a user name
+/// that cannot be part of a password is kept.
 pub(crate) fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
-        return url.to_owned();
-    };
+    // Without a scheme (`secret@host`), all before the `@` may be secret.
+    let scheme_end = url.find("://").map_or(0, |at| at + 3);
     let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
+    let Some(at) = rest.rfind('@') else {
         return url.to_owned();
     };
     let user = match rest[..at].find(':') {
-        Some(colon) => &rest[..colon],
+        Some(colon) if scheme_end > 0 && !rest[..colon].contains(['/', '?', '#', '@']) => {
+            &rest[..colon]
+        }
         // `redis://secret@host`: some clients read a lone user-info as a password.
-        None => "",
+        _ => "",
     };
     format!("{}{user}:***{}", &url[..scheme_end], &rest[at..])
+}
+
+/// The password a URL may hold (everything of its user-info after the user name), raw and
+/// percent-decoded: what [`Secret::scrub`] keeps out of printed text.
+#[derive(Clone, Default)]
+pub(crate) struct Secret(Vec<String>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Secret {
+    pub(crate) fn of(url: &str) -> Self {
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let Some((userinfo, _)) = rest.rsplit_once('@') else {
+            return Self::default();
+        };
+        // Without a scheme, all of it (see `redact_url`).
+        let password = match userinfo.split_once(':') {
+            Some((_, password)) if url.contains("://") => password,
+            _ => userinfo,
+        };
+        let mut forms = vec![password.to_owned(), decode(password)];
+        forms.retain(|form| !form.is_empty());
+        Self(forms)
+    }
+
+    /// `text` with every piece of the password (every 4 characters of it, or all of a
+    /// shorter one) replaced by `***`: a third party's message about the URL may quote a part.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for form in &self.0 {
+            let chars: Vec<char> = form.chars().collect();
+            let width = chars.len().min(4);
+            for window in chars.windows(width) {
+                let piece: String = window.iter().collect();
+                while text.contains(&piece) {
+                    text = text.replace(&piece, "***");
+                }
+            }
+        }
+        text
+    }
+}
+
+/// Percent-decodes `text` (bytes that do not form UTF-8 are kept as `\u{FFFD}`).
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let hex = bytes
+            .get(index + 1..index + 3)
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (bytes[index], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                index += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Refuses a user-info (before the last `@`) that holds `/`, `?` or `#`: URL parsers end the
+/// user-info there, and would read part of the password as the host.
+fn check_user_info(rest: &str) -> Result<(), String> {
+    match rest.rsplit_once('@') {
+        Some((userinfo, _)) if userinfo.contains(['/', '?', '#']) => Err(
+            "its user name or password holds a `/`, `?` or `#`: percent-encode them \
+             (`%2F`, `%3F`, `%23`)"
+                .into(),
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Checks `[user[:password]@]host[:port]`: a host, and a port from 1 to 65535 if given. The
@@ -152,7 +239,7 @@ fn check_database(db: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Target, redact_url};
+    use super::{Secret, Target, redact_url};
 
     #[test]
     fn a_bad_url_says_which_part_is_wrong() {
@@ -232,5 +319,36 @@ mod tests {
         assert_eq!(redact_url("rediss://app:p@ss@h"), "rediss://app:***@h");
         assert_eq!(redact_url("redis://lonely@h"), "redis://:***@h");
         assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(redact_url("s3cret@h:1"), ":***@h:1");
+        // Unencoded reserved characters in the password: all of it is redacted.
+        assert_eq!(redact_url("redis://u:pa/ss@h:1"), "redis://u:***@h:1");
+        assert_eq!(redact_url("redis://:t:/%40?#x@h:1"), "redis://:***@h:1");
+        assert_eq!(redact_url("redis://a/b:c@h"), "redis://:***@h");
+    }
+
+    #[test]
+    fn a_password_with_reserved_characters_is_refused_without_being_shown() {
+        for url in [
+            "redis://u:pa/ss@h:1",
+            "redis+sentinel://:p?w@s:1/m",
+            "redis://:p#w@h",
+        ] {
+            let err = Target::parse(url).unwrap_err();
+            assert!(err.contains("percent-encode"), "{err}");
+            assert!(!err.contains("pa/") && !err.contains("p?w") && !err.contains("p#w"));
+        }
+    }
+
+    #[test]
+    fn a_secret_is_scrubbed_piece_by_piece() {
+        let secret = Secret::of("redis://user:s3cr%2Fet@h:1");
+        assert_eq!(secret.scrub("port `s3cr` of `x`"), "port `***` of `x`");
+        assert_eq!(
+            secret.scrub("cr/et"),
+            "***t",
+            "no 4 characters of it are left"
+        );
+        assert_eq!(secret.scrub("nothing here"), "nothing here");
+        assert!(Secret::of("redis://h:1").scrub("h:1") == "h:1");
     }
 }
