@@ -405,3 +405,45 @@ fn a_server_listed_twice_is_refused() {
         assert!(!err.to_string().contains("pw@"), "{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_locks_name_never_takes_over_another_locks_keys() {
+    let masters = Masters::start(3);
+    let redlock = common::redlock(&masters);
+    let other = common::redlock(&masters);
+    // Names that were the keys of `j{1}`: its queue, leases, waiters and fencing counter.
+    let squatters = ["j{1}:queue", "j{1}:leases", "j{1}:foreign", "j{1}:fence"];
+    let mut held = Vec::new();
+    for name in squatters {
+        held.push(other.lock(name).await.unwrap());
+    }
+    // `j{1}` still works: a holder, a waiter woken by the release, fencing tokens.
+    let first = redlock.lock("j{1}").await.unwrap();
+    let token = first.fencing_token().await.unwrap();
+    let waiter = tokio::spawn({
+        let other = other.clone();
+        async move { other.lock("j{1}").timeout(10).await }
+    });
+    common::eventually(common::READY, || {
+        (0..3).all(|index| {
+            let queue: usize = redis::cmd("ZCARD")
+                .arg("{1}:queue:redlock:ConfigurableLock.j{1}")
+                .query(&mut masters[index].connection())
+                .unwrap();
+            queue == 1
+        })
+    })
+    .await;
+    first.release().await.unwrap();
+    let second = waiter.await.unwrap().unwrap();
+    assert!(second.fencing_token().await.unwrap() > token);
+    second.release().await.unwrap();
+    // And the squatters still hold theirs, and release them.
+    for guard in held {
+        assert!(!guard.is_lost());
+        guard.release().await.unwrap();
+    }
+    // After `j{1}` took tokens, `j{1}:fence` is a lock like any other.
+    let fence = redlock.lock("j{1}:fence").timeout(-1).await.unwrap();
+    fence.release().await.unwrap();
+}

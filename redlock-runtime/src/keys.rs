@@ -1,6 +1,12 @@
 //! The keys of a lock: the Python library's lock key, and ours beside it in the same Redis
 //! Cluster hash slot (queue, leases, release channel, foreign waiters, fencing counter), with
 //! the lifetimes of a queue place, of a grant and of a window for foreign waiters.
+//!
+//! Distinct names never share a key. The Python library's keys are `redlock:ConfigurableLock.`
+//! + the lock name, `Waiting.ConfigurableLock.` + the stats name, `Inserted.` + that, and
+//! `ConfigurableLockKeys`: no two of them meet, their prefixes differ. Ours all begin with `{`,
+//! which none of those does, and name the key they belong to whole, so that no name reaches
+//! them (see [`Companion`]).
 
 use std::{sync::Arc, time::Duration};
 
@@ -36,7 +42,7 @@ impl<'a> Counter<'a> {
         Companion {
             prefix: COUNTER_PREFIX,
             key: self.0,
-            tagged: hash_tag(self.0).is_some(),
+            tag: hash_tag(self.0),
             suffix,
         }
     }
@@ -60,15 +66,19 @@ fn write_parts<W: ?Sized + redis::RedisWrite>(out: &mut W, parts: &[&str]) {
 
 /// A key of ours beside `key`, in the same Redis Cluster hash slot, so that one script may
 /// touch both. Redis hashes only a key's hash tag (the text between its first `{` and the
-/// first `}` after it, when not empty): appending keeps `key`'s tag, and wrapping `key` in
-/// braces makes all of it the tag. Written straight into a command's buffer, or displayed.
+/// first `}` after it, when not empty). A key without a tag is wrapped in braces, which makes
+/// all of it the tag: `{<key>}:<suffix>`. A key with tag `t` gives `{t}:<suffix>:<key>`: the
+/// same tag, then the whole key. Either way the companion begins with `{` (no lock or
+/// statistics key does), and its suffix and key can be read back from it, so two keys never
+/// share a companion and no name's key is another's companion. Written straight into a
+/// command's buffer, or displayed.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Companion<'a> {
     /// Written before `key` (a constant prefix of the key, without braces).
     prefix: &'static str,
     key: &'a str,
-    /// Whether `key` has a hash tag of its own.
-    tagged: bool,
+    /// The hash tag of `prefix` + `key`, if it has one.
+    tag: Option<&'a str>,
     suffix: &'static str,
 }
 
@@ -76,17 +86,16 @@ pub(crate) fn companion_key<'a>(key: &'a str, suffix: &'static str) -> Companion
     Companion {
         prefix: "",
         key,
-        tagged: hash_tag(key).is_some(),
+        tag: hash_tag(key),
         suffix,
     }
 }
 
 impl Companion<'_> {
-    fn parts(&self) -> [&str; 5] {
-        if self.tagged {
-            ["", self.prefix, self.key, ":", self.suffix]
-        } else {
-            ["{", self.prefix, self.key, "}:", self.suffix]
+    fn parts(&self) -> [&str; 7] {
+        match self.tag {
+            Some(tag) => ["{", tag, "}:", self.suffix, ":", self.prefix, self.key],
+            None => ["{", self.prefix, self.key, "}:", self.suffix, "", ""],
         }
     }
 }
@@ -122,12 +131,10 @@ fn hash_tag(key: &str) -> Option<&str> {
 pub(crate) const PLACE_TTL: Duration = Duration::from_secs(3);
 
 /// The keys of one lock: the Python library's lock key, and ours beside it (see
-/// [`companion_key`]: `{<lock key>}:<suffix>` for names without braces), made when used.
+/// [`Companion`]: `{<lock key>}:<suffix>` for names without a hash tag), made when used.
 #[derive(Debug)]
 pub(crate) struct LockKeys {
     pub(crate) lock: Arc<str>,
-    /// Whether the lock key has a hash tag of its own (see [`Companion`]).
-    tagged: bool,
 }
 
 /// How long a release grants the lock to the first waiter of the queue before the grantee
@@ -148,20 +155,13 @@ pub(crate) const FOREIGN_POLL: Duration = Duration::from_millis(10);
 
 impl LockKeys {
     pub(crate) fn new(name: &str) -> Arc<Self> {
-        let lock = lock_key(name);
         Arc::new(Self {
-            tagged: hash_tag(&lock).is_some(),
-            lock: lock.into(),
+            lock: lock_key(name).into(),
         })
     }
 
     fn companion(&self, suffix: &'static str) -> Companion<'_> {
-        Companion {
-            prefix: "",
-            key: &self.lock,
-            tagged: self.tagged,
-            suffix,
-        }
+        companion_key(&self.lock, suffix)
     }
 
     /// The waiters in ticket order.
@@ -193,8 +193,82 @@ impl LockKeys {
 
 #[cfg(test)]
 mod tests {
-    use super::{Counter, companion_key, companions_share_slot, waiting_key};
+    use std::collections::HashMap;
+
+    use super::{Counter, LockKeys, companion_key, companions_share_slot, lock_key, waiting_key};
     use redis::ToRedisArgs;
+
+    /// Every key that a lock name and a stats name give, each with what it is.
+    fn keys_of(name: &str) -> Vec<(String, String)> {
+        let lock = LockKeys::new(name);
+        let counter = waiting_key(name);
+        let mut keys = vec![
+            ("lock".to_owned(), lock_key(name)),
+            ("queue".into(), lock.queue().to_string()),
+            ("leases".into(), lock.expiries().to_string()),
+            ("released".into(), lock.channel().to_string()),
+            ("foreign".into(), lock.foreign().to_string()),
+            ("fence".into(), lock.fence().to_string()),
+            ("counter".into(), counter.clone()),
+            ("inserted".into(), format!("Inserted.{counter}")),
+        ];
+        for suffix in ["live", "weights", "ours"] {
+            keys.push((suffix.into(), companion_key(&counter, suffix).to_string()));
+        }
+        keys
+    }
+
+    #[test]
+    fn distinct_names_never_share_a_key() {
+        // Names made of the pieces that could make one key look like another.
+        const PIECES: [&str; 16] = [
+            "{",
+            "}",
+            ":",
+            "{}",
+            "queue",
+            "fence",
+            "ours",
+            "leases",
+            "live",
+            "j",
+            "redlock:ConfigurableLock.",
+            "Waiting.ConfigurableLock.",
+            "Inserted.",
+            "é",
+            "\0",
+            "ConfigurableLockKeys",
+        ];
+        let mut rng = fastrand::Rng::with_seed(26);
+        let mut owners: HashMap<String, (String, String)> = HashMap::new();
+        owners.insert(
+            crate::stats::REGISTRY_KEY.to_owned(),
+            ("registry".into(), String::new()),
+        );
+        let mut names: Vec<String> = ["j{1}", "j{1}:queue", "j{1}:fence", "s{t}", "s{t}:ours"]
+            .map(str::to_owned)
+            .to_vec();
+        names.extend((0..3_000).map(|_| {
+            (0..rng.usize(1..7))
+                .map(|_| PIECES[rng.usize(..PIECES.len())])
+                .collect::<String>()
+        }));
+        names.sort();
+        names.dedup();
+        for name in &names {
+            for (kind, key) in keys_of(name) {
+                let owner = (kind.clone(), name.clone());
+                if let Some(other) = owners.insert(key.clone(), owner.clone())
+                    && other != owner
+                {
+                    panic!(
+                        "`{key}` is the {} of {:?} and the {kind} of {name:?}",
+                        other.0, other.1
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn companion_keys_keep_the_lock_key_slot() {
@@ -205,7 +279,7 @@ mod tests {
             ),
             (
                 "redlock:ConfigurableLock.a{b}c",
-                "redlock:ConfigurableLock.a{b}c:queue",
+                "{b}:queue:redlock:ConfigurableLock.a{b}c",
             ),
             (
                 "redlock:ConfigurableLock.open{",
@@ -223,7 +297,7 @@ mod tests {
         // The waiting counter and ours beside it, written without allocating.
         for (stats_name, ours) in [
             ("jobs", "{Waiting.ConfigurableLock.jobs}:ours"),
-            ("shard{7}", "Waiting.ConfigurableLock.shard{7}:ours"),
+            ("shard{7}", "{7}:ours:Waiting.ConfigurableLock.shard{7}"),
         ] {
             assert_eq!(
                 Counter(stats_name).to_redis_args(),
