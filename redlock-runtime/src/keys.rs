@@ -2,9 +2,9 @@
 //! Cluster hash slot (queue, leases, release channel, foreign waiters, fencing counter), with
 //! the lifetimes of a queue place, of a grant and of a window for foreign waiters.
 //!
-//! Distinct names never share a key. The Python library's keys are `redlock:ConfigurableLock.`
-//! + the lock name, `Waiting.ConfigurableLock.` + the stats name, `Inserted.` + that, and
-//! `ConfigurableLockKeys`: no two of them meet, their prefixes differ. Ours all begin with `{`,
+//! Distinct names never share a key. The Python library's keys are the lock name after
+//! `redlock:ConfigurableLock.`, the stats name after `Waiting.ConfigurableLock.`, that after
+//! `Inserted.`, and `ConfigurableLockKeys`: no two of them meet, their prefixes differ. Ours all begin with `{`,
 //! which none of those does, and name the key they belong to whole, so that no name reaches
 //! them (see [`Companion`]).
 
