@@ -125,8 +125,9 @@ async fn a_held_lock_is_skipped_after_one_round_trip_with_every_vote_named() {
         "{err}"
     );
     assert!(
-        err.to_string()
-            .contains(&format!("held by another client on {held_on} of 3 masters")),
+        err.to_string().contains(&format!(
+            "held by another client: {held_on} of 3 masters refused"
+        )),
         "{err}"
     );
     // One attempt: one `SET` and one `GET` on each master, no retry.
@@ -215,7 +216,10 @@ async fn a_holder_that_a_failed_master_may_complete_is_retried_then_reported_as_
         votes.iter().map(|vote| &vote.vote).collect::<Vec<_>>()[..],
         [Vote::Held, Vote::Ours, Vote::Failed(_)]
     ));
-    assert!(err.to_string().contains("on 1 of 3 masters"), "{err}");
+    assert!(
+        err.to_string().contains(": 1 of 3 masters refused"),
+        "{err}"
+    );
 }
 
 /// A URL where nothing listens.

@@ -44,7 +44,7 @@ pub(crate) const MAX_AUTO_RELEASE_TIME: Duration = Duration::from_millis(1 << 53
 /// use redlock_runtime::{MasterVote, Vote};
 ///
 /// let vote = MasterVote { master: "redis://db1:6379".into(), vote: Vote::Held };
-/// assert_eq!(vote.to_string(), "redis://db1:6379: held by another client");
+/// assert_eq!(vote.to_string(), "redis://db1:6379: refused (another client's value)");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MasterVote {
@@ -73,7 +73,7 @@ impl fmt::Display for MasterVote {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.vote {
             Vote::Ours => write!(f, "{}: ours (undone)", self.master),
-            Vote::Held => write!(f, "{}: held by another client", self.master),
+            Vote::Held => write!(f, "{}: refused (another client's value)", self.master),
             Vote::Failed(error) => write!(f, "{}: failed: {error}", self.master),
             Vote::Unheard => write!(f, "{}: no answer yet", self.master),
         }
@@ -116,8 +116,8 @@ pub enum LockError {
     /// retries such a round 3 times, after jittered pauses of about `Config::retry_delay`,
     /// twice it, four times it). Not contention: `silent` does not skip it.
     #[error(
-        "lock `{name}`: no quorum either way after {attempts} attempts: no client holds it, \
-         but contenders split the votes of the masters ({})",
+        "lock `{name}`: no quorum either way after {attempts} attempts: contenders split the \
+         masters' votes, so no client's value stands on a quorum and nobody holds the lock ({})",
         list(votes)
     )]
     SplitVote {
@@ -223,13 +223,13 @@ fn list<T: fmt::Display>(items: &[T]) -> String {
     items.join("; ")
 }
 
-/// " on N of M masters", from the votes of the last attempt, if there was one.
+/// ": N of M masters refused", from the votes of the last attempt, if there was one.
 fn held_on(votes: &[MasterVote]) -> String {
     if votes.is_empty() {
         return String::new();
     }
     let held = votes.iter().filter(|vote| vote.vote == Vote::Held).count();
-    format!(" on {held} of {} masters", votes.len())
+    format!(": {held} of {} masters refused", votes.len())
 }
 
 impl From<LockError> for std::io::Error {
