@@ -252,3 +252,49 @@ async fn no_stale_key_after_thousands_of_cycles_with_a_slow_master() {
         .collect();
     assert!(left, "a stale key survived: {stale:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_server_under_two_urls_casts_one_vote() {
+    let masters = Masters::start(2);
+    let (p, q) = (masters[0].url(), masters[1].url());
+    // The first server twice (database 0 named or not), and a second one: 3 URLs, 2 servers.
+    let client = configurable_redlock::Redlock::with_config(configurable_redlock::Config {
+        master_timeout: Duration::from_millis(100),
+        ..configurable_redlock::Config::new([p.clone(), format!("{p}/0"), q])
+    })
+    .unwrap();
+
+    // Both servers up: a quorum of 2 of the 3 URLs needs both servers, as it should.
+    let guard = client
+        .lock("twice")
+        .auto_release_time(Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&masters, 1, &lock_key("twice")).as_deref(),
+        Some(guard.value())
+    );
+
+    // The second server dies: one server is no quorum, so the guard is lost...
+    masters[1].kill();
+    tokio::time::timeout(common::READY, guard.lost())
+        .await
+        .expect("the lock is lost once only one server holds it");
+    // ...and a new request is refused at once, naming both URLs of the first server.
+    let err = client.lock("again").timeout(-1).await.unwrap_err();
+    let LockError::Unavailable { failures, .. } = &err else {
+        panic!("{err}")
+    };
+    let twice = failures
+        .iter()
+        .find(|failure| failure.error.contains("the same Redis server as"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(twice.misconfigured, "{err}");
+    // Whichever connected second is refused, naming the other.
+    let other = if twice.master == p {
+        format!("`{p}/0`")
+    } else {
+        format!("`{p}`")
+    };
+    assert!(twice.error.contains(&other), "{err}");
+}

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use crate::{
-    Config, LockError, background::BackgroundReleases, master::Master, quorum::quorum_of,
+    Config, LockError,
+    background::BackgroundReleases,
+    master::{Master, ServerIds},
+    quorum::quorum_of,
     target::redact_url,
 };
 
@@ -36,11 +39,13 @@ impl Backend {
                 });
             }
         }
+        let server_ids = Arc::new(ServerIds::default());
         let masters = config
             .urls
             .iter()
             .map(|url| {
-                Master::new(url, config.master_timeout, config.connect_timeout).map(Arc::new)
+                let ids = Arc::clone(&server_ids);
+                Master::new(url, config.master_timeout, config.connect_timeout, ids).map(Arc::new)
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {

@@ -140,8 +140,8 @@ impl ConnectionLike for Handle {
 
 impl Pool {
     /// A new connection, taken out of the pool for good, with what it learned of the master's
-    /// last restart.
-    async fn connect(&self) -> Result<Connected, ConnectFailure> {
+    /// last restart, and the `run_id`s of the servers behind it.
+    async fn connect(&self) -> Result<(Connected, Vec<String>), ConnectFailure> {
         let handle = match self {
             Self::Server(pool) => pool
                 .get()
@@ -160,10 +160,42 @@ impl Pool {
             misconfigured: matches!(&err, deadpool_redis::PoolError::Backend(err) if cannot_heal(err)),
             reason: err.to_string(),
         })?;
-        let restart = restart::learn(&mut handle)
+        let learned = restart::learn(&mut handle)
             .await
             .map_err(|err| ConnectFailure::transient(err.to_string()))?;
-        Ok(Connected { handle, restart })
+        Ok((
+            Connected {
+                handle,
+                restart: learned.restart,
+            },
+            learned.run_ids,
+        ))
+    }
+}
+
+/// Which server each master of one client reached, by `run_id`: a server that two URLs name
+/// (`127.0.0.1` and `localhost`, an IP and a name) must cast one vote, not two.
+#[derive(Debug, Default)]
+pub(crate) struct ServerIds(std::sync::Mutex<Vec<(String, Vec<String>)>>);
+
+impl ServerIds {
+    /// Records that the master `label` reached the servers `run_ids`; the label of another
+    /// master that reached one of them, if any (then the record is not kept).
+    fn claim(&self, label: &str, run_ids: Vec<String>) -> Option<String> {
+        let mut claims = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // A reconnection (after a restart or a failover) replaces what the master reached.
+        claims.retain(|(claimant, _)| claimant != label);
+        let taken = claims
+            .iter()
+            .find(|(_, ids)| ids.iter().any(|id| run_ids.contains(id)))
+            .map(|(claimant, _)| claimant.clone());
+        if taken.is_none() {
+            claims.push((label.to_owned(), run_ids));
+        }
+        taken
     }
 }
 
@@ -188,6 +220,8 @@ pub(crate) struct Master {
     pub(crate) label: String,
     /// Kept out of the errors we report (see [`Master::failure`]).
     secret: Secret,
+    /// The servers that the client's masters reached, shared by them.
+    server_ids: Arc<ServerIds>,
     /// Whether this master is a Redis Cluster, where every script must keep to one slot.
     pub(crate) is_cluster: bool,
     pool: Pool,
@@ -255,6 +289,7 @@ impl Master {
         url: &str,
         call_timeout: Duration,
         connect_timeout: Duration,
+        server_ids: Arc<ServerIds>,
     ) -> Result<Self, LockError> {
         let label = redact_url(url);
         let secret = Secret::of(url);
@@ -269,6 +304,7 @@ impl Master {
         Ok(Self {
             label,
             secret,
+            server_ids,
             is_cluster,
             pool,
             subscriptions,
@@ -525,7 +561,18 @@ impl Master {
             };
             let next =
                 match tokio::time::timeout(master.connect_timeout, master.pool.connect()).await {
-                    Ok(Ok(connection)) => Link::Up(Arc::new(connection)),
+                    Ok(Ok((connection, run_ids))) => {
+                        match master.server_ids.claim(&master.label, run_ids) {
+                            None => Link::Up(Arc::new(connection)),
+                            Some(other) => Link::Failed(ConnectFailure {
+                                reason: format!(
+                                    "the same Redis server as `{other}`: one server must cast \
+                                     one vote; list each server once"
+                                ),
+                                misconfigured: true,
+                            }),
+                        }
+                    }
                     Ok(Err(failure)) => Link::Failed(failure),
                     Err(_) => Link::Failed(ConnectFailure::transient(format!(
                         "no connection within {:?}",

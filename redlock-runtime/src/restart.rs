@@ -37,13 +37,21 @@ impl Restart {
     }
 }
 
-/// Reads the master's uptime and persistence on a new connection: `None` for a master that
-/// keeps every write across restarts (AOF with `appendfsync always`, on every primary of a
-/// cluster). A master that does not let us read `INFO` counts as started when we connected
-/// (the safe side), and the reason says so. Other errors fail the connection.
-pub(crate) async fn learn(
-    connection: &mut impl ConnectionLike,
-) -> Result<Option<Restart>, RedisError> {
+/// What a new connection learns of its master.
+#[derive(Debug)]
+pub(crate) struct Learned {
+    /// `None` for a master that keeps every write across restarts.
+    pub(crate) restart: Option<Restart>,
+    /// The `run_id` of each server behind the connection (one, or each primary of a cluster;
+    /// none when `INFO` is forbidden): two URLs of one server must not cast two votes.
+    pub(crate) run_ids: Vec<String>,
+}
+
+/// Reads the master's uptime, identity and persistence on a new connection: no restart for a
+/// master that keeps every write across restarts (AOF with `appendfsync always`, on every
+/// primary of a cluster). A master that does not let us read `INFO` counts as started when we
+/// connected (the safe side), and the reason says so. Other errors fail the connection.
+pub(crate) async fn learn(connection: &mut impl ConnectionLike) -> Result<Learned, RedisError> {
     let connected = Instant::now();
     let server = match read(connection, redis::cmd("INFO").arg("server")).await? {
         Ok(server) => server,
@@ -51,9 +59,20 @@ pub(crate) async fn learn(
             let why = format!(
                 "its uptime cannot be read ({err}), so it counts as restarted when we connected"
             );
-            return Ok(Some(Restart { at: connected, why }));
+            return Ok(Learned {
+                restart: Some(Restart { at: connected, why }),
+                run_ids: Vec::new(),
+            });
         }
     };
+    let run_ids = server
+        .iter()
+        .filter_map(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("run_id:"))
+                .map(|id| id.trim().to_owned())
+        })
+        .collect();
     // The start is taken as late as it can be (in a cluster, the latest start of its
     // primaries). Redis subtracts two clock readings in whole seconds, so the true uptime may
     // be almost a second shorter than it says.
@@ -61,10 +80,11 @@ pub(crate) async fn learn(
     let at = Instant::now()
         .checked_sub(Duration::from_secs(uptime.saturating_sub(1)))
         .unwrap_or(connected);
-    match durable(connection).await? {
-        Ok(()) => Ok(None),
-        Err(why) => Ok(Some(Restart { at, why })),
-    }
+    let restart = durable(connection)
+        .await?
+        .err()
+        .map(|why| Restart { at, why });
+    Ok(Learned { restart, run_ids })
 }
 
 /// Whether every write survives a restart (`Ok`), else why it may not.
