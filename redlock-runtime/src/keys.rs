@@ -241,8 +241,9 @@ mod tests {
         ];
         let mut rng = fastrand::Rng::with_seed(26);
         let mut owners: HashMap<String, (String, String)> = HashMap::new();
+        // The registry of the statistics (`stats::REGISTRY_KEY`).
         owners.insert(
-            crate::stats::REGISTRY_KEY.to_owned(),
+            "ConfigurableLockKeys".to_owned(),
             ("registry".into(), String::new()),
         );
         let mut names: Vec<String> = ["j{1}", "j{1}:queue", "j{1}:fence", "s{t}", "s{t}:ours"]
