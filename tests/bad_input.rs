@@ -447,3 +447,58 @@ async fn one_locks_name_never_takes_over_another_locks_keys() {
     let fence = redlock.lock("j{1}:fence").timeout(-1).await.unwrap();
     fence.release().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_statistics_counter_never_fails_a_lock() {
+    let masters = Masters::start(1);
+    let redlock = common::redlock(&masters);
+    let _: () = redis::cmd("SET")
+        .arg(configurable_redlock::waiting_key("broken"))
+        .arg("not a number")
+        .query(&mut masters[0].connection())
+        .unwrap();
+    let holder = common::redlock(&masters).lock("broken").await.unwrap();
+    let waiter = tokio::spawn({
+        let redlock = redlock.clone();
+        async move { redlock.lock("broken").timeout(10).await }
+    });
+    common::until_queued(&masters, "broken", 1).await;
+    holder.release().await.unwrap();
+    let guard = waiter
+        .await
+        .unwrap()
+        .expect("acquired despite the broken counter");
+    guard.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_of_another_type_ends_the_wait_at_once_as_a_data_error() {
+    let masters = Masters::start(1);
+    let redlock = common::redlock(&masters);
+    // Someone wrote the lock's queue as a string: the queued attempt cannot work.
+    let queue = format!("{{{}}}:queue", configurable_redlock::lock_key("typed"));
+    let _: () = redis::cmd("SET")
+        .arg(&queue)
+        .arg("x")
+        .query(&mut masters[0].connection())
+        .unwrap();
+    let holder = common::redlock(&masters).lock("typed").await.unwrap();
+    let started = std::time::Instant::now();
+    let err = redlock.lock("typed").timeout(0).await.unwrap_err();
+    let LockError::Unavailable { failures, .. } = &err else {
+        panic!("{err}")
+    };
+    assert!(
+        failures.iter().all(|failure| failure.misconfigured),
+        "{err}"
+    );
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    // At once: not retried as an outage for `outage_timeout` (30 s).
+    assert!(started.elapsed() < common::SLACK, "{:?}", started.elapsed());
+    // Its release meets the same key, and says so.
+    let released = holder.release().await;
+    assert!(
+        matches!(released, Err(LockError::Unavailable { .. })),
+        "{released:?}"
+    );
+}

@@ -77,10 +77,11 @@ impl ConnectFailure {
     }
 }
 
-/// Whether an error comes from the configuration rather than from the master's state, so that
-/// retrying cannot fix it: a wrong password or user, an ACL that forbids our commands, a
-/// service the sentinels do not know, a database index the server does not have, a
-/// certificate the client does not trust.
+/// Whether an error comes from the configuration or the data rather than from the master's
+/// state, so that retrying cannot fix it: a wrong password or user, an ACL that forbids our
+/// commands, a service the sentinels do not know, a database index the server does not have,
+/// a certificate the client does not trust; a key of the lock that someone else wrote with
+/// another type (`WRONGTYPE`), or a script that fails on what it reads.
 fn cannot_heal(err: &RedisError) -> bool {
     let text = err.to_string();
     matches!(
@@ -89,9 +90,12 @@ fn cannot_heal(err: &RedisError) -> bool {
             | ErrorKind::InvalidClientConfig
             | ErrorKind::MasterNameNotFoundBySentinel
             | ErrorKind::Server(ServerErrorKind::NoPerm)
-    ) || matches!(err.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
+    ) || matches!(err.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM" | "WRONGTYPE"))
         || text.contains("DB index is out of range")
         || text.contains("invalid peer certificate")
+        // A Lua runtime error: Redis 7 names the line (`user_script:12:`), 6.2 says so.
+        || text.contains("user_script:")
+        || text.contains("Error running script")
 }
 
 /// The pool of one master, by kind.

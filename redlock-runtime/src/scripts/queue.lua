@@ -41,5 +41,6 @@ local function foreign_waiters(counter, ours)
     return 0
   end
   local counts = redis.call('MGET', counter, ours)
-  return tonumber(counts[1] or '0') - tonumber(counts[2] or '0')
+  -- A counter that someone broke (not a number) counts no one: it must not fail the lock.
+  return (tonumber(counts[1]) or 0) - (tonumber(counts[2]) or 0)
 end
