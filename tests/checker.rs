@@ -367,6 +367,27 @@ fn pause_unless_done(done: &AtomicBool, duration: Duration) -> bool {
     !done.load(Ordering::Relaxed)
 }
 
+/// Kills two of five masters (which two: by `round`) for 300 ms, restarts them, and lets them
+/// be for 200 ms; false once `done`.
+fn kill_two_for_a_while(masters: &Masters, done: &AtomicBool, round: usize) -> bool {
+    let (first, second) = (round % 5, (round + 2) % 5);
+    masters[first].kill();
+    masters[second].kill();
+    let go_on = pause_unless_done(done, Duration::from_millis(300));
+    masters[first].restart();
+    masters[second].restart();
+    go_on && pause_unless_done(done, Duration::from_millis(200))
+}
+
+/// Stops `server` (SIGSTOP) for `duration`, resumes it, and lets it be for 200 ms; false once
+/// `done`.
+fn stop_for_a_while(server: &RedisServer, done: &AtomicBool, duration: Duration) -> bool {
+    server.pause();
+    let go_on = pause_unless_done(done, duration);
+    server.resume();
+    go_on && pause_unless_done(done, Duration::from_millis(200))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_overlap_on_healthy_masters() {
     if ran_as_worker().await {
@@ -397,13 +418,7 @@ async fn no_overlap_while_a_minority_is_killed_and_restarted() {
         |masters, done| {
             // Two of five masters down at a time, each restarted after 300 ms.
             for round in 0.. {
-                let (first, second) = (round % 5, (round + 2) % 5);
-                masters[first].kill();
-                masters[second].kill();
-                let go_on = pause_unless_done(done, Duration::from_millis(300));
-                masters[first].restart();
-                masters[second].restart();
-                if !go_on || !pause_unless_done(done, Duration::from_millis(200)) {
+                if !kill_two_for_a_while(masters, done, round) {
                     return;
                 }
             }
@@ -424,11 +439,7 @@ async fn no_overlap_while_a_master_is_paused_and_resumed() {
         Plan::Rounds(60),
         |masters, done| {
             for round in 0.. {
-                let paused = &masters[round % 3];
-                paused.pause();
-                let go_on = pause_unless_done(done, Duration::from_millis(400));
-                paused.resume();
-                if !go_on || !pause_unless_done(done, Duration::from_millis(200)) {
+                if !stop_for_a_while(&masters[round % 3], done, Duration::from_millis(400)) {
                     return;
                 }
             }
@@ -488,20 +499,10 @@ async fn no_overlap_and_no_lost_turn_for_skipping_holders_under_faults() {
         Plan::Skip(15),
         |masters, done| {
             for round in 0.. {
-                let (first, second) = (round % 5, (round + 2) % 5);
-                masters[first].kill();
-                masters[second].kill();
-                let go_on = pause_unless_done(done, Duration::from_millis(300));
-                masters[first].restart();
-                masters[second].restart();
-                if !go_on || !pause_unless_done(done, Duration::from_millis(200)) {
-                    return;
-                }
                 let paused = &masters[(round + 1) % 5];
-                paused.pause();
-                let go_on = pause_unless_done(done, Duration::from_millis(300));
-                paused.resume();
-                if !go_on || !pause_unless_done(done, Duration::from_millis(200)) {
+                if !kill_two_for_a_while(masters, done, round)
+                    || !stop_for_a_while(paused, done, Duration::from_millis(300))
+                {
                     return;
                 }
             }

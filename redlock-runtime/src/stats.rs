@@ -328,13 +328,19 @@ pub(crate) fn json_string(text: &str) -> String {
     json
 }
 
-/// The text of a JSON string (the inverse of [`json_string`], for any valid JSON string);
-/// `None` if `json` is not one.
+/// The text of a JSON string (the inverse of [`json_string`]); `None` where Python's
+/// `json.loads` would not read a string either: an unescaped quote or control character, an
+/// unknown escape, a `\u` without four hex digits. (A lone surrogate, which `json.loads`
+/// reads, is `None` too: a Rust string cannot hold it.)
 pub(crate) fn json_unstring(json: &str) -> Option<String> {
+    let json = json.trim_matches([' ', '\t', '\n', '\r']);
     let inner = json.strip_prefix('"')?.strip_suffix('"')?;
     let mut units: Vec<u16> = Vec::with_capacity(inner.len());
     let mut chars = inner.chars();
     while let Some(c) = chars.next() {
+        if c == '"' || c < ' ' {
+            return None;
+        }
         if c != '\\' {
             units.extend(c.encode_utf16(&mut [0; 2]).iter());
             continue;
@@ -348,7 +354,13 @@ pub(crate) fn json_unstring(json: &str) -> Option<String> {
             'n' => u16::from(b'\n'),
             'r' => u16::from(b'\r'),
             't' => u16::from(b'\t'),
-            'u' => u16::from_str_radix(&chars.by_ref().take(4).collect::<String>(), 16).ok()?,
+            'u' => {
+                let hex: String = chars.by_ref().take(4).collect();
+                if hex.len() != 4 || !hex.chars().all(|digit| digit.is_ascii_hexdigit()) {
+                    return None;
+                }
+                u16::from_str_radix(&hex, 16).ok()?
+            }
             _ => return None,
         };
         units.push(unit);
@@ -386,5 +398,21 @@ mod tests {
         }
         assert_eq!(json_unstring(r#""a\/b""#).as_deref(), Some("a/b"));
         assert_eq!(json_unstring("not json"), None);
+        assert_eq!(
+            json_unstring(" \"a\"\n").as_deref(),
+            Some("a"),
+            "JSON whitespace around"
+        );
+        // What Python's `json.loads` refuses.
+        for refused in [
+            r#""\u41""#,
+            r#""\u+041""#,
+            r#""\x41""#,
+            r#""a"b""#,
+            "\"tab\there\"",
+            r#""\"#,
+        ] {
+            assert_eq!(json_unstring(refused), None, "{refused}");
+        }
     }
 }
