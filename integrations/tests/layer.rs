@@ -149,3 +149,22 @@ async fn abort_on_lost_ends_a_request_whose_lock_is_lost() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_timeout_is_each_requests_typed_error_not_a_panic() {
+    // No server needed: the request fails before any I/O.
+    let redlock = Redlock::new(["redis://127.0.0.1:1"]).unwrap();
+    let mut service = ServiceBuilder::new()
+        .layer(RedlockLayer::new(redlock, |job: &Job| format!("job:{}", job.id)).timeout(-2))
+        .service(service_fn(|_job: Job| async { Ok::<_, LockError>("ran") }));
+    for id in 0..2 {
+        let err = service
+            .ready()
+            .await
+            .unwrap()
+            .call(Job { id })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LockError::InvalidTimeout { .. }), "{err}");
+    }
+}

@@ -55,7 +55,8 @@ use crate::{LockError, Redlock, Timeout, request::DEFAULT_AUTO_RELEASE_TIME};
 pub struct RedlockLayer<K, F = NotSilent> {
     redlock: Redlock,
     name: Arc<K>,
-    timeout: Timeout,
+    /// An invalid timeout is the error of every request (as `LockRequest::timeout` defers it).
+    timeout: Result<Timeout, LockError>,
     auto_release_time: Duration,
     abort_on_lost: bool,
     silent: Arc<F>,
@@ -79,7 +80,7 @@ impl<K> RedlockLayer<K> {
         Self {
             redlock,
             name: Arc::new(name),
-            timeout: Timeout::Forever,
+            timeout: Ok(Timeout::Forever),
             auto_release_time: DEFAULT_AUTO_RELEASE_TIME,
             abort_on_lost: false,
             silent: Arc::new(NotSilent),
@@ -89,11 +90,8 @@ impl<K> RedlockLayer<K> {
 
 impl<K, F> RedlockLayer<K, F> {
     /// How long a request waits for the lock: `-1` skips when held, `0` waits until acquired,
-    /// `N` waits up to N seconds (or a [`Timeout`], or a `Duration`).
-    ///
-    /// # Panics
-    /// If `timeout` is not one of those (below -1, not finite): a configuration error, found
-    /// where the layer is built.
+    /// `N` waits up to N seconds (or a [`Timeout`], or a `Duration`). Anything else (below -1,
+    /// not finite) is `LockError::InvalidTimeout` for every request, as for a lock request.
     ///
     /// ```no_run
     /// # use redlock_runtime::{Redlock, layer::RedlockLayer};
@@ -104,11 +102,9 @@ impl<K, F> RedlockLayer<K, F> {
     pub fn timeout<T>(mut self, timeout: T) -> Self
     where
         T: TryInto<Timeout>,
-        T::Error: fmt::Display,
+        LockError: From<T::Error>,
     {
-        self.timeout = timeout
-            .try_into()
-            .unwrap_or_else(|error| panic!("RedlockLayer::timeout: {error}"));
+        self.timeout = timeout.try_into().map_err(LockError::from);
         self
     }
 
@@ -170,7 +166,7 @@ impl<K, F> Clone for RedlockLayer<K, F> {
         Self {
             redlock: self.redlock.clone(),
             name: Arc::clone(&self.name),
-            timeout: self.timeout,
+            timeout: self.timeout.clone(),
             auto_release_time: self.auto_release_time,
             abort_on_lost: self.abort_on_lost,
             silent: Arc::clone(&self.silent),
@@ -268,10 +264,17 @@ where
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
         let layer = &self.layer;
+        let timeout = match &layer.timeout {
+            Ok(timeout) => *timeout,
+            Err(error) => {
+                let error = error.clone();
+                return Box::pin(async move { Err(error.into()) });
+            }
+        };
         let lock = layer
             .redlock
             .lock((layer.name)(&request))
-            .timeout(layer.timeout)
+            .timeout(timeout)
             .auto_release_time(layer.auto_release_time);
         let (silent, abort_on_lost) = (Arc::clone(&layer.silent), layer.abort_on_lost);
         Box::pin(async move {
