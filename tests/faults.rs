@@ -259,3 +259,37 @@ async fn redis_unreachable_for_the_whole_wait_is_unavailable_at_the_deadline() {
         "no stall past the deadline: {waited:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_after_a_master_restart_are_sent_again_on_a_fresh_connection() {
+    for count in [1, 3] {
+        // Durable masters: a restart keeps the keys (and they vote at once).
+        let masters = Masters::start(count);
+        let redlock = common::redlock(&masters);
+        let released = redlock.lock("restarted").await.unwrap();
+        let dropped = redlock.lock("dropped").await.unwrap();
+        redlock.lock("warm").await.unwrap().release().await.unwrap();
+        for server in masters.servers() {
+            server.restart();
+        }
+
+        // Each connection is broken now; each request is sent again on a new one.
+        released
+            .release()
+            .await
+            .expect("released after the restart");
+        drop(dropped);
+        let skipper = redlock.lock("fresh").timeout(-1).await;
+        assert!(skipper.is_ok(), "{count} masters: {skipper:?}");
+        skipper.unwrap().release().await.unwrap();
+        for index in 0..count {
+            for name in ["restarted", "dropped", "fresh"] {
+                let gone = common::eventually(common::READY, || {
+                    common::get(&masters, index, &lock_key(name)).is_none()
+                })
+                .await;
+                assert!(gone, "{count} masters: `{name}` left on master {index}");
+            }
+        }
+    }
+}

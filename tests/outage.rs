@@ -40,6 +40,13 @@ async fn a_wrong_password_fails_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_password_fails_at_once() {
+    let server = RedisServer::start_with_args(&["--requirepass", "right-pw"]);
+    let url = format!("redis://127.0.0.1:{}", server.port());
+    fails_at_once(&url, "NOAUTH").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acl_that_forbids_the_lock_commands_fails_at_once() {
     // A user that may connect but not write.
     let server = RedisServer::start_with_args(&[

@@ -1,7 +1,10 @@
 //! One acquisition attempt of the Redlock algorithm, and the undo of a failed one.
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -120,15 +123,21 @@ pub(crate) async fn attempt(
             // The counter lies in another slot of a cluster: foreign waiters are not seen there.
             let see_foreign = !master.is_cluster;
             async move {
+                // Borrowed by the request, which a broken connection may send twice.
+                let (keys, value, place) = (&keys, &value, &place);
+                let sent = AtomicBool::new(false);
+                let sent = &sent;
                 master
                     .call_voting(grace, |mut connection| async move {
                         let Some((id, ticket, counter)) = place else {
+                            // Sent again, a refusal may be our own first `SET`: read it.
+                            let resent = sent.swap(true, Ordering::Relaxed);
                             return set_if_free(
                                 &mut connection,
-                                &keys,
-                                &value,
+                                keys,
+                                value,
                                 ttl_ms,
-                                read_holder,
+                                read_holder || resent,
                             )
                             .await;
                         };
@@ -139,13 +148,13 @@ pub(crate) async fn attempt(
                                 .arg(keys.expiries())
                                 .arg(keys.foreign());
                         if see_foreign {
-                            call = call.arg(&*counter).arg(companion_key(&counter, "ours"));
+                            call = call.arg(&**counter).arg(companion_key(counter, "ours"));
                         }
                         let (granted, wait_ms, rank, held) = call
-                            .arg(&*value)
+                            .arg(&**value)
                             .arg(ttl_ms)
-                            .arg(&*id)
-                            .arg(ticket)
+                            .arg(&**id)
+                            .arg(*ticket)
                             .arg(PLACE_TTL.as_millis() as u64)
                             .arg(FOREIGN_POLL.as_millis() as u64)
                             .invoke::<(u8, u64, u64, u8)>(&mut connection)
@@ -296,6 +305,8 @@ async fn set_if_free(
         .await?;
     Ok(match (set, found) {
         (Some(_), _) => Answer::Granted,
+        // Our own value: this `SET` was sent twice (its connection broke), the first took it.
+        (None, Some(found)) if found == value => Answer::Granted,
         (None, found) => Answer::Refused {
             standing: None,
             holder: found.map_or(Holder::Nobody, Holder::Value),

@@ -106,6 +106,7 @@ pub(crate) async fn renew_many(backend: &Backend, holds: &[Hold]) -> Vec<Result<
         |master| {
             let batch = Arc::clone(&batch);
             async move {
+                let batch = &batch;
                 master
                     .call(
                         |mut connection| async move { batch.invoke::<i64>(&mut connection).await },
@@ -262,6 +263,7 @@ async fn round_if_ours(lease: &Lease, call: ScriptCall) -> Result<u64, LockError
         |master| {
             let call = Arc::clone(&call);
             async move {
+                let call = &call;
                 master
                     .call(|mut connection| async move { call.invoke::<i64>(&mut connection).await })
                     .await

@@ -164,9 +164,13 @@ impl Pool {
             misconfigured: matches!(&err, deadpool_redis::PoolError::Backend(err) if cannot_heal(err)),
             reason: err.to_string(),
         })?;
+        // The first commands on the connection: a missing password (`NOAUTH`) shows here.
         let learned = restart::learn(&mut handle)
             .await
-            .map_err(|err| ConnectFailure::transient(err.to_string()))?;
+            .map_err(|err| ConnectFailure {
+                misconfigured: cannot_heal(&err),
+                reason: err.to_string(),
+            })?;
         Ok((
             Connected {
                 handle,
@@ -441,7 +445,7 @@ impl Master {
     /// Runs one request on this master, bounded by the per-master timeout.
     pub(crate) async fn call<T, F, Fut>(self: &Arc<Self>, request: F) -> Result<T, CallError>
     where
-        F: FnOnce(Handle) -> Fut,
+        F: Fn(Handle) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
         self.call_voting(None, request).await
@@ -450,7 +454,31 @@ impl Master {
     /// [`call`](Self::call) for a request whose yes grants a new hold: unless `grace` is
     /// `None`, a master that restarted less than `grace` ago and may have lost its keys then
     /// is not asked (`CallError::InGrace`).
+    ///
+    /// A request that meets a broken connection (a restart or a failover closes every
+    /// connection, and the client learns it from the next command) is sent once more, on a
+    /// fresh connection, within its own per-master timeout: every request of ours may be sent
+    /// twice (compare-and-act scripts, and a `SET NX` of a value that counts as ours where it
+    /// is found).
     pub(crate) async fn call_voting<T, F, Fut>(
+        self: &Arc<Self>,
+        grace: Option<Duration>,
+        request: F,
+    ) -> Result<T, CallError>
+    where
+        F: Fn(Handle) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        match self.call_once(grace, &request).await {
+            Err(CallError::Redis(err)) if err.is_io_error() || err.is_connection_dropped() => {
+                tracing::debug!(master = %self.label, %err, "redlock: the connection broke; sending again on a new one");
+                self.call_once(grace, &request).await
+            }
+            other => other,
+        }
+    }
+
+    async fn call_once<T, F, Fut>(
         self: &Arc<Self>,
         grace: Option<Duration>,
         request: F,

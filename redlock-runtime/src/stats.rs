@@ -63,6 +63,8 @@ async fn stats_call(
 ) -> Result<i64, CallError> {
     let place_ttl_ms = PLACE_TTL.as_millis() as u64;
     let inserted = format!("Inserted.{counter}");
+    // Borrowed by the request, which a broken connection may send twice.
+    let inserted = &inserted;
     // In a cluster the registry keys lie in other slots than the counter: the script keeps to
     // the counter's slot and the registry is written after it, with the Python library's own
     // two commands (`SET NX` keeps it free of duplicates).
@@ -80,7 +82,7 @@ async fn stats_call(
                 .arg(companion_key(counter, "weights"))
                 .arg(companion_key(counter, "ours"));
             if !register_apart {
-                call = call.arg(&inserted).arg(REGISTRY_KEY);
+                call = call.arg(inserted).arg(REGISTRY_KEY);
             }
             let count = call
                 .arg(op_name)
@@ -92,7 +94,7 @@ async fn stats_call(
                 .await?;
             if register_apart && waiters > 0 {
                 let first: Option<String> = redis::cmd("SET")
-                    .arg(&inserted)
+                    .arg(inserted)
                     .arg(1)
                     .arg("NX")
                     .query_async(&mut connection)

@@ -31,6 +31,12 @@ redis.call('PEXPIRE', KEYS[3], ARGV[5])
 local poll = tonumber(ARGV[6])
 
 local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  -- Our own value: the attempt was sent twice (its connection broke), and the first took it.
+  redis.call('ZREM', KEYS[2], waiter)
+  redis.call('ZREM', KEYS[3], waiter)
+  return {1, 0, 0, 0}
+end
 local state = redis.call('HMGET', KEYS[4], 'window', 'foreign_hold')
 local window, foreign_hold = tonumber(state[1]), state[2]
 if window then
