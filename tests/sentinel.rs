@@ -144,3 +144,66 @@ async fn an_unknown_service_is_unavailable_and_named() {
     assert!(error.contains(&url), "{error}");
     assert!(error.contains("lock `x`"), "{error}");
 }
+
+#[configurable_redlock::redlock(name = "failover", client = client)]
+async fn job(client: &Redlock, holds: &std::sync::atomic::AtomicU32) {
+    holds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_killed_under_waiting_tasks_is_an_outage_ridden_out_not_a_misconfiguration() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    };
+    let master = RedisServer::start();
+    let replica =
+        RedisServer::start_with_args(&["--replicaof", "127.0.0.1", &master.port().to_string()]);
+    replica.wait_until_synced();
+    let sentinel = RedisServer::start_sentinel(&master, "jobs");
+    let url = format!("redis+sentinel://127.0.0.1:{}/jobs", sentinel.port());
+    let client = Redlock::new([url]).unwrap();
+    let holds = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    // 4 tasks loop on the lock through the attribute, whose `()` return cannot carry an
+    // error: a failure taken for a misconfiguration would panic them.
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, holds, stop) = (client.clone(), Arc::clone(&holds), Arc::clone(&stop));
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    job(&client, &holds).await;
+                }
+            })
+        })
+        .collect();
+    assert!(eventually(common::READY, || holds.load(Ordering::SeqCst) > 20).await);
+
+    // The sentinels know the master (the replica is known to them too): kill it.
+    let known = eventually(common::READY, || {
+        redis::cmd("SENTINEL")
+            .arg("REPLICAS")
+            .arg("jobs")
+            .query::<Vec<redis::Value>>(&mut sentinel.connection())
+            .is_ok_and(|replicas| !replicas.is_empty())
+    })
+    .await;
+    assert!(known, "the sentinel never learned of the replica");
+    master.kill();
+    let promoted = eventually(common::READY, || {
+        master_port(&sentinel, "jobs") == replica.port()
+    })
+    .await;
+    assert!(promoted, "the sentinel never promoted the replica");
+    let at_promotion = holds.load(Ordering::SeqCst);
+    let resumed = eventually(common::READY, || {
+        holds.load(Ordering::SeqCst) > at_promotion + 20
+    })
+    .await;
+    assert!(resumed, "no holds after the promotion");
+    stop.store(true, Ordering::SeqCst);
+    for task in tasks {
+        task.await.expect("no task panicked");
+    }
+}

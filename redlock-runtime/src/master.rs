@@ -145,7 +145,9 @@ impl ConnectionLike for Handle {
 impl Pool {
     /// A new connection, taken out of the pool for good, with what it learned of the master's
     /// last restart, and the `run_id`s of the servers behind it.
-    async fn connect(&self) -> Result<(Connected, Vec<String>), ConnectFailure> {
+    /// `was_up`: whether the master was reached before, so that a sentinel that names no
+    /// master for the service is in a failover, not misconfigured.
+    async fn connect(&self, was_up: bool) -> Result<(Connected, Vec<String>), ConnectFailure> {
         let handle = match self {
             Self::Server(pool) => pool
                 .get()
@@ -160,9 +162,14 @@ impl Pool {
                 .await
                 .map(|c| Handle::Server(sentinel::Connection::take(c))),
         };
-        let mut handle = handle.map_err(|err| ConnectFailure {
-            misconfigured: matches!(&err, deadpool_redis::PoolError::Backend(err) if cannot_heal(err)),
-            reason: err.to_string(),
+        let mut handle = handle.map_err(|err| {
+            let misconfigured = matches!(&err, deadpool_redis::PoolError::Backend(err)
+                if cannot_heal(err)
+                    && !(was_up && err.kind() == ErrorKind::MasterNameNotFoundBySentinel));
+            ConnectFailure {
+                misconfigured,
+                reason: err.to_string(),
+            }
         })?;
         // The first commands on the connection: a missing password (`NOAUTH`) shows here.
         let learned = restart::learn(&mut handle)
@@ -230,6 +237,9 @@ pub(crate) struct Master {
     secret: Secret,
     /// The servers that the client's masters reached, shared by them.
     server_ids: Arc<ServerIds>,
+    /// Whether a connection was ever made: a sentinel that then names no master for the
+    /// service is in a failover (the master died, no replica promoted yet), not misconfigured.
+    was_up: AtomicBool,
     /// Whether this master is a Redis Cluster, where every script must keep to one slot.
     pub(crate) is_cluster: bool,
     pool: Pool,
@@ -313,6 +323,7 @@ impl Master {
             label,
             secret,
             server_ids,
+            was_up: AtomicBool::new(false),
             is_cluster,
             pool,
             subscriptions,
@@ -591,11 +602,17 @@ impl Master {
                 master: Arc::clone(&master),
                 finished: false,
             };
+            let was_up = master.was_up.load(Ordering::Relaxed);
             let next =
-                match tokio::time::timeout(master.connect_timeout, master.pool.connect()).await {
+                match tokio::time::timeout(master.connect_timeout, master.pool.connect(was_up))
+                    .await
+                {
                     Ok(Ok((connection, run_ids))) => {
                         match master.server_ids.claim(&master.label, run_ids) {
-                            None => Link::Up(Arc::new(connection)),
+                            None => {
+                                master.was_up.store(true, Ordering::Relaxed);
+                                Link::Up(Arc::new(connection))
+                            }
                             Some(other) => Link::Failed(ConnectFailure {
                                 reason: format!(
                                     "the same Redis server as `{other}`: one server must cast \
