@@ -179,11 +179,8 @@ async fn a_durable_master_votes_at_once_and_keeps_its_locks_across_a_restart() {
     masters[0].kill();
     masters[0].restart();
 
-    // The first call finds the old connection broken; the next one reconnects.
-    let mut err = redlock.lock("durable").timeout(-1).await.unwrap_err();
-    if matches!(err, LockError::Unavailable { .. }) {
-        err = redlock.lock("durable").timeout(-1).await.unwrap_err();
-    }
+    // The first call finds the old connection broken, and sends again on a new one.
+    let err = redlock.lock("durable").timeout(-1).await.unwrap_err();
     assert!(
         matches!(err, LockError::Timeout { .. }),
         "still held after the restart: {err}"
@@ -292,4 +289,20 @@ async fn requests_after_a_master_restart_are_sent_again_on_a_fresh_connection() 
             }
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_shorter_than_the_restart_grace_is_refused_at_once() {
+    // A fresh server without persistence sits out new locks for their TTL (30 s here).
+    let masters = Masters::start_volatile(1);
+    let redlock = common::redlock(&masters);
+    let started = Instant::now();
+    let err = redlock.lock("graced").timeout(2).await.unwrap_err();
+    assert!(matches!(err, LockError::Unavailable { .. }), "{err}");
+    assert!(
+        err.to_string().contains("restart"),
+        "names the grace: {err}"
+    );
+    // Not after its 2 s: the grace was known to outlast them.
+    assert!(started.elapsed() < common::SLACK, "{:?}", started.elapsed());
 }

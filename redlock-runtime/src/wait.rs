@@ -216,6 +216,8 @@ pub(crate) async fn run(
                 let (gives_up_at, retry_at) = match votes_at {
                     // Masters inside their restart grace are up, and vote again at a known
                     // time: no outage, the next attempt is then.
+                    // Not before the deadline: waiting cannot help.
+                    Some(at) if deadline.is_some_and(|deadline| at > deadline) => (Some(now), at),
                     Some(at) => {
                         outage.end();
                         let waits = timeout != Timeout::Skip;
