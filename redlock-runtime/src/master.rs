@@ -188,6 +188,18 @@ impl Pool {
     }
 }
 
+/// A connection failure warned about, and its repeats since (see `Master::warn_connect_failure`).
+#[derive(Debug)]
+struct Warned {
+    reason: String,
+    at: Instant,
+    repeats: u32,
+}
+
+/// How often one connection failure of a master is warned about: an outage retried every
+/// few milliseconds by every waiter would otherwise fill the log.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
 /// Which server each master of one client reached, by `run_id`: a server that two URLs name
 /// (`127.0.0.1` and `localhost`, an IP and a name) must cast one vote, not two.
 #[derive(Debug, Default)]
@@ -240,6 +252,8 @@ pub(crate) struct Master {
     /// Whether a connection was ever made: a sentinel that then names no master for the
     /// service is in a failover (the master died, no replica promoted yet), not misconfigured.
     was_up: AtomicBool,
+    /// The last connection failure warned about: when, and how often it came again since.
+    warned: std::sync::Mutex<Option<Warned>>,
     /// Whether this master is a Redis Cluster, where every script must keep to one slot.
     pub(crate) is_cluster: bool,
     pool: Pool,
@@ -324,6 +338,7 @@ impl Master {
             secret,
             server_ids,
             was_up: AtomicBool::new(false),
+            warned: std::sync::Mutex::new(None),
             is_cluster,
             pool,
             subscriptions,
@@ -451,6 +466,31 @@ impl Master {
             return;
         }
         rt::spawn(follow_failovers(Arc::downgrade(self)));
+    }
+
+    /// Warns that this master cannot be reached: each distinct reason at once, the same one at
+    /// most every `WARN_EVERY`, with how often it came again meanwhile (DEBUG in between).
+    fn warn_connect_failure(&self, reason: &str) {
+        let mut warned = self
+            .warned
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Instant::now();
+        if let Some(last) = warned.as_mut()
+            && last.reason == reason
+            && now.duration_since(last.at) < WARN_EVERY
+        {
+            last.repeats += 1;
+            tracing::debug!(master = %self.label, %reason, "redlock: cannot connect to Redis master");
+            return;
+        }
+        let repeats = warned.as_ref().map_or(0, |last| last.repeats);
+        tracing::warn!(master = %self.label, %reason, repeats_since_last_warning = repeats, "redlock: cannot connect to Redis master");
+        *warned = Some(Warned {
+            reason: reason.to_owned(),
+            at: now,
+            repeats: 0,
+        });
     }
 
     /// Runs one request on this master, bounded by the per-master timeout.
@@ -629,9 +669,7 @@ impl Master {
                     ))),
                 };
             match &next {
-                Link::Failed(failure) => {
-                    tracing::warn!(master = %master.label, reason = %failure.reason, "redlock: cannot connect to Redis master");
-                }
+                Link::Failed(failure) => master.warn_connect_failure(&failure.reason),
                 Link::Up(connected) => {
                     if let Some(restart) = &connected.restart {
                         tracing::info!(master = %master.label, started_ago = ?restart.at.elapsed(), why = %restart.why, "redlock: this Redis master may lose its locks in a restart: after each start it sits out new locks for their restart grace (Config::restart_grace)");
