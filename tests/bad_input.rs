@@ -268,12 +268,15 @@ const ENV_CHILD: &str = "REDLOCK_BAD_INPUT_FROM_ENV";
 #[test]
 fn a_bad_url_from_the_environment_names_the_variable() {
     if std::env::var_os(ENV_CHILD).is_some() {
-        let err = Redlock::from_env().unwrap_err();
-        println!("ERROR {err}");
+        match Redlock::from_env() {
+            Err(err) => println!("ERROR {err}"),
+            Ok(_) => println!("CONFIG {:?}", Config::from_env().unwrap()),
+        }
         return;
     }
-    let run = |var: &str, value: &str| {
-        let output = std::process::Command::new(std::env::current_exe().unwrap())
+    let run = |vars: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+        command
             .args([
                 "--exact",
                 "a_bad_url_from_the_environment_names_the_variable",
@@ -281,27 +284,66 @@ fn a_bad_url_from_the_environment_names_the_variable() {
             ])
             .env(ENV_CHILD, "1")
             .env_remove("REDLOCK_URLS")
-            .env_remove("REDIS_URL")
-            .env(var, value)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            .env_remove("REDIS_URL");
+        for (var, value) in vars {
+            command.env(var, value);
+        }
+        let stdout = String::from_utf8_lossy(&command.output().unwrap().stdout).into_owned();
         stdout
             .lines()
-            .find_map(|line| line.strip_prefix("ERROR ").map(str::to_owned))
-            .unwrap_or_else(|| panic!("no error from {var}={value}: {stdout}"))
+            .find_map(|line| line.strip_prefix("ERROR ").or(line.strip_prefix("CONFIG ")))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("nothing from {vars:?}: {stdout}"))
     };
 
-    let trailing_comma = run("REDLOCK_URLS", "redis://a:6379,redis://b:6379,");
+    let trailing_comma = run(&[("REDLOCK_URLS", "redis://a:6379,redis://b:6379,")]);
     assert!(trailing_comma.contains("empty URL"), "{trailing_comma}");
     assert!(
         trailing_comma.contains("entry 3 of 3 in REDLOCK_URLS"),
         "{trailing_comma}"
     );
-    let bad_port = run("REDIS_URL", "redis://:hunter2-pw@h:70000");
+    let bad_port = run(&[("REDIS_URL", "redis://:hunter2-pw@h:70000")]);
     assert!(bad_port.contains("port `70000`"), "{bad_port}");
     assert!(bad_port.contains("from REDIS_URL"), "{bad_port}");
     assert!(!bad_port.contains("hunter2-pw"), "{bad_port}");
+
+    // The settings beside the URLs: read when valid, else named.
+    let settings = run(&[
+        ("REDLOCK_RESTART_GRACE", "off"),
+        ("REDLOCK_OUTAGE_TIMEOUT", "none"),
+        ("REDLOCK_MASTER_TIMEOUT", "0.05"),
+    ]);
+    assert!(
+        settings.contains("restart_grace: Off")
+            && settings.contains("outage_timeout: None")
+            && settings.contains("master_timeout: 50ms"),
+        "{settings}"
+    );
+    let grace = run(&[("REDLOCK_RESTART_GRACE", "12.5")]);
+    assert!(grace.contains("AtLeast(12.5s)"), "{grace}");
+    for (var, value, expected) in [
+        (
+            "REDLOCK_RESTART_GRACE",
+            "soon",
+            "`off`, `ttl` or a number of seconds",
+        ),
+        (
+            "REDLOCK_OUTAGE_TIMEOUT",
+            "-3",
+            "a number of seconds, or `none`",
+        ),
+        (
+            "REDLOCK_MASTER_TIMEOUT",
+            "0",
+            "a positive number of seconds",
+        ),
+    ] {
+        let err = run(&[(var, value)]);
+        assert!(
+            err.contains(&format!("invalid {var}=\"{value}\"")) && err.contains(expected),
+            "{err}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::target::redact_url;
+use crate::{LockError, target::redact_url};
 
 /// The URL used when neither `REDLOCK_URLS` nor `REDIS_URL` is set.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
@@ -160,19 +160,24 @@ impl Config {
         }
     }
 
-    /// The masters named by the environment: `REDLOCK_URLS` (comma-separated), else
-    /// `REDIS_URL`, else [`DEFAULT_URL`].
+    /// The settings named by the environment: the masters from `REDLOCK_URLS`
+    /// (comma-separated), else `REDIS_URL`, else [`DEFAULT_URL`]; and, when set,
+    /// `REDLOCK_RESTART_GRACE` (`off`, `ttl` or seconds: [`RestartGrace`]),
+    /// `REDLOCK_OUTAGE_TIMEOUT` (seconds, or `none` to ride out any outage) and
+    /// `REDLOCK_MASTER_TIMEOUT` (seconds). A value that does not read is
+    /// [`LockError::InvalidEnvironment`], naming the variable.
     ///
     /// ```
-    /// let config = redlock_runtime::Config::from_env();
+    /// let config = redlock_runtime::Config::from_env()?;
     /// assert!(!config.urls.is_empty());
+    /// # Ok::<(), redlock_runtime::LockError>(())
     /// ```
-    pub fn from_env() -> Self {
-        Self::from_env_with_source().0
+    pub fn from_env() -> Result<Self, LockError> {
+        Ok(Self::from_env_with_source()?.0)
     }
 
     /// [`from_env`](Self::from_env), and the variable the URLs came from.
-    pub(crate) fn from_env_with_source() -> (Self, &'static str) {
+    pub(crate) fn from_env_with_source() -> Result<(Self, &'static str), LockError> {
         let from = |name| {
             std::env::var(name)
                 .ok()
@@ -186,12 +191,50 @@ impl Config {
             (None, Some(url)) => (vec![url.trim().to_owned()], "REDIS_URL"),
             (None, None) => (vec![DEFAULT_URL.to_owned()], "the default URL"),
         };
-        let config = Self {
+        let mut config = Self {
             urls,
             ..Self::default()
         };
-        (config, source)
+        let setting = |variable: &'static str, expected: &'static str| {
+            move |value: &str| LockError::InvalidEnvironment {
+                variable,
+                value: value.to_owned(),
+                expected,
+            }
+        };
+        if let Some(value) = from("REDLOCK_RESTART_GRACE") {
+            let invalid = setting(
+                "REDLOCK_RESTART_GRACE",
+                "`off`, `ttl` or a number of seconds",
+            );
+            config.restart_grace = match value.trim() {
+                "off" => RestartGrace::Off,
+                "ttl" => RestartGrace::LockTtl,
+                seconds => {
+                    RestartGrace::AtLeast(seconds_of(seconds).ok_or_else(|| invalid(&value))?)
+                }
+            };
+        }
+        if let Some(value) = from("REDLOCK_OUTAGE_TIMEOUT") {
+            let invalid = setting("REDLOCK_OUTAGE_TIMEOUT", "a number of seconds, or `none`");
+            config.outage_timeout = match value.trim() {
+                "none" => None,
+                seconds => Some(seconds_of(seconds).ok_or_else(|| invalid(&value))?),
+            };
+        }
+        if let Some(value) = from("REDLOCK_MASTER_TIMEOUT") {
+            let invalid = setting("REDLOCK_MASTER_TIMEOUT", "a positive number of seconds");
+            config.master_timeout = seconds_of(value.trim())
+                .filter(|timeout| !timeout.is_zero())
+                .ok_or_else(|| invalid(&value))?;
+        }
+        Ok((config, source))
     }
+}
+
+/// A number of seconds (`2`, `0.5`), if `text` is one that a `Duration` holds.
+fn seconds_of(text: &str) -> Option<Duration> {
+    Duration::try_from_secs_f64(text.parse().ok()?).ok()
 }
 
 impl std::fmt::Debug for Config {

@@ -199,6 +199,16 @@ pub enum LockError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A setting read from the environment (`Config::from_env`) that does not read.
+    #[error("invalid {variable}={value:?}: expected {expected}")]
+    InvalidEnvironment {
+        /// The variable.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+        /// What it may hold.
+        expected: &'static str,
+    },
     /// No master URL was given.
     #[error("no Redis master given: pass at least one URL (e.g. \"redis://127.0.0.1:6379\")")]
     NoMasters,

@@ -54,7 +54,7 @@ impl Redlock {
     /// # Ok::<(), redlock_runtime::LockError>(())
     /// ```
     pub fn from_env() -> Result<Self, LockError> {
-        let (config, source) = Config::from_env_with_source();
+        let (config, source) = Config::from_env_with_source()?;
         let urls = config.urls.clone();
         Self::with_config(config).map_err(|error| match error {
             LockError::InvalidUrl { url, reason } => {

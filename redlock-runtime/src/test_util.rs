@@ -512,7 +512,8 @@ pub fn env_or_private_server() -> Result<(Vec<String>, Option<RedisServer>), Str
         .iter()
         .any(|name| std::env::var_os(name).is_some());
     if named {
-        return Ok((crate::Config::from_env().urls, None));
+        let config = crate::Config::from_env().map_err(|error| error.to_string())?;
+        return Ok((config.urls, None));
     }
     let binary = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
     if let Err(err) = Command::new(&binary).arg("--version").output() {
