@@ -214,10 +214,11 @@ pub(crate) async fn run(
                 let misconfigured = failures.iter().filter(|f| f.misconfigured).count();
                 let hopeless = misconfigured > backend.masters.len() - backend.quorum();
                 let (gives_up_at, retry_at) = match votes_at {
+                    // Masters inside their restart grace vote again only after the deadline:
+                    // waiting cannot help.
+                    Some(at) if deadline.is_some_and(|deadline| at > deadline) => (Some(now), at),
                     // Masters inside their restart grace are up, and vote again at a known
                     // time: no outage, the next attempt is then.
-                    // Not before the deadline: waiting cannot help.
-                    Some(at) if deadline.is_some_and(|deadline| at > deadline) => (Some(now), at),
                     Some(at) => {
                         outage.end();
                         let waits = timeout != Timeout::Skip;
@@ -636,7 +637,7 @@ fn jittered(mean: Duration) -> Duration {
 }
 
 /// `at + by`, or a day after `at` when that is beyond the clock (a `Config` duration of
-/// `Duration::MAX`): a pause that long is cut short by the next attempt anyway.
+/// `Duration::MAX`), rather than a panic.
 fn later(at: Instant, by: Duration) -> Instant {
     at.checked_add(by)
         .unwrap_or_else(|| at + Duration::from_secs(86_400))
