@@ -10,6 +10,11 @@ use redlock_runtime::test_util::env_or_private_server;
 
 #[tokio::main]
 async fn main() -> Result<(), LockError> {
+    // The client tells why a lock waits (a master down, a fresh server in its restart grace)
+    // through `tracing`: without a subscriber, nobody hears it.
+    tracing_subscriber::fmt()
+        .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+        .init();
     let Ok((urls, private_server)) = env_or_private_server().map_err(|error| eprintln!("{error}"))
     else {
         std::process::exit(1);

@@ -389,12 +389,7 @@ async fn extreme_timeouts_wait_without_a_deadline_instead_of_panicking() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extreme_config_durations_neither_panic_nor_hang() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let nobody = format!(
-        "redis://127.0.0.1:{}",
-        listener.local_addr().unwrap().port()
-    );
-    drop(listener);
+    let nobody = common::nobody_listening();
     let redlock = Redlock::with_config(Config {
         retry_delay: Duration::MAX,
         max_backoff: Duration::MAX,

@@ -34,7 +34,7 @@ fn plain_threads_exclude_each_other_and_release_on_drop() {
     let started = Instant::now();
     let next = redlock.lock("sync").timeout(2).acquire().unwrap();
     // Released at once in the background, and granted within round trips: 1 s is twice the
-    // load margin. A drop that did not release would leave the key for its 30 s TTL.
+    // load margin. A drop that did not release would leave the key for its 10 s TTL.
     assert!(
         started.elapsed() < common::SLACK * 2,
         "freed by the dropped guard: {:?}",

@@ -293,7 +293,7 @@ async fn requests_after_a_master_restart_are_sent_again_on_a_fresh_connection() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_shorter_than_the_restart_grace_is_refused_at_once() {
-    // A fresh server without persistence sits out new locks for their TTL (30 s here).
+    // A fresh server without persistence sits out new locks for their TTL (10 s here).
     let masters = Masters::start_volatile(1);
     let redlock = common::redlock(&masters);
     let started = Instant::now();

@@ -1,45 +1,28 @@
-//! What the log says during an outage: each connection failure of a master once per 10 s at
-//! WARN, not once per attempt.
+//! What the log says when masters come and go: each connection failure of a master once per
+//! 10 s at WARN, not once per attempt; a master in its restart grace warned about once per
+//! restart, with the ways out, and never under `RestartGrace::Off`.
 
-use std::{
-    io::Write,
-    net::TcpListener,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+mod common;
 
-use configurable_redlock::{Config, LockError, Redlock};
+use std::time::Duration;
 
-/// Every log line of this test binary.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+use configurable_redlock::{Config, LockError, Redlock, RestartGrace};
+use redlock_runtime::test_util::RedisServer;
 
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// The WARN lines about the master on `port` that contain `what`.
+fn warnings(port: u16, what: &str) -> Vec<String> {
+    common::logs()
+        .lines_with(&format!("127.0.0.1:{port}"))
+        .into_iter()
+        .filter(|line| line.contains("WARN") && line.contains(what))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_that_stays_unreachable_is_warned_about_once() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let nobody = format!(
-        "redis://127.0.0.1:{}",
-        listener.local_addr().unwrap().port()
-    );
-    drop(listener);
+    common::logs();
+    let nobody = common::nobody_listening();
+    let port: u16 = nobody.rsplit(':').next().unwrap().parse().unwrap();
     let redlock = Redlock::with_config(Config {
         outage_timeout: Some(Duration::from_secs(2)),
         ..Config::new([nobody])
@@ -56,10 +39,57 @@ async fn a_master_that_stays_unreachable_is_warned_about_once() {
         let err = task.await.unwrap().unwrap_err();
         assert!(matches!(err, LockError::Unavailable { .. }), "{err}");
     }
-    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
-    let warnings = logs
-        .lines()
-        .filter(|line| line.contains("WARN") && line.contains("cannot connect to Redis master"))
-        .count();
-    assert_eq!(warnings, 1, "{logs}");
+    let warned = warnings(port, "cannot connect to Redis master");
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    assert!(
+        !warned[0].contains("Error occurred"),
+        "in our words: {warned:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_server_in_its_grace_is_warned_about_once_with_the_fix() {
+    common::logs();
+    let server = RedisServer::start_volatile();
+    let redlock = Redlock::new([server.url()]).unwrap();
+    for round in 0..5 {
+        let err = redlock
+            .lock(format!("fresh-{round}"))
+            .timeout(-1)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LockError::Unavailable { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("restart_grace"), "{text}");
+        // Redis counts its uptime in whole seconds: no false precision.
+        assert!(!text.contains("µs") && !text.contains("ns ago"), "{text}");
+    }
+    // Another client of the same process meets the same restart: still one warning.
+    let other = Redlock::new([server.url()]).unwrap();
+    other.lock("fresh").timeout(-1).await.unwrap_err();
+    let warned = warnings(server.port(), "restart_grace");
+    assert_eq!(
+        warned.len(),
+        2,
+        "one per client, not per attempt: {warned:#?}"
+    );
+    assert!(
+        warned[0].contains("appendfsync always") && warned[0].contains("REDLOCK_RESTART_GRACE=off"),
+        "names the ways out: {}",
+        warned[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_grace_a_fresh_server_grants_at_once_and_nothing_is_warned() {
+    common::logs();
+    let server = RedisServer::start_volatile();
+    let redlock = Redlock::with_config(Config {
+        restart_grace: RestartGrace::Off,
+        ..Config::new([server.url()])
+    })
+    .unwrap();
+    let guard = redlock.lock("fresh").timeout(-1).await.unwrap();
+    guard.release().await.unwrap();
+    assert_eq!(warnings(server.port(), "restart").len(), 0);
 }

@@ -130,3 +130,45 @@ async fn a_short_outage_is_ridden_out() {
         .expect("acquired once the master is back");
     guard.release().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_that_refuses_writes_for_now_is_an_outage_not_a_misconfiguration() {
+    // What a failover with `min-replicas-to-write 1` and one replica per master leaves: a
+    // master that answers, and refuses every write until a replica is in sync.
+    let master = RedisServer::start_with_args(&["--min-replicas-to-write", "1"]);
+    let redlock = Redlock::with_config(Config {
+        outage_timeout: Some(Duration::from_millis(300)),
+        ..Config::new([master.url()])
+    })
+    .unwrap();
+    let err = redlock.lock("replicated").timeout(0).await.unwrap_err();
+    let LockError::Unavailable { failures, .. } = &err else {
+        panic!("{err}")
+    };
+    assert!(!failures[0].misconfigured, "waiting can fix it: {err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("answered but refused: NOREPLICAS") && text.contains("2 replicas"),
+        "names the refusal and the advice: {text}"
+    );
+    assert!(!text.contains("script:"), "no script hash: {text}");
+
+    // A wait rides it out: granted once a replica is in sync.
+    let waiting = tokio::spawn({
+        let redlock = Redlock::with_config(Config {
+            outage_timeout: None,
+            ..Config::new([master.url()])
+        })
+        .unwrap();
+        async move { redlock.lock("replicated").timeout(0).await }
+    });
+    let replica =
+        RedisServer::start_with_args(&["--replicaof", "127.0.0.1", &master.port().to_string()]);
+    replica.wait_until_synced();
+    let guard = tokio::time::timeout(common::READY, waiting)
+        .await
+        .expect("granted once the replica is in sync")
+        .unwrap()
+        .unwrap();
+    guard.release().await.unwrap();
+}

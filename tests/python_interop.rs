@@ -158,7 +158,7 @@ async fn each_sides_waiter_gets_the_lock_the_other_releases() {
     );
     // Python deletes its key without announcing it: the waiter takes it at its next 1 s
     // heartbeat. The 0.5 s hold, that heartbeat and the load margin make 2 s; 3 s leaves room
-    // for Python's start-up, against a wait for the holder's 30 s TTL.
+    // for Python's start-up, against a wait for the holder's 30 s TTL (Python's default).
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "promptly: {:?}",

@@ -23,7 +23,7 @@ fn lock_keys(masters: &Masters, index: usize) -> Vec<String> {
 
 /// Whether every master in `indexes` ends up without lock keys. A release or an undo returns
 /// once a quorum answered, so the others' `DEL`s may still be on their way; a key left behind
-/// would stay for its TTL (30 s), far beyond this wait.
+/// would stay for its TTL (10 s), beyond this wait.
 async fn no_keys_left(masters: &Masters, indexes: std::ops::Range<usize>) -> bool {
     eventually(Duration::from_secs(5), || {
         indexes
@@ -242,7 +242,7 @@ async fn no_stale_key_after_thousands_of_cycles_with_a_slow_master() {
     masters[2].resume();
 
     assert!(held > 1_000, "most cycles acquire the lock: {held}");
-    // Once the slow master drained its backlog, no master may keep a key (TTL is 30 s).
+    // Once the slow master drained its backlog, no master may keep a key (TTL is 10 s).
     let left = no_keys_left(&masters, 0..3).await;
     let stale: Vec<(usize, Vec<String>, Option<String>)> = (0..3)
         .map(|index| {

@@ -4,28 +4,8 @@
 
 mod common;
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-};
-
 use configurable_redlock::{Config, Redlock};
 use redlock_runtime::test_util::RedisServer;
-
-/// Every log line of this test binary, at TRACE.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// A small deterministic generator (xorshift), so that a failure reproduces.
 struct Draws(u64);
@@ -69,13 +49,7 @@ fn leaks(text: &str, password: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_password_is_printed_whatever_it_holds() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let logs = common::logs();
     let server = RedisServer::start_with_args(&["--requirepass", "the-right-one"]);
     let port = server.port();
     let mut draws = Draws(0x5eed_1234_abcd_ef01);
@@ -114,7 +88,7 @@ async fn no_password_is_printed_whatever_it_holds() {
             }
         }
     }
-    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let logs = logs.text();
     assert!(logs.contains("redlock"), "TRACE lines were captured");
     let mut draws = Draws(0x5eed_1234_abcd_ef01);
     for _ in 0..300 {

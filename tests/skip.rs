@@ -5,7 +5,6 @@
 mod common;
 
 use std::{
-    net::TcpListener,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -222,17 +221,9 @@ async fn a_holder_that_a_failed_master_may_complete_is_retried_then_reported_as_
     );
 }
 
-/// A URL where nothing listens.
-fn nobody_listening() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    format!("redis://127.0.0.1:{port}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_reaches_every_task_of_a_process_as_unavailable() {
-    let client = Redlock::new([nobody_listening()]).unwrap();
+    let client = Redlock::new([common::nobody_listening()]).unwrap();
     let tasks = (0..5).map(|_| {
         let client = client.clone();
         tokio::spawn(async move { client.lock("outage").timeout(2).await })
@@ -263,7 +254,7 @@ async fn tasks_waiting_forever_behind_an_outage_give_up_with_it() {
     let outage_timeout = Duration::from_secs(2);
     let client = Redlock::with_config(Config {
         outage_timeout: Some(outage_timeout),
-        ..Config::new([nobody_listening()])
+        ..Config::new([common::nobody_listening()])
     })
     .unwrap();
     let started = Instant::now();

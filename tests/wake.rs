@@ -22,7 +22,7 @@ async fn handoff_latency(masters: &Masters) -> Duration {
         }
     });
     // The waiter is queued and subscribed; its fallback timer is the heartbeat (1 s after it
-    // queued) because the holder's TTL is 30 s.
+    // queued) because the holder's TTL is 10 s.
     common::until_queued(masters, "handoff", 1).await;
     let released_at = Instant::now();
     held.release().await.unwrap();
@@ -112,13 +112,18 @@ async fn a_grantee_counts_on_no_more_validity_than_the_masters_keep() {
         let holder = redlock(&masters);
         let waiter = redlock(&masters);
         for _ in 0..10 {
-            let held = holder.lock("granted").await.unwrap();
+            let held = holder
+                .lock("granted")
+                .auto_release_time(Duration::from_secs(30))
+                .await
+                .unwrap();
             let grantee = tokio::spawn({
                 let waiter = waiter.clone();
                 async move {
                     let guard = waiter
                         .lock("granted")
                         .auto_extend(false)
+                        .auto_release_time(Duration::from_secs(30))
                         .timeout(10)
                         .await
                         .unwrap();

@@ -161,7 +161,7 @@ fn boolean(value: Expr, option: &str) -> syn::Result<LitBool> {
 pub(crate) const TIMEOUT_CHOICES: &str =
     "-1 (skip if locked), 0 (wait forever) or a positive number of seconds (wait up to N s)";
 pub(crate) const TTL_CHOICES: &str =
-    "a positive number of seconds, at least 0.003 (the default is 30)";
+    "a positive number of seconds, at least 0.003 (the default is 10)";
 
 /// A flag takes no value.
 fn flag(input: ParseStream<'_>, name: &str) -> syn::Result<()> {

@@ -79,7 +79,11 @@ fn wrap(plan: &Plan, block: &Block) -> Vec<Stmt> {
         Wait::Forever => quote!(#private::Forever),
         Wait::Nanos(nanos) => quote!(#private::After(::core::time::Duration::from_nanos(#nanos))),
     };
-    let ttl_nanos = plan.ttl_nanos;
+    // Left out, the runtime's own default: one place decides it.
+    let ttl = match plan.ttl_nanos {
+        Some(nanos) => quote!(::core::time::Duration::from_nanos(#nanos)),
+        None => quote!(#krate::DEFAULT_AUTO_RELEASE_TIME),
+    };
     let stats_name = match &plan.stats_name {
         Some(stats_name) => {
             let stats_name = text(stats_name);
@@ -92,7 +96,7 @@ fn wrap(plan: &Plan, block: &Block) -> Vec<Stmt> {
         #private::LockSpec {
             name: #name,
             timeout: #timeout,
-            auto_release_time: ::core::time::Duration::from_nanos(#ttl_nanos),
+            auto_release_time: #ttl,
             stats_name: #stats_name,
             auto_extend: #auto_extend,
             stats: #stats,

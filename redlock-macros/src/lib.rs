@@ -27,7 +27,7 @@ use proc_macro::TokenStream;
 /// |---|---|---|
 /// | `name` | string literal; a format string that may capture arguments: `"job:{id}"` | required |
 /// | `timeout` | `-1` (one attempt, skip if held), `0` (wait forever), `N` seconds (integer or float) | `0` |
-/// | `auto_release_time` | the lock's TTL in seconds, integer or float, at least `0.003` | `30` |
+/// | `auto_release_time` | the lock's TTL in seconds, integer or float, at least `0.003` | `10` |
 /// | `silent` | flag: return `Default::default()` (or `Ok(Default::default())`) when the lock is held elsewhere | off |
 /// | `stats_name` | string literal (format string allowed): the waiting-statistics name; give locks named after ids (`"job:{id}"`) a fixed one (`"jobs"`): each stats name keeps its keys in Redis forever, as in the Python library | the name |
 /// | `stats` | `true` / `false`: keep waiting statistics | `true` |

@@ -10,8 +10,6 @@ use syn::{
 
 use crate::attr::{Args, Seconds, TIMEOUT_CHOICES, TTL_CHOICES, Text};
 
-/// The Python library's default `auto_release_time`: 30 s.
-const DEFAULT_TTL_NANOS: u64 = 30_000_000_000;
 /// The smallest TTL that leaves validity after the drift allowance (1% + 2 ms).
 const MIN_TTL_SECONDS: f64 = 0.003;
 
@@ -55,7 +53,8 @@ pub(crate) struct Plan {
     pub(crate) krate: TokenStream,
     pub(crate) name: Text,
     pub(crate) wait: Wait,
-    pub(crate) ttl_nanos: u64,
+    /// `None`: the runtime's default.
+    pub(crate) ttl_nanos: Option<u64>,
     pub(crate) stats_name: Option<Text>,
     pub(crate) client: Option<Expr>,
     pub(crate) auto_extend: bool,
@@ -121,10 +120,11 @@ impl Plan {
         let ttl_nanos = args
             .auto_release_time
             .as_ref()
-            .map_or(Ok(DEFAULT_TTL_NANOS), ttl_of)
+            .map(ttl_of)
+            .transpose()
             .unwrap_or_else(|error| {
                 errors.push(error);
-                DEFAULT_TTL_NANOS
+                None
             });
         if let Some(constness) = &function.sig.constness {
             errors.push(syn::Error::new_spanned(constness, "`#[redlock]` cannot wrap a `const fn`: taking a lock needs I/O at run time; remove `const`"));

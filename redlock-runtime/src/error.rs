@@ -128,9 +128,10 @@ pub enum LockError {
         /// How each master answered the last attempt.
         votes: Vec<MasterVote>,
     },
-    /// A quorum of masters could not be reached, so the lock could be neither taken nor refused.
+    /// Too many masters failed (down, unreachable, timing out, refusing writes for now, in
+    /// their restart grace) for a quorum, so the lock could be neither taken nor refused.
     #[error(
-        "lock `{name}`: cannot reach a quorum of {quorum} of {masters} Redis masters: {}",
+        "lock `{name}`: no quorum of {quorum} of {masters} Redis masters can answer: {}",
         list(failures)
     )]
     Unavailable {
@@ -183,7 +184,7 @@ pub enum LockError {
     #[error(
         "invalid auto_release_time {value:?} for lock `{name}`: it must be at least 3 ms, \
          more than the clock-drift allowance (1% of the TTL + 2 ms), and at most 2^53 ms \
-         (Redis's scripts count milliseconds in doubles); the default is 30 s"
+         (Redis's scripts count milliseconds in doubles); the default is 10 s"
     )]
     InvalidAutoReleaseTime {
         /// The lock name.

@@ -68,7 +68,7 @@ pub struct NotSilent;
 
 impl<K> RedlockLayer<K> {
     /// A layer that locks each request under the name `name(&request)`, waiting until acquired,
-    /// with the default TTL (30 s, renewed while the request runs).
+    /// with the default TTL (10 s, renewed while the request runs).
     ///
     /// ```no_run
     /// # use redlock_runtime::{Redlock, layer::RedlockLayer};
@@ -108,7 +108,7 @@ impl<K, F> RedlockLayer<K, F> {
         self
     }
 
-    /// The lock's TTL (at least 3 ms; default 30 s), renewed every third of it while the
+    /// The lock's TTL (at least 3 ms; default 10 s), renewed every third of it while the
     /// request runs.
     ///
     /// ```no_run

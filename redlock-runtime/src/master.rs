@@ -83,6 +83,11 @@ impl ConnectFailure {
 /// a certificate the client does not trust; a key of the lock that someone else wrote with
 /// another type (`WRONGTYPE`), or a script that fails on what it reads.
 fn cannot_heal(err: &RedisError) -> bool {
+    // A master that answers but refuses writes for now (a failover, too few replicas, full
+    // memory, loading its data) is an outage, even from inside a script.
+    if refusal_hint(err).is_some() {
+        return false;
+    }
     let text = err.to_string();
     matches!(
         err.kind(),
@@ -96,6 +101,24 @@ fn cannot_heal(err: &RedisError) -> bool {
         // A Lua runtime error: Redis 7 names the line (`user_script:12:`), 6.2 says so.
         || text.contains("user_script:")
         || text.contains("Error running script")
+}
+
+/// Why a master that answered refuses writes for now, if it does: the advice that goes with
+/// the server's own words.
+fn refusal_hint(err: &RedisError) -> Option<&'static str> {
+    Some(match err.code()? {
+        "NOREPLICAS" => {
+            "fewer replicas in sync than its min-replicas-to-write; with 1 replica per master \
+             every failover does this: give masters 2 replicas, or lower the setting"
+        }
+        "READONLY" => "a replica now (a failover demoted it); reconnecting to the new master",
+        "OOM" => "out of memory (maxmemory with noeviction)",
+        "MASTERDOWN" => "a replica cut off from its master",
+        "LOADING" => "still loading its data after a start",
+        "BUSY" => "busy running a long script",
+        "CLUSTERDOWN" | "TRYAGAIN" => "its cluster is reconfiguring",
+        _ => return None,
+    })
 }
 
 /// The pool of one master, by kind.
@@ -162,14 +185,15 @@ impl Pool {
                 .await
                 .map(|c| Handle::Server(sentinel::Connection::take(c))),
         };
-        let mut handle = handle.map_err(|err| {
-            let misconfigured = matches!(&err, deadpool_redis::PoolError::Backend(err)
-                if cannot_heal(err)
-                    && !(was_up && err.kind() == ErrorKind::MasterNameNotFoundBySentinel));
-            ConnectFailure {
-                misconfigured,
+        let mut handle = handle.map_err(|err| match err {
+            deadpool_redis::PoolError::Backend(err) => ConnectFailure {
+                misconfigured: cannot_heal(&err)
+                    && !(was_up && err.kind() == ErrorKind::MasterNameNotFoundBySentinel),
                 reason: err.to_string(),
-            }
+            },
+            // The pool has no timeouts of its own and is never closed: not expected, but
+            // told in our words rather than the pool's.
+            other => ConnectFailure::transient(format!("the connection pool failed ({other:?})")),
         })?;
         // The first commands on the connection: a missing password (`NOAUTH`) shows here.
         let learned = restart::learn(&mut handle)
@@ -254,6 +278,8 @@ pub(crate) struct Master {
     was_up: AtomicBool,
     /// The last connection failure warned about: when, and how often it came again since.
     warned: std::sync::Mutex<Option<Warned>>,
+    /// The last restart whose grace refused a new lock, warned about once.
+    grace_warned: std::sync::Mutex<Option<Restart>>,
     /// Whether this master is a Redis Cluster, where every script must keep to one slot.
     pub(crate) is_cluster: bool,
     pool: Pool,
@@ -304,14 +330,17 @@ impl std::fmt::Display for CallError {
         match self {
             Self::NotConnected(failure) => write!(f, "cannot connect: {}", failure.reason),
             Self::TimedOut(limit) => write!(f, "no reply within {limit:?}"),
-            Self::Redis(err) => write!(f, "{err}"),
-            Self::InGrace { restart, left } => write!(
-                f,
-                "restarted {:.1?} ago and may have lost its locks then ({}): no vote for a new \
-                 lock for {left:.1?} more (Config::restart_grace)",
-                restart.at.elapsed(),
-                restart.why
-            ),
+            Self::Redis(err) => match refusal_hint(err) {
+                // The server's words up to the script's name, which says nothing to a user.
+                Some(hint) => {
+                    let detail = err.detail().unwrap_or_default();
+                    let detail = detail.split(" script: ").next().unwrap_or(detail);
+                    let code = err.code().unwrap_or_default();
+                    write!(f, "answered but refused: {code} {detail} ({hint})")
+                }
+                None => write!(f, "{err}"),
+            },
+            Self::InGrace { restart, left } => f.write_str(&restart.sits_out(*left)),
         }
     }
 }
@@ -339,6 +368,7 @@ impl Master {
             server_ids,
             was_up: AtomicBool::new(false),
             warned: std::sync::Mutex::new(None),
+            grace_warned: std::sync::Mutex::new(None),
             is_cluster,
             pool,
             subscriptions,
@@ -493,6 +523,20 @@ impl Master {
         });
     }
 
+    /// Warns, once per restart of this master, that it refused its first new lock: the moment
+    /// a newcomer's lock waits on a fresh server, with the ways out.
+    fn warn_grace(&self, restart: &Restart, left: Duration) {
+        let mut warned = self
+            .grace_warned
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if warned.as_ref().is_some_and(|last| last.same_start(restart)) {
+            return;
+        }
+        *warned = Some(restart.clone());
+        tracing::warn!(master = %self.label, "redlock: Redis master {}. To let it vote at once, run it with `appendonly yes` and `appendfsync always`; on a development server, or if no lock must survive its restarts, set REDLOCK_RESTART_GRACE=off (Config::restart_grace = RestartGrace::Off)", restart.sits_out(left));
+    }
+
     /// Runs one request on this master, bounded by the per-master timeout.
     pub(crate) async fn call<T, F, Fut>(self: &Arc<Self>, request: F) -> Result<T, CallError>
     where
@@ -553,6 +597,7 @@ impl Master {
                 && let Some(left) = restart.grace_left(grace, Instant::now())
             {
                 let restart = restart.clone();
+                self.warn_grace(&restart, left);
                 return Err(CallError::InGrace { restart, left });
             }
             sent.store(true, Ordering::Relaxed);
@@ -668,14 +713,8 @@ impl Master {
                         master.connect_timeout
                     ))),
                 };
-            match &next {
-                Link::Failed(failure) => master.warn_connect_failure(&failure.reason),
-                Link::Up(connected) => {
-                    if let Some(restart) = &connected.restart {
-                        tracing::info!(master = %master.label, started_ago = ?restart.at.elapsed(), why = %restart.why, "redlock: this Redis master may lose its locks in a restart: after each start it sits out new locks for their restart grace (Config::restart_grace)");
-                    }
-                }
-                Link::Down | Link::Connecting => {}
+            if let Link::Failed(failure) = &next {
+                master.warn_connect_failure(&failure.reason);
             }
             attempt.finished = true;
             master.link.send_replace(next);

@@ -22,15 +22,26 @@ use crate::{
     wait::{self, Granted},
 };
 
-/// The default TTL of a lock (the Python library's `auto_release_time`).
-pub const DEFAULT_AUTO_RELEASE_TIME: Duration = Duration::from_secs(30);
+/// The default TTL of a lock: 10 s, as pottery's and redsync's (8 s).
+///
+/// A held lock is renewed every third of its TTL while the holder lives (`auto_extend`), so
+/// the TTL does not bound the work; it bounds how long a crashed holder blocks the lock, and
+/// how long a master restarted without persistence sits out new locks
+/// ([`RestartGrace::LockTtl`](crate::RestartGrace::LockTtl)). The Python library's default is
+/// 30 s: a fleet that mixes Python workers with their default sets
+/// `RestartGrace::AtLeast(Duration::from_secs(30))` (or `REDLOCK_RESTART_GRACE=30`).
+///
+/// ```
+/// assert_eq!(redlock_runtime::DEFAULT_AUTO_RELEASE_TIME.as_secs(), 10);
+/// ```
+pub const DEFAULT_AUTO_RELEASE_TIME: Duration = Duration::from_secs(10);
 
 /// A request for one lock, made by [`Redlock::lock`](crate::Redlock::lock); set its options, then `.await` it.
 ///
 /// | option | default |
 /// |---|---|
 /// | [`timeout`](Self::timeout) | [`Timeout::Forever`] |
-/// | [`auto_release_time`](Self::auto_release_time) | 30 s |
+/// | [`auto_release_time`](Self::auto_release_time) | 10 s ([`DEFAULT_AUTO_RELEASE_TIME`]) |
 /// | [`stats_name`](Self::stats_name) | the lock name |
 /// | [`stats`](Self::stats) | `true` |
 /// | [`auto_extend`](Self::auto_extend) | `true` |
@@ -101,7 +112,8 @@ impl LockRequest {
     }
 
     /// The lock's TTL: Redis deletes it after this long unless it is released or extended first.
-    /// At least 3 ms; default 30 s.
+    /// At least 3 ms; default 10 s ([`DEFAULT_AUTO_RELEASE_TIME`]). Without `auto_extend`, it
+    /// must outlast the work.
     ///
     /// ```no_run
     /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {

@@ -25,6 +25,29 @@ pub(crate) struct Restart {
 }
 
 impl Restart {
+    /// What the restart means for new locks, with `left` of the grace to go: durations as
+    /// precise as they are known (Redis counts its uptime in whole seconds).
+    pub(crate) fn sits_out(&self, left: Duration) -> String {
+        format!(
+            "restarted about {}s ago and may have lost its locks then ({}): no vote for a new \
+             lock for {:.1}s more (Config::restart_grace)",
+            self.at.elapsed().as_secs(),
+            self.why,
+            left.as_secs_f64()
+        )
+    }
+
+    /// Whether `other` is the same start, as learned by another connection (each reads the
+    /// uptime in whole seconds, so the two may differ by up to a second).
+    pub(crate) fn same_start(&self, other: &Restart) -> bool {
+        let (early, late) = if self.at <= other.at {
+            (self.at, other.at)
+        } else {
+            (other.at, self.at)
+        };
+        late.duration_since(early) <= Duration::from_secs(2)
+    }
+
     /// How much of a `grace` after this restart is left at `now`.
     pub(crate) fn grace_left(&self, grace: Duration, now: Instant) -> Option<Duration> {
         match self.at.checked_add(grace) {

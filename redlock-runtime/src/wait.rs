@@ -222,8 +222,9 @@ pub(crate) async fn run(
                     Some(at) => {
                         outage.end();
                         let waits = timeout != Timeout::Skip;
+                        // Each master warns once per restart; each wait only says it waits.
                         if waits && !std::mem::replace(&mut told_grace, true) {
-                            tracing::warn!(lock = %name, wait = ?at.saturating_duration_since(now), "redlock: waiting for restarted masters to leave their restart grace (Config::restart_grace)");
+                            tracing::debug!(lock = %name, wait_secs = at.saturating_duration_since(now).as_secs_f64(), "redlock: waiting for restarted masters to leave their restart grace (Config::restart_grace)");
                         }
                         (None, at)
                     }
