@@ -1,5 +1,8 @@
-//! A `top` for lock contention: every second, each contended lock with its live waiters
-//! (Rust and Python waiters alike, summed over all masters).
+//! A `top` for lock contention: every second, whether the client can grant locks, and each
+//! contended lock with its live waiters (Rust and Python waiters alike) and its holder as the
+//! masters see it (`Redlock::inspect`; a lock named like its statistics). A holder known dead
+//! whose long TTL stalls its lock is freed with `Redlock::force_release`, the tool of last
+//! resort.
 //!
 //! `cargo run --example monitor` watches the masters in `REDLOCK_URLS` / `REDIS_URL` until
 //! Ctrl-C. With neither set, it starts a private `redis-server`, runs a few contending workers
@@ -51,14 +54,34 @@ async fn main() -> Result<(), LockError> {
                 .then(a.stats_name.cmp(&b.stats_name))
         });
         println!(
-            "\n[{}s] {} contended lock(s) on {:?}",
+            "\n[{}s] {} contended lock(s); {}",
             tick + 1,
             contended.len(),
-            redlock.masters().collect::<Vec<_>>()
+            redlock.readiness().await
         );
-        println!("{:>8}  lock (stats name)", "waiting");
+        println!(
+            "{:>8}  {:<12}  {:>9}  holder",
+            "waiting", "lock", "ttl left"
+        );
         for lock in contended {
-            println!("{:>8}  {}", lock.waiters, lock.stats_name);
+            let state = redlock.inspect(&lock.stats_name).await;
+            // The holder and TTL of the first master that answered with a holder.
+            let seen = state
+                .masters
+                .iter()
+                .flatten()
+                .find(|master| master.holder.is_some());
+            let (ttl, holder) = match seen {
+                Some(master) => (
+                    format!("{:.1}s", master.ttl.unwrap_or_default().as_secs_f64()),
+                    master.holder.clone().unwrap_or_default(),
+                ),
+                None => ("-".into(), "(free)".into()),
+            };
+            println!(
+                "{:>8}  {:<12}  {ttl:>9}  {holder}",
+                lock.waiters, lock.stats_name
+            );
         }
     }
     Ok(())

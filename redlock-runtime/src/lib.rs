@@ -72,6 +72,7 @@ mod wait;
 mod guard;
 mod client;
 mod request;
+mod operate;
 mod redlock;
 #[cfg(feature = "tower")]
 pub mod layer;
@@ -83,6 +84,7 @@ pub use config::{Config, DEFAULT_OUTAGE_TIMEOUT, DEFAULT_URL, RestartGrace};
 pub use error::{LockError, MasterFailure, MasterVote, Vote};
 pub use guard::LockGuard;
 pub use keys::waiting_key;
+pub use operate::{LockOnMaster, LockState, MasterReadiness, Readiness};
 pub use redlock::Redlock;
 pub use request::{DEFAULT_AUTO_RELEASE_TIME, LockRequest};
 pub use stats::{Contended, REGISTRY_KEY};

@@ -537,6 +537,20 @@ impl Master {
         tracing::warn!(master = %self.label, "redlock: Redis master {}. To let it vote at once, run it with `appendonly yes` and `appendfsync always`; on a development server, or if no lock must survive its restarts, set REDLOCK_RESTART_GRACE=off (Config::restart_grace = RestartGrace::Off)", restart.sits_out(left));
     }
 
+    /// Whether this master answers now (a `PING`), and what its connection learned of its
+    /// last restart (`None`: it keeps every write).
+    pub(crate) async fn probe(self: &Arc<Self>) -> Result<Option<Restart>, CallError> {
+        self.call(|mut connection| async move {
+            redis::cmd("PING").query_async::<()>(&mut connection).await
+        })
+        .await?;
+        Ok(match &*self.link.borrow() {
+            Link::Up(connected) => connected.restart.clone(),
+            // Broken since the reply: what the next connection learns is not known yet.
+            _ => None,
+        })
+    }
+
     /// Runs one request on this master, bounded by the per-master timeout.
     pub(crate) async fn call<T, F, Fut>(self: &Arc<Self>, request: F) -> Result<T, CallError>
     where

@@ -6,6 +6,8 @@ use crate::{
     Config, LockError, LockRequest,
     backend::Backend,
     client::Client,
+    operate::{self, LockState, Readiness},
+    request::DEFAULT_AUTO_RELEASE_TIME,
     rt,
     stats::{self, Contended},
     target::redact_url,
@@ -168,6 +170,60 @@ impl Redlock {
     /// ```
     pub async fn waiting(&self) -> Result<Vec<Contended>, LockError> {
         stats::read(&self.client.backend).await
+    }
+
+    /// Whether this client can grant a new lock now, and each master's part in it: reachable
+    /// or not (with the error), durable or not, in its restart grace until when. For health
+    /// checks and readiness probes; one `PING` per master, in parallel, each bounded by
+    /// `Config::master_timeout`. The grace is the one of a lock with the default TTL.
+    ///
+    /// ```no_run
+    /// # async fn run(redlock: redlock_runtime::Redlock) {
+    /// let readiness = redlock.readiness().await;
+    /// println!("{readiness}");
+    /// assert!(readiness.can_grant());
+    /// # }
+    /// ```
+    pub async fn readiness(&self) -> Readiness {
+        operate::readiness(&self.client.backend, DEFAULT_AUTO_RELEASE_TIME).await
+    }
+
+    /// The lock `name` as each master sees it: its holder's value, its TTL, our waiters
+    /// queued, the waiting statistic under its name. A read: it changes nothing.
+    ///
+    /// ```no_run
+    /// # async fn run(redlock: redlock_runtime::Redlock) {
+    /// let state = redlock.inspect("nightly-report").await;
+    /// for master in &state.masters {
+    ///     match master {
+    ///         Ok(seen) => println!("{}: held by {:?} for {:?}", seen.master, seen.holder, seen.ttl),
+    ///         Err(failure) => println!("{failure}"),
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub async fn inspect(&self, name: &str) -> LockState {
+        operate::inspect(&self.client.backend, name).await
+    }
+
+    /// **The tool of last resort**: deletes the lock `name` on every master whoever holds it,
+    /// and hands it to the first waiter queued, as a release does. Returns on how many
+    /// masters it was held. A holder that is still alive loses its lock: its watchdog finds
+    /// it gone (`is_lost()`), and until then it may run beside the next holder. Use it for a
+    /// lock whose holder is known dead and whose TTL is too long to wait for (a Python
+    /// holder's, a lock taken without `auto_extend` and a long TTL).
+    ///
+    /// [`LockError::Unavailable`] when too many masters fail for a quorum: the lock may still
+    /// be held there.
+    ///
+    /// ```no_run
+    /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
+    /// let held_on = redlock.force_release("nightly-report").await?;
+    /// println!("freed on {held_on} master(s)");
+    /// # Ok(()) }
+    /// ```
+    pub async fn force_release(&self, name: &str) -> Result<usize, LockError> {
+        operate::force_release(&self.client.backend, name).await
     }
 
     /// Waits until this process's background work is done: the releases of dropped guards,
