@@ -10,6 +10,10 @@ use std::{
     io::{BufRead, BufReader, Read},
     path::PathBuf,
     process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -297,4 +301,56 @@ pub(crate) async fn dead_head(report: &mut Report, plan: &Plan, count: usize, pa
         ms(percentile(&mut handoffs, 0.5)),
         ms(max),
     ]);
+}
+
+/// 3 clients x 4 tasks loop on one lock (5 ms holds, timeout 5 s, the default per-master
+/// timeout of 200 ms) over 3 masters, for `span` with all up, then for `span` with one master
+/// paused (SIGSTOP): holds per second, failed requests, and the paused phase against the
+/// other. The deployment table promises that a paused minority costs little.
+pub(crate) async fn paused_master(report: &mut Report, span: Duration) {
+    let masters = Masters::start(3);
+    let clients: Vec<Redlock> = (0..3)
+        .map(|_| Redlock::new(masters.urls()).unwrap())
+        .collect();
+    let mut all_up = 0.0;
+    for phase in ["all up", "one paused"] {
+        if phase == "one paused" {
+            masters[2].pause();
+        }
+        let holds = Arc::new(AtomicUsize::new(0));
+        let failures = Arc::new(AtomicUsize::new(0));
+        let until = Instant::now() + span;
+        let tasks = clients.iter().flat_map(|client| {
+            (0..4).map(|_| {
+                let (client, holds, failures) =
+                    (client.clone(), Arc::clone(&holds), Arc::clone(&failures));
+                tokio::spawn(async move {
+                    while Instant::now() < until {
+                        match client.lock("bench:paused").timeout(5).await {
+                            Ok(guard) => {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                                let _ = guard.release().await;
+                                holds.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(_) => {
+                                failures.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                })
+            })
+        });
+        join_all(tasks.collect::<Vec<_>>()).await;
+        let rate = holds.load(Ordering::Relaxed) as f64 / span.as_secs_f64();
+        if phase == "all up" {
+            all_up = rate;
+        }
+        report.row(vec![
+            phase.to_owned(),
+            format!("{rate:.1}/s"),
+            failures.load(Ordering::Relaxed).to_string(),
+            format!("{:.2}", rate / all_up),
+        ]);
+    }
+    masters[2].resume();
 }

@@ -19,7 +19,7 @@
 //!   only these and the row above);
 //! - memory: RSS over 100,000 cycles on 100,000 distinct names.
 //!
-//! `cargo run --release -p redlock-bench [-- --quick] [-- --uncontended] [-- --waiting] [-- --liveness] [-- --scale]
+//! `cargo run --release -p redlock-bench [-- --quick] [-- --uncontended] [-- --waiting] [-- --liveness] [-- --paused] [-- --scale]
 //! [-- --json PATH]`; `-- --profile-distinct` runs only the API's distinct-names loop (1 master,
 //! 8 s) and prints its rate and CPU per cycle, for A/B runs and `perf record`.
 //!
@@ -1036,6 +1036,15 @@ async fn liveness_sections(report: &mut Report, plan: &Plan) {
             liveness::dead_head(report, plan, count, pause).await;
         }
     }
+    paused_master_section(report, plan).await;
+}
+
+async fn paused_master_section(report: &mut Report, plan: &Plan) {
+    report.section(
+        "one master of three paused: 3 clients x 4 tasks on one lock, 5 ms holds, timeout 5 s",
+        vec!["masters", "holds", "failed requests", "/ all up"],
+    );
+    liveness::paused_master(report, plan.contention).await;
 }
 
 /// The uncontended and skip-when-held sections.
@@ -1177,6 +1186,9 @@ async fn main() {
         .await;
         println!("PROFILE {rate:.0}/s {:.1} us", cpu.as_secs_f64() * 1e6);
         return;
+    }
+    if args.iter().any(|arg| arg == "--paused") {
+        return paused_master_section(&mut Report::default(), &Plan::from_args()).await;
     }
     if args.iter().any(|arg| arg == "--liveness") {
         return liveness_sections(&mut Report::default(), &Plan::from_args()).await;

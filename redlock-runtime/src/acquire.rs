@@ -226,12 +226,14 @@ pub(crate) async fn attempt(
     for (master, _) in masters.iter().zip(&maybe_set).filter(|(_, set)| **set) {
         spawn_undo(backend.background.start(&keys.lock), master, keys, value);
     }
+    // The stragglers are issued: our next attempt cannot overtake them on any master. Until
+    // a late grant's undo lands, our own old value refuses that attempt on that master only
+    // (a slow master's vote), rather than every next attempt waiting for a paused master.
     let late = Late {
         masters: masters.clone(),
         keys: Arc::clone(keys),
         value: Arc::clone(value),
         background: Arc::clone(&backend.background),
-        _in_flight: backend.background.start(&keys.lock),
     };
     stragglers.finish_in_background(move |index, reply| {
         let maybe_set = match reply {
@@ -326,14 +328,12 @@ fn most_hopeful(known: Option<Standing>, learned: Option<Standing>) -> Option<St
     }
 }
 
-/// What a failed attempt needs to undo the `SET`s that arrive after its decision. Its ticket
-/// keeps this process's next attempt on the key waiting for them.
+/// What a failed attempt needs to undo the `SET`s that arrive after its decision.
 struct Late {
     masters: Vec<Arc<Master>>,
     keys: Arc<LockKeys>,
     value: Arc<str>,
     background: Arc<BackgroundReleases>,
-    _in_flight: Ticket,
 }
 
 impl Late {
@@ -347,8 +347,7 @@ impl Late {
 /// the same connection as the `SET`, so it cannot overtake it.
 fn spawn_undo(ticket: Ticket, master: &Arc<Master>, keys: &Arc<LockKeys>, value: &Arc<str>) {
     let (master, keys, value) = (Arc::clone(master), Arc::clone(keys), Arc::clone(value));
-    rt::spawn_background(async move {
-        let _ticket = ticket;
+    BackgroundReleases::spawn(ticket, async move {
         let (keys, value) = (&keys, &value);
         let undone = master
             .call(|mut connection| async move {
@@ -358,7 +357,10 @@ fn spawn_undo(ticket: Ticket, master: &Arc<Master>, keys: &Arc<LockKeys>, value:
             })
             .await;
         if let Err(error) = undone {
-            tracing::warn!(master = %master.label, key = %keys.lock, %error, "redlock: could not undo a failed attempt; the key expires with its TTL");
+            master.warn(
+                "could not undo a failed attempt; the key expires with its TTL",
+                &error.to_string(),
+            );
         }
     });
 }

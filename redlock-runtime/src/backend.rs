@@ -8,6 +8,7 @@ use crate::{
     background::BackgroundReleases,
     master::{Master, ServerIds},
     quorum::quorum_of,
+    scripts,
     target::redact_url,
 };
 
@@ -40,12 +41,20 @@ impl Backend {
             }
         }
         let server_ids = Arc::new(ServerIds::default());
+        let scripts: Arc<[&'static str]> = scripts::codes().into();
         let masters = config
             .urls
             .iter()
             .map(|url| {
-                let ids = Arc::clone(&server_ids);
-                Master::new(url, config.master_timeout, config.connect_timeout, ids).map(Arc::new)
+                let (ids, scripts) = (Arc::clone(&server_ids), Arc::clone(&scripts));
+                Master::new(
+                    url,
+                    config.master_timeout,
+                    config.connect_timeout,
+                    ids,
+                    scripts,
+                )
+                .map(Arc::new)
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {

@@ -1,24 +1,32 @@
 //! Releases that run in the background (a dropped guard, the undo of a failed attempt), and
-//! the wait for them before this process tries the same key again.
+//! the wait for them to be issued before this process tries the same key again.
 //!
 //! Without that wait, a function that returns early and is called again at once could send
 //! its new `SET` before the spawned release of the old lock, find its own stale key, and skip.
+//! Issued is enough: each master's connection takes commands in the order they were issued
+//! (see `Master::call`), so a later `SET` cannot overtake the release on any master. Waiting
+//! for the replies instead made every attempt after a failed one wait for a paused master's
+//! timeout.
 
 use std::{
     collections::HashMap,
+    future::Future,
     sync::{Arc, Mutex},
+    task::Poll,
     time::Duration,
 };
 
 use tokio::sync::watch;
 
-/// The background releases in flight, counted per lock key.
+use crate::rt;
+
+/// The background releases not issued yet, counted per lock key.
 #[derive(Debug, Default)]
 pub(crate) struct BackgroundReleases {
     in_flight: Mutex<HashMap<Arc<str>, watch::Sender<usize>>>,
 }
 
-/// One background release of `key`, counted until dropped.
+/// One background release of `key`, counted until dropped (once it is issued).
 #[derive(Debug)]
 pub(crate) struct Ticket {
     releases: Arc<BackgroundReleases>,
@@ -42,7 +50,20 @@ impl BackgroundReleases {
         }
     }
 
-    /// Waits until no background release of `key` is in flight, at most `bound`.
+    /// Runs `release` (of the key of `ticket`) in the background; the ticket ends once it is
+    /// issued: polled once, which gives each of its calls its turn on its master's connection.
+    pub(crate) fn spawn(ticket: Ticket, release: impl Future<Output = ()> + Send + 'static) {
+        rt::spawn_background(async move {
+            let mut release = std::pin::pin!(release);
+            let first = std::future::poll_fn(|cx| Poll::Ready(release.as_mut().poll(cx))).await;
+            drop(ticket);
+            if first.is_pending() {
+                release.await;
+            }
+        });
+    }
+
+    /// Waits until no background release of `key` is still to be issued, at most `bound`.
     pub(crate) async fn settled(&self, key: &str, bound: Duration) {
         let waiting = {
             let in_flight = self

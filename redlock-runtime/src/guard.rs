@@ -7,11 +7,11 @@ use tokio::runtime::Handle;
 
 use crate::{
     LockError,
+    background::BackgroundReleases,
     lease::{Hold, Validity, release_everywhere, renew, take_fencing_token},
     observe,
     reentry::{Owner, Owners},
     renewals::{self, Registration},
-    rt,
 };
 
 /// Proof that this client holds a lock. Release it with [`LockGuard::release`] to learn the
@@ -275,8 +275,7 @@ impl Drop for LockGuard {
         let ticket = lease.backend.background.start(&lease.keys.lock);
         // On the private runtime, which the process lets finish before it exits: the
         // application's runtime may be shutting down (a guard dropped as `main` returns).
-        rt::spawn_background(async move {
-            let _ticket = ticket;
+        BackgroundReleases::spawn(ticket, async move {
             let released = release_everywhere(&lease).await;
             if let Err(error) = released {
                 tracing::warn!(lock = %lease.name, %error, "redlock: background release failed; the lock expires with its TTL");

@@ -170,7 +170,12 @@ impl Pool {
     /// last restart, and the `run_id`s of the servers behind it.
     /// `was_up`: whether the master was reached before, so that a sentinel that names no
     /// master for the service is in a failover, not misconfigured.
-    async fn connect(&self, was_up: bool) -> Result<(Connected, Vec<String>), ConnectFailure> {
+    /// `scripts`: loaded on the new connection, so that calls are not refused `NOSCRIPT`.
+    async fn connect(
+        &self,
+        was_up: bool,
+        scripts: &[&'static str],
+    ) -> Result<(Connected, Vec<String>), ConnectFailure> {
         let handle = match self {
             Self::Server(pool) => pool
                 .get()
@@ -202,6 +207,14 @@ impl Pool {
                 misconfigured: cannot_heal(&err),
                 reason: err.to_string(),
             })?;
+        let mut load = redis::pipe();
+        for code in scripts {
+            load.cmd("SCRIPT").arg("LOAD").arg(*code).ignore();
+        }
+        // A master that forbids it (an ACL) gets each script as `EVAL` on first use instead.
+        if let Err(err) = load.query_async::<()>(&mut handle).await {
+            tracing::debug!(%err, "redlock: could not load the scripts; they are sent on first use");
+        }
         Ok((
             Connected {
                 handle,
@@ -212,16 +225,17 @@ impl Pool {
     }
 }
 
-/// A connection failure warned about, and its repeats since (see `Master::warn_connect_failure`).
+/// A failure warned about, and its repeats since (see `Master::warn`).
 #[derive(Debug)]
 struct Warned {
+    what: &'static str,
     reason: String,
     at: Instant,
     repeats: u32,
 }
 
-/// How often one connection failure of a master is warned about: an outage retried every
-/// few milliseconds by every waiter would otherwise fill the log.
+/// How often one failure of a master is warned about: an outage retried every few
+/// milliseconds by every waiter would otherwise fill the log.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Which server each master of one client reached, by `run_id`: a server that two URLs name
@@ -276,8 +290,10 @@ pub(crate) struct Master {
     /// Whether a connection was ever made: a sentinel that then names no master for the
     /// service is in a failover (the master died, no replica promoted yet), not misconfigured.
     was_up: AtomicBool,
-    /// The last connection failure warned about: when, and how often it came again since.
-    warned: std::sync::Mutex<Option<Warned>>,
+    /// The failures warned about lately: when, and how often each came again since.
+    warned: std::sync::Mutex<Vec<Warned>>,
+    /// The code of the scripts, loaded on each new connection.
+    scripts: Arc<[&'static str]>,
     /// The last restart whose grace refused a new lock, warned about once.
     grace_warned: std::sync::Mutex<Option<Restart>>,
     /// Whether this master is a Redis Cluster, where every script must keep to one slot.
@@ -351,6 +367,7 @@ impl Master {
         call_timeout: Duration,
         connect_timeout: Duration,
         server_ids: Arc<ServerIds>,
+        scripts: Arc<[&'static str]>,
     ) -> Result<Self, LockError> {
         let label = redact_url(url);
         let secret = Secret::of(url);
@@ -367,8 +384,9 @@ impl Master {
             secret,
             server_ids,
             was_up: AtomicBool::new(false),
-            warned: std::sync::Mutex::new(None),
+            warned: std::sync::Mutex::default(),
             grace_warned: std::sync::Mutex::new(None),
+            scripts,
             is_cluster,
             pool,
             subscriptions,
@@ -498,25 +516,36 @@ impl Master {
         rt::spawn(follow_failovers(Arc::downgrade(self)));
     }
 
-    /// Warns that this master cannot be reached: each distinct reason at once, the same one at
-    /// most every `WARN_EVERY`, with how often it came again meanwhile (DEBUG in between).
-    fn warn_connect_failure(&self, reason: &str) {
+    /// Warns that `what` happened on this master for `reason`: each distinct pair at once, the
+    /// same one at most every `WARN_EVERY`, with how often it came again meanwhile (DEBUG in
+    /// between). An outage or a paused master meets every attempt of every waiter.
+    pub(crate) fn warn(&self, what: &'static str, reason: &str) {
         let mut warned = self
             .warned
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let now = Instant::now();
-        if let Some(last) = warned.as_mut()
-            && last.reason == reason
-            && now.duration_since(last.at) < WARN_EVERY
-        {
-            last.repeats += 1;
-            tracing::debug!(master = %self.label, %reason, "redlock: cannot connect to Redis master");
+        let last = warned
+            .iter_mut()
+            .find(|last| last.what == what && last.reason == reason);
+        if let Some(last) = last {
+            if now.duration_since(last.at) < WARN_EVERY {
+                last.repeats += 1;
+                tracing::debug!(master = %self.label, %reason, "redlock: {what}");
+            } else {
+                tracing::warn!(master = %self.label, %reason, repeats_since_last_warning = last.repeats, "redlock: {what}");
+                (last.at, last.repeats) = (now, 0);
+            }
             return;
         }
-        let repeats = warned.as_ref().map_or(0, |last| last.repeats);
-        tracing::warn!(master = %self.label, %reason, repeats_since_last_warning = repeats, "redlock: cannot connect to Redis master");
-        *warned = Some(Warned {
+        tracing::warn!(master = %self.label, %reason, "redlock: {what}");
+        // A few kinds of failure at a time; the oldest warned is forgotten first.
+        if warned.len() >= 8 {
+            warned.sort_by_key(|last| last.at);
+            warned.remove(0);
+        }
+        warned.push(Warned {
+            what,
             reason: reason.to_owned(),
             at: now,
             repeats: 0,
@@ -702,33 +731,35 @@ impl Master {
                 finished: false,
             };
             let was_up = master.was_up.load(Ordering::Relaxed);
-            let next =
-                match tokio::time::timeout(master.connect_timeout, master.pool.connect(was_up))
-                    .await
-                {
-                    Ok(Ok((connection, run_ids))) => {
-                        match master.server_ids.claim(&master.label, run_ids) {
-                            None => {
-                                master.was_up.store(true, Ordering::Relaxed);
-                                Link::Up(Arc::new(connection))
-                            }
-                            Some(other) => Link::Failed(ConnectFailure {
-                                reason: format!(
-                                    "the same Redis server as `{other}`: one server must cast \
-                                     one vote; list each server once"
-                                ),
-                                misconfigured: true,
-                            }),
+            let next = match tokio::time::timeout(
+                master.connect_timeout,
+                master.pool.connect(was_up, &master.scripts),
+            )
+            .await
+            {
+                Ok(Ok((connection, run_ids))) => {
+                    match master.server_ids.claim(&master.label, run_ids) {
+                        None => {
+                            master.was_up.store(true, Ordering::Relaxed);
+                            Link::Up(Arc::new(connection))
                         }
+                        Some(other) => Link::Failed(ConnectFailure {
+                            reason: format!(
+                                "the same Redis server as `{other}`: one server must cast \
+                                     one vote; list each server once"
+                            ),
+                            misconfigured: true,
+                        }),
                     }
-                    Ok(Err(failure)) => Link::Failed(failure),
-                    Err(_) => Link::Failed(ConnectFailure::transient(format!(
-                        "no connection within {:?}",
-                        master.connect_timeout
-                    ))),
-                };
+                }
+                Ok(Err(failure)) => Link::Failed(failure),
+                Err(_) => Link::Failed(ConnectFailure::transient(format!(
+                    "no connection within {:?}",
+                    master.connect_timeout
+                ))),
+            };
             if let Link::Failed(failure) = &next {
-                master.warn_connect_failure(&failure.reason);
+                master.warn("cannot connect to Redis master", &failure.reason);
             }
             attempt.finished = true;
             master.link.send_replace(next);

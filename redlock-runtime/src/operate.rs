@@ -105,7 +105,7 @@ impl std::fmt::Display for Readiness {
 ///
 /// ```no_run
 /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
-/// for master in redlock.inspect("nightly-report").await?.masters {
+/// for master in redlock.inspect("nightly-report").await.masters {
 ///     println!("{master:?}");
 /// }
 /// # Ok(()) }

@@ -79,6 +79,16 @@ pub(crate) static STATS: LazyLock<Lua> =
 pub(crate) static FENCE: LazyLock<Lua> =
     LazyLock::new(|| Lua::new(include_str!("scripts/fence.lua")));
 
+/// The code of every script, loaded on each new connection (see `Master`): a release issued
+/// in the background then runs as the one command it was issued as, never as a second `EVAL`
+/// after a `NOSCRIPT` reply, which a later `SET` of ours could overtake.
+pub(crate) fn codes() -> Vec<&'static str> {
+    [&ACQUIRE, &LEAVE_QUEUE, &RELEASE, &EXTEND, &STATS, &FENCE]
+        .into_iter()
+        .map(|lua| lua.code)
+        .collect()
+}
+
 /// One call of a script, as a single `EVALSHA` command whose keys and arguments are written once
 /// into the command's buffer (a `redis::ScriptInvocation` copies each into a vector of its own,
 /// then again into the command: a dozen allocations per call on the hot path).
