@@ -358,3 +358,58 @@ async fn a_replicated_hold_survives_a_cluster_failover() {
     guard.release().await.unwrap();
     assert_eq!(cluster_get(&cluster, &key), None);
 }
+
+#[configurable_redlock::redlock(name = "cluster-failover", client = client)]
+async fn cluster_job(client: &Redlock, holds: &std::sync::atomic::AtomicU32) {
+    holds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_killed_under_waiting_tasks_is_an_outage_ridden_out() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    };
+    let cluster = RedisCluster::start_with_replicas(3, 1);
+    // The default client settings, as an application has them.
+    let client = Redlock::new([cluster.url()]).unwrap();
+    let holds = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    // Through the attribute, whose `()` return cannot carry an error: a failure taken for a
+    // misconfiguration would panic the tasks.
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, holds, stop) = (client.clone(), Arc::clone(&holds), Arc::clone(&stop));
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    cluster_job(&client, &holds).await;
+                }
+            })
+        })
+        .collect();
+    assert!(eventually(common::READY, || holds.load(Ordering::SeqCst) > 20).await);
+
+    let key = lock_key("cluster-failover");
+    let primary = cluster
+        .nodes()
+        .iter()
+        .find(|node| served_by(node, &key))
+        .expect("a primary serves the key");
+    primary.kill();
+    let killed_at = Instant::now();
+    let at_kill = holds.load(Ordering::SeqCst);
+    let resumed = eventually(common::READY, || {
+        holds.load(Ordering::SeqCst) > at_kill + 20
+    })
+    .await;
+    eprintln!(
+        "holds resumed {:?} after the primary was killed",
+        killed_at.elapsed()
+    );
+    assert!(resumed, "no holds after the failover");
+    stop.store(true, Ordering::SeqCst);
+    for task in tasks {
+        task.await.expect("no task panicked");
+    }
+}
