@@ -19,7 +19,7 @@
 //!   only these and the row above);
 //! - memory: RSS over 100,000 cycles on 100,000 distinct names.
 //!
-//! `cargo run --release -p redlock-bench [-- --quick] [-- --uncontended] [-- --waiting] [-- --liveness] [-- --paused] [-- --scale]
+//! `cargo run --release -p redlock-bench [-- --quick] [-- --uncontended] [-- --waiting] [-- --liveness] [-- --paused] [-- --replicas] [-- --scale]
 //! [-- --json PATH]`; `-- --profile-distinct` runs only the API's distinct-names loop (1 master,
 //! 8 s) and prints its rate and CPU per cycle, for A/B runs and `perf record`.
 //!
@@ -1091,6 +1091,68 @@ async fn uncontended_sections(report: &mut Report, plan: &Plan) {
         ],
     );
     split_votes(report, plan.handoffs / 2).await;
+    replica_wait_section(report, plan).await;
+}
+
+async fn replica_wait_section(report: &mut Report, plan: &Plan) {
+    report.section(
+        "Config::wait_for_replicas: uncontended acquire + release, 1 master with 1 replica",
+        vec!["wait_for_replicas", "p50", "p99", "p50 / without"],
+    );
+    replica_wait(report, plan).await;
+}
+
+/// The price of `wait_for_replicas = 1` on one master with one replica: uncontended acquire +
+/// release, interleaved repetitions, medians of the repetitions' percentiles.
+async fn replica_wait(report: &mut Report, plan: &Plan) {
+    let master = redlock_runtime::test_util::RedisServer::start();
+    let replica = redlock_runtime::test_util::RedisServer::start_with_args(&[
+        "--replicaof",
+        "127.0.0.1",
+        &master.port().to_string(),
+    ]);
+    replica.wait_until_synced();
+    let clients: Vec<Redlock> = [0, 1]
+        .map(|replicas| {
+            Redlock::with_config(configurable_redlock::Config {
+                wait_for_replicas: replicas,
+                ..configurable_redlock::Config::new([master.url()])
+            })
+            .unwrap()
+        })
+        .into();
+    // Until the fresh replica acknowledges writes (within a second of its sync).
+    while clients[1]
+        .lock("bench:replica-warm-up")
+        .timeout(-1)
+        .await
+        .is_err()
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (mut p50s, mut p99s) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+    for _ in 0..plan.reps {
+        for (index, client) in clients.iter().enumerate() {
+            let mut latencies = Vec::with_capacity(plan.cycles);
+            for _ in 0..plan.cycles {
+                let began = Instant::now();
+                api_cycle(client, "bench:replicated").await;
+                latencies.push(began.elapsed());
+            }
+            p50s[index].push(percentile(&mut latencies, 0.5));
+            p99s[index].push(percentile(&mut latencies, 0.99));
+        }
+    }
+    let without = percentile(&mut p50s[0], 0.5);
+    for index in 0..2 {
+        let p50 = percentile(&mut p50s[index], 0.5);
+        report.row(vec![
+            index.to_string(),
+            us(p50),
+            us(percentile(&mut p99s[index], 0.5)),
+            format!("{:.2}", p50.as_secs_f64() / without.as_secs_f64()),
+        ]);
+    }
 }
 
 /// The handoff and contention sections, and their charts (left alone by a `quick` run).
@@ -1186,6 +1248,9 @@ async fn main() {
         .await;
         println!("PROFILE {rate:.0}/s {:.1} us", cpu.as_secs_f64() * 1e6);
         return;
+    }
+    if args.iter().any(|arg| arg == "--replicas") {
+        return replica_wait_section(&mut Report::default(), &Plan::from_args()).await;
     }
     if args.iter().any(|arg| arg == "--paused") {
         return paused_master_section(&mut Report::default(), &Plan::from_args()).await;

@@ -78,6 +78,10 @@ pub(crate) enum Attempt {
 #[derive(Debug)]
 enum Answer {
     Granted,
+    /// Granted, but fewer replicas than `Config::wait_for_replicas` confirmed it in time.
+    Unreplicated {
+        replicas: u64,
+    },
     Refused {
         standing: Option<Standing>,
         holder: Holder,
@@ -114,6 +118,8 @@ pub(crate) async fn attempt(
             Arc::clone(&place.counter),
         )
     });
+    let replicas = backend.config.wait_for_replicas;
+    let replicas_wait = backend.config.master_timeout / 2;
     let started = Instant::now();
 
     let stragglers = fan_out(
@@ -132,12 +138,20 @@ pub(crate) async fn attempt(
                         let Some((id, ticket, counter)) = place else {
                             // Sent again, a refusal may be our own first `SET`: read it.
                             let resent = sent.swap(true, Ordering::Relaxed);
-                            return set_if_free(
+                            let answer = set_if_free(
                                 &mut connection,
                                 keys,
                                 value,
                                 ttl_ms,
                                 read_holder || resent,
+                            )
+                            .await?;
+                            return replicated(
+                                &mut connection,
+                                keys,
+                                answer,
+                                replicas,
+                                replicas_wait,
                             )
                             .await;
                         };
@@ -160,7 +174,14 @@ pub(crate) async fn attempt(
                             .invoke::<(u8, u64, u64, u8)>(&mut connection)
                             .await?;
                         Ok(if granted == 1 {
-                            Answer::Granted
+                            replicated(
+                                &mut connection,
+                                keys,
+                                Answer::Granted,
+                                replicas,
+                                replicas_wait,
+                            )
+                            .await?
                         } else {
                             Answer::Refused {
                                 standing: Some(Standing {
@@ -181,6 +202,21 @@ pub(crate) async fn attempt(
                     tally.yes();
                     maybe_set[index] = true;
                     votes[index] = Vote::Ours;
+                }
+                Ok(Answer::Unreplicated {
+                    replicas: confirmed,
+                }) => {
+                    maybe_set[index] = true;
+                    let failure = MasterFailure {
+                        master: masters[index].label.clone(),
+                        error: format!(
+                            "granted, but {confirmed} of {replicas} replicas confirmed it within \
+                             {replicas_wait:?} (Config::wait_for_replicas)"
+                        ),
+                        misconfigured: false,
+                    };
+                    votes[index] = Vote::Failed(failure.error.clone());
+                    tally.failed(failure);
                 }
                 Ok(Answer::Refused {
                     standing: learned,
@@ -237,7 +273,7 @@ pub(crate) async fn attempt(
     };
     stragglers.finish_in_background(move |index, reply| {
         let maybe_set = match reply {
-            Ok(answer) => matches!(answer, Answer::Granted),
+            Ok(answer) => matches!(answer, Answer::Granted | Answer::Unreplicated { .. }),
             Err(error) => error.maybe_applied(),
         };
         if maybe_set {
@@ -313,6 +349,35 @@ async fn set_if_free(
             standing: None,
             holder: found.map_or(Holder::Nobody, Holder::Value),
         },
+    })
+}
+
+/// `answer`, once `replicas` replicas of the master confirmed the key (`WAIT`, within `within`,
+/// on the connection that set it; the `PTTL` beside it routes the pair to the key's node in a
+/// cluster).
+async fn replicated(
+    connection: &mut Handle,
+    keys: &LockKeys,
+    answer: Answer,
+    replicas: u32,
+    within: Duration,
+) -> redis::RedisResult<Answer> {
+    if replicas == 0 || !matches!(answer, Answer::Granted) {
+        return Ok(answer);
+    }
+    let (_, confirmed): (i64, u64) = redis::pipe()
+        .pttl(&*keys.lock)
+        .cmd("WAIT")
+        .arg(replicas)
+        .arg(u64::try_from(within.as_millis()).unwrap_or(u64::MAX).max(1))
+        .query_async(connection)
+        .await?;
+    Ok(if confirmed >= u64::from(replicas) {
+        answer
+    } else {
+        Answer::Unreplicated {
+            replicas: confirmed,
+        }
     })
 }
 
