@@ -258,3 +258,39 @@ async fn a_locks_queue_keys_expire_with_its_waiters_leases() {
     held.release().await.unwrap();
     waiter.await.unwrap().unwrap();
 }
+
+#[configurable_redlock::redlock(name = "report:{tick}", timeout = 0.3, client = client)]
+async fn per_tick(client: &Redlock, tick: u32) -> Result<u32, configurable_redlock::LockError> {
+    Ok(tick)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_made_per_call_count_their_waiters_under_one_stats_name() {
+    let masters = Masters::start(1);
+    let client = common::redlock(&masters);
+    let holder = common::redlock(&masters);
+    for tick in 0..5 {
+        let held = holder.lock(format!("report:{tick}")).await.unwrap();
+        let err = per_tick(&client, tick).await.unwrap_err();
+        assert!(
+            matches!(err, configurable_redlock::LockError::Timeout { .. }),
+            "{err}"
+        );
+        held.release().await.unwrap();
+    }
+    // Counted (and registered) under the template, not under each tick's name: three keys in
+    // all, not three per tick.
+    let registered = eventually(common::READY, || {
+        common::registry(&masters, 0)
+            .iter()
+            .any(|entry| entry.contains("report:{tick}"))
+    })
+    .await;
+    let entries = common::registry(&masters, 0);
+    assert!(registered, "{entries:?}");
+    assert!(
+        !entries.iter().any(|entry| entry.contains("report:0")),
+        "{entries:?}"
+    );
+    assert_eq!(get(&masters, 0, &waiting_key("report:3")), None);
+}

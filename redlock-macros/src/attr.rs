@@ -19,6 +19,7 @@ mod kw {
     syn::custom_keyword!(guard);
     syn::custom_keyword!(abort_on_lost);
     syn::custom_keyword!(reentrant);
+    syn::custom_keyword!(min_hold);
 }
 
 /// A number of seconds: its value, and the literal as written (sign included) for errors.
@@ -49,6 +50,7 @@ pub(crate) struct Args {
     pub(crate) guard: Option<Ident>,
     pub(crate) abort_on_lost: Option<Span>,
     pub(crate) reentrant: Option<Span>,
+    pub(crate) min_hold: Option<Seconds>,
     pub(crate) krate: Option<Path>,
 }
 
@@ -74,6 +76,10 @@ impl Parse for Args {
                     key.span,
                     "auto_release_time",
                 )?;
+            } else if lookahead.peek(kw::min_hold) {
+                let key = input.parse::<kw::min_hold>()?;
+                let value = seconds(value_of(input)?, "min_hold", MIN_HOLD_CHOICES)?;
+                set_once(&mut args.min_hold, value, key.span, "min_hold")?;
             } else if lookahead.peek(kw::silent) {
                 let key = input.parse::<kw::silent>()?;
                 flag(input, "silent")?;
@@ -128,9 +134,12 @@ impl Parse for Args {
                 set_once(&mut args.krate, path, key.span, "crate")?;
             } else if input.peek(Ident) {
                 let unknown: Ident = input.parse()?;
+                let hint = closest_option(&unknown.to_string())
+                    .map(|option| format!("did you mean `{option}`? "))
+                    .unwrap_or_default();
                 return Err(syn::Error::new_spanned(
                     &unknown,
-                    format!("unknown option `{unknown}`: expected one of {OPTIONS}"),
+                    format!("unknown option `{unknown}`: {hint}expected one of {OPTIONS}"),
                 ));
             } else {
                 return Err(lookahead.error());
@@ -143,7 +152,50 @@ impl Parse for Args {
     }
 }
 
-const OPTIONS: &str = "`name`, `timeout`, `auto_release_time`, `silent`, `stats_name`, `stats`, `client`, `auto_extend`, `guard`, `abort_on_lost`, `reentrant`, `crate`";
+const OPTIONS: &str = "`name`, `timeout`, `auto_release_time`, `min_hold`, `silent`, `stats_name`, `stats`, `client`, `auto_extend`, `guard`, `abort_on_lost`, `reentrant`, `crate`";
+
+/// The option whose name is at most 2 edits from `unknown` (a typo: `timout`), if one is.
+fn closest_option(unknown: &str) -> Option<&'static str> {
+    const NAMES: [&str; 13] = [
+        "name",
+        "timeout",
+        "auto_release_time",
+        "min_hold",
+        "silent",
+        "stats_name",
+        "stats",
+        "client",
+        "auto_extend",
+        "guard",
+        "abort_on_lost",
+        "reentrant",
+        "crate",
+    ];
+    NAMES
+        .into_iter()
+        .map(|name| (edits(unknown, name), name))
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
+}
+
+/// The Levenshtein distance between two short names.
+fn edits(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
 
 /// A `true` or `false` literal.
 fn boolean(value: Expr, option: &str) -> syn::Result<LitBool> {
@@ -160,6 +212,8 @@ fn boolean(value: Expr, option: &str) -> syn::Result<LitBool> {
 }
 pub(crate) const TIMEOUT_CHOICES: &str =
     "-1 (skip if locked), 0 (wait forever) or a positive number of seconds (wait up to N s)";
+pub(crate) const MIN_HOLD_CHOICES: &str =
+    "a positive number of seconds (the lock is kept at least this long after it is taken)";
 pub(crate) const TTL_CHOICES: &str =
     "a positive number of seconds, at least 0.003 (the default is 10)";
 

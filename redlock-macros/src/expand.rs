@@ -84,14 +84,21 @@ fn wrap(plan: &Plan, block: &Block) -> Vec<Stmt> {
         Some(nanos) => quote!(::core::time::Duration::from_nanos(#nanos)),
         None => quote!(#krate::DEFAULT_AUTO_RELEASE_TIME),
     };
-    let stats_name = match &plan.stats_name {
-        Some(stats_name) => {
+    let stats_name = match (&plan.stats_name, &plan.name) {
+        (Some(stats_name), _) => {
             let stats_name = text(stats_name);
             quote!(::core::option::Option::Some(#stats_name))
         }
-        None => quote!(::core::option::Option::None),
+        // A name made per call (`"report:{tick}"`) counts its waiters under its template: a
+        // stats name keeps its keys in Redis for good, one per id would pile up.
+        (None, Text::Format(format)) if captures(&format.value()) => {
+            let template = format.value();
+            quote!(::core::option::Option::Some(::std::string::String::from(#template)))
+        }
+        (None, _) => quote!(::core::option::Option::None),
     };
     let (auto_extend, stats, reentrant) = (plan.auto_extend, plan.stats, plan.reentrant);
+    let min_hold = plan.min_hold_nanos.unwrap_or(0);
     let spec = quote! {
         #private::LockSpec {
             name: #name,
@@ -101,6 +108,7 @@ fn wrap(plan: &Plan, block: &Block) -> Vec<Stmt> {
             auto_extend: #auto_extend,
             stats: #stats,
             reentrant: #reentrant,
+            min_hold: ::core::time::Duration::from_nanos(#min_hold),
         }
     };
     let blocking = matches!(plan.shape, Shape::Blocking);
@@ -183,6 +191,19 @@ fn wrap(plan: &Plan, block: &Block) -> Vec<Stmt> {
 }
 
 /// `tokens` with every span set to `span`.
+/// Whether a format string captures anything (`{id}`, `{}`), beyond escaped braces (`{{`).
+fn captures(format: &str) -> bool {
+    let mut rest = format;
+    while let Some(open) = rest.find('{') {
+        if rest[open..].starts_with("{{") {
+            rest = &rest[open + 2..];
+        } else {
+            return true;
+        }
+    }
+    false
+}
+
 /// The `String` of a `name` or `stats_name`: the format string's, or the expression's
 /// `Display`, evaluated at each call.
 fn text(text: &Text) -> TokenStream {

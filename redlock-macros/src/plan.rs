@@ -8,7 +8,7 @@ use syn::{
     TypeParamBound,
 };
 
-use crate::attr::{Args, Seconds, TIMEOUT_CHOICES, TTL_CHOICES, Text};
+use crate::attr::{Args, MIN_HOLD_CHOICES, Seconds, TIMEOUT_CHOICES, TTL_CHOICES, Text};
 
 /// The smallest TTL that leaves validity after the drift allowance (1% + 2 ms).
 const MIN_TTL_SECONDS: f64 = 0.003;
@@ -55,6 +55,8 @@ pub(crate) struct Plan {
     pub(crate) wait: Wait,
     /// `None`: the runtime's default.
     pub(crate) ttl_nanos: Option<u64>,
+    /// `None`: no minimum hold.
+    pub(crate) min_hold_nanos: Option<u64>,
     pub(crate) stats_name: Option<Text>,
     pub(crate) client: Option<Expr>,
     pub(crate) auto_extend: bool,
@@ -126,6 +128,15 @@ impl Plan {
                 errors.push(error);
                 None
             });
+        let min_hold_nanos = args
+            .min_hold
+            .as_ref()
+            .map(min_hold_of)
+            .transpose()
+            .unwrap_or_else(|error| {
+                errors.push(error);
+                None
+            });
         if let Some(constness) = &function.sig.constness {
             errors.push(syn::Error::new_spanned(constness, "`#[redlock]` cannot wrap a `const fn`: taking a lock needs I/O at run time; remove `const`"));
         }
@@ -161,6 +172,7 @@ impl Plan {
             name,
             wait,
             ttl_nanos,
+            min_hold_nanos,
             stats_name: args.stats_name,
             client: args.client,
             auto_extend: args.auto_extend.is_none_or(|value| value.value),
@@ -202,6 +214,18 @@ fn ttl_of(ttl: &Seconds) -> syn::Result<u64> {
             format!(
                 "`auto_release_time` must be {TTL_CHOICES}: the lock must outlive the clock-drift allowance"
             ),
+        ))
+    }
+}
+
+fn min_hold_of(min_hold: &Seconds) -> syn::Result<u64> {
+    let value = min_hold.value;
+    if value > 0.0 && value < 1e9 {
+        Ok((value * 1e9).round() as u64)
+    } else {
+        Err(syn::Error::new_spanned(
+            &min_hold.literal,
+            format!("`min_hold` must be {MIN_HOLD_CHOICES}"),
         ))
     }
 }

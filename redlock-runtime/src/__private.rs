@@ -19,6 +19,8 @@ pub struct LockSpec {
     pub stats: bool,
     /// A holder asking again gets a nested guard.
     pub reentrant: bool,
+    /// Kept at least this long after it is taken (zero: none).
+    pub min_hold: Duration,
 }
 
 /// Whatever a `client = …` option may name: an async or blocking client, by value, by
@@ -89,7 +91,8 @@ fn request(client: &Redlock, spec: LockSpec) -> crate::LockRequest {
         .auto_release_time(spec.auto_release_time)
         .auto_extend(spec.auto_extend)
         .stats(spec.stats)
-        .reentrant(spec.reentrant);
+        .reentrant(spec.reentrant)
+        .min_hold(spec.min_hold);
     match spec.stats_name {
         Some(stats_name) => request.stats_name(stats_name),
         None => request,

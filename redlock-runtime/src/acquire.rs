@@ -416,7 +416,7 @@ fn spawn_undo(ticket: Ticket, master: &Arc<Master>, keys: &Arc<LockKeys>, value:
         let (keys, value) = (&keys, &value);
         let undone = master
             .call(|mut connection| async move {
-                scripts::release(keys, value, None)
+                scripts::release(keys, value, None, Duration::ZERO)
                     .invoke::<i64>(&mut connection)
                     .await
             })

@@ -196,6 +196,23 @@ impl LockRequest {
         }
     }
 
+    /// See [`crate::LockRequest::min_hold`].
+    ///
+    /// ```no_run
+    /// # let redlock = redlock_runtime::blocking::Redlock::from_env()?;
+    /// let guard = redlock
+    ///     .lock("nightly-report")
+    ///     .timeout(-1)
+    ///     .min_hold(std::time::Duration::from_secs(30))
+    ///     .acquire()?;
+    /// # Ok::<(), redlock_runtime::LockError>(())
+    /// ```
+    pub fn min_hold(self, min_hold: Duration) -> Self {
+        Self {
+            inner: self.inner.min_hold(min_hold),
+        }
+    }
+
     /// See [`crate::LockRequest::stats`].
     ///
     /// ```no_run

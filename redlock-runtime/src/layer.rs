@@ -55,11 +55,21 @@ use crate::{LockError, Redlock, Timeout, request::DEFAULT_AUTO_RELEASE_TIME};
 pub struct RedlockLayer<K, F = NotSilent> {
     redlock: Redlock,
     name: Arc<K>,
+    options: Options,
+    silent: Arc<F>,
+}
+
+/// The options of each request's lock (see the `LockRequest` builders of the same names).
+#[derive(Debug, Clone)]
+struct Options {
     /// An invalid timeout is the error of every request (as `LockRequest::timeout` defers it).
     timeout: Result<Timeout, LockError>,
     auto_release_time: Duration,
     abort_on_lost: bool,
-    silent: Arc<F>,
+    stats_name: Option<String>,
+    stats: bool,
+    auto_extend: bool,
+    min_hold: Duration,
 }
 
 /// A layer without [`RedlockLayer::silent`]: a held lock is the service's error.
@@ -80,9 +90,15 @@ impl<K> RedlockLayer<K> {
         Self {
             redlock,
             name: Arc::new(name),
-            timeout: Ok(Timeout::Forever),
-            auto_release_time: DEFAULT_AUTO_RELEASE_TIME,
-            abort_on_lost: false,
+            options: Options {
+                timeout: Ok(Timeout::Forever),
+                auto_release_time: DEFAULT_AUTO_RELEASE_TIME,
+                abort_on_lost: false,
+                stats_name: None,
+                stats: true,
+                auto_extend: true,
+                min_hold: Duration::ZERO,
+            },
             silent: Arc::new(NotSilent),
         }
     }
@@ -104,7 +120,7 @@ impl<K, F> RedlockLayer<K, F> {
         T: TryInto<Timeout>,
         LockError: From<T::Error>,
     {
-        self.timeout = timeout.try_into().map_err(LockError::from);
+        self.options.timeout = timeout.try_into().map_err(LockError::from);
         self
     }
 
@@ -119,7 +135,71 @@ impl<K, F> RedlockLayer<K, F> {
     /// # }
     /// ```
     pub fn auto_release_time(mut self, ttl: Duration) -> Self {
-        self.auto_release_time = ttl;
+        self.options.auto_release_time = ttl;
+        self
+    }
+
+    /// The name under which every request's waiters are counted (see
+    /// [`LockRequest::stats_name`](crate::LockRequest::stats_name)). Default: each lock's
+    /// name, which keeps three keys in Redis for good per contended name: give locks named
+    /// per id one stats name, or turn statistics off.
+    ///
+    /// ```no_run
+    /// # use redlock_runtime::{Redlock, layer::RedlockLayer};
+    /// # fn run(redlock: Redlock) {
+    /// let layer =
+    ///     RedlockLayer::new(redlock, |id: &u64| format!("document:{id}")).stats_name("documents");
+    /// # }
+    /// ```
+    pub fn stats_name(mut self, stats_name: impl Into<String>) -> Self {
+        self.options.stats_name = Some(stats_name.into());
+        self
+    }
+
+    /// Whether waiters are counted in the waiting statistics (default `true`; see
+    /// [`LockRequest::stats`](crate::LockRequest::stats)).
+    ///
+    /// ```no_run
+    /// # use redlock_runtime::{Redlock, layer::RedlockLayer};
+    /// # fn run(redlock: Redlock) {
+    /// let layer = RedlockLayer::new(redlock, |id: &u64| format!("document:{id}")).stats(false);
+    /// # }
+    /// ```
+    pub fn stats(mut self, stats: bool) -> Self {
+        self.options.stats = stats;
+        self
+    }
+
+    /// Whether the lock is renewed while the request runs (default `true`; see
+    /// [`LockRequest::auto_extend`](crate::LockRequest::auto_extend)).
+    ///
+    /// ```no_run
+    /// # use redlock_runtime::{Redlock, layer::RedlockLayer};
+    /// # fn run(redlock: Redlock) {
+    /// let layer = RedlockLayer::new(redlock, |id: &u64| format!("order:{id}"))
+    ///     .auto_release_time(std::time::Duration::from_secs(60))
+    ///     .auto_extend(false);
+    /// # }
+    /// ```
+    pub fn auto_extend(mut self, auto_extend: bool) -> Self {
+        self.options.auto_extend = auto_extend;
+        self
+    }
+
+    /// Keep each request's lock at least this long after it is taken (see
+    /// [`LockRequest::min_hold`](crate::LockRequest::min_hold)): duplicates of a request that
+    /// arrive within it skip or wait, even after the first one was answered.
+    ///
+    /// ```no_run
+    /// # use redlock_runtime::{Redlock, layer::RedlockLayer};
+    /// # fn run(redlock: Redlock) {
+    /// let layer = RedlockLayer::new(redlock, |id: &u64| format!("webhook:{id}"))
+    ///     .timeout(-1)
+    ///     .min_hold(std::time::Duration::from_secs(5));
+    /// # }
+    /// ```
+    pub fn min_hold(mut self, min_hold: Duration) -> Self {
+        self.options.min_hold = min_hold;
         self
     }
 
@@ -133,7 +213,7 @@ impl<K, F> RedlockLayer<K, F> {
     /// # }
     /// ```
     pub fn abort_on_lost(mut self) -> Self {
-        self.abort_on_lost = true;
+        self.options.abort_on_lost = true;
         self
     }
 
@@ -153,9 +233,7 @@ impl<K, F> RedlockLayer<K, F> {
         RedlockLayer {
             redlock: self.redlock,
             name: self.name,
-            timeout: self.timeout,
-            auto_release_time: self.auto_release_time,
-            abort_on_lost: self.abort_on_lost,
+            options: self.options,
             silent: Arc::new(skipped),
         }
     }
@@ -166,9 +244,7 @@ impl<K, F> Clone for RedlockLayer<K, F> {
         Self {
             redlock: self.redlock.clone(),
             name: Arc::clone(&self.name),
-            timeout: self.timeout.clone(),
-            auto_release_time: self.auto_release_time,
-            abort_on_lost: self.abort_on_lost,
+            options: self.options.clone(),
             silent: Arc::clone(&self.silent),
         }
     }
@@ -177,9 +253,7 @@ impl<K, F> Clone for RedlockLayer<K, F> {
 impl<K, F> fmt::Debug for RedlockLayer<K, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedlockLayer")
-            .field("timeout", &self.timeout)
-            .field("auto_release_time", &self.auto_release_time)
-            .field("abort_on_lost", &self.abort_on_lost)
+            .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }
@@ -264,19 +338,26 @@ where
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
         let layer = &self.layer;
-        let timeout = match &layer.timeout {
+        let options = &layer.options;
+        let timeout = match &options.timeout {
             Ok(timeout) => *timeout,
             Err(error) => {
                 let error = error.clone();
                 return Box::pin(async move { Err(error.into()) });
             }
         };
-        let lock = layer
+        let mut lock = layer
             .redlock
             .lock((layer.name)(&request))
             .timeout(timeout)
-            .auto_release_time(layer.auto_release_time);
-        let (silent, abort_on_lost) = (Arc::clone(&layer.silent), layer.abort_on_lost);
+            .auto_release_time(options.auto_release_time)
+            .stats(options.stats)
+            .auto_extend(options.auto_extend)
+            .min_hold(options.min_hold);
+        if let Some(stats_name) = &options.stats_name {
+            lock = lock.stats_name(stats_name.clone());
+        }
+        let (silent, abort_on_lost) = (Arc::clone(&layer.silent), options.abort_on_lost);
         Box::pin(async move {
             let guard = match lock.await {
                 Ok(guard) => guard,
@@ -295,8 +376,14 @@ where
                 inner.call(request).await
             };
             let name = guard.name().to_owned();
-            if let Err(error) = guard.release().await {
-                tracing::error!(lock = %name, %error, "redlock: the lock was not held to the end of the request");
+            match guard.release().await {
+                Ok(()) => {}
+                Err(error @ LockError::Lost { .. }) => {
+                    tracing::error!(lock = %name, %error, "redlock: the lock was not held to the end of the request");
+                }
+                Err(error) => {
+                    tracing::warn!(lock = %name, %error, "redlock: the lock could not be released after the request; it expires with its TTL");
+                }
             }
             response
         })

@@ -33,6 +33,8 @@ pub(crate) struct Lease {
     /// Groups the lock in waiting statistics and metrics.
     pub(crate) stats_name: Option<String>,
     pub(crate) acquired_at: Instant,
+    /// Until when a release keeps the key (`LockRequest::min_hold`), if ever.
+    pub(crate) hold_until: Option<Instant>,
     pub(crate) keys: Arc<LockKeys>,
     pub(crate) value: Arc<str>,
     pub(crate) ttl: Duration,
@@ -222,7 +224,12 @@ pub(crate) async fn release_everywhere(lease: &Lease) -> Result<(), LockError> {
     // in another slot than the lock's keys, and they are not seen.
     let cluster = lease.backend.masters.iter().any(|master| master.is_cluster);
     let counter = (!cluster).then(|| Counter(lease.stats_name.as_deref().unwrap_or(&lease.name)));
-    let release = scripts::release(&lease.keys, &lease.value, counter);
+    // What is left of the minimum hold, in whole milliseconds rounded up: "at least".
+    let keep = lease.hold_until.map_or(Duration::ZERO, |until| {
+        let left = until.saturating_duration_since(Instant::now());
+        Duration::from_millis(u64::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u64::MAX))
+    });
+    let release = scripts::release(&lease.keys, &lease.value, counter, keep);
     let released = round_if_ours(lease, release).await?;
     if released == 2 {
         // This process's next request must not take it in their window with a plain `SET`.

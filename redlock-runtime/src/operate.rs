@@ -237,7 +237,7 @@ pub(crate) async fn force_release(backend: &Backend, name: &str) -> Result<usize
                     .call(|mut connection| {
                         let holder = holder.clone();
                         async move {
-                            scripts::release(keys, &holder, None)
+                            scripts::release(keys, &holder, None, Duration::ZERO)
                                 .invoke(&mut connection)
                                 .await
                         }

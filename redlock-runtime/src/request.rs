@@ -46,6 +46,7 @@ pub const DEFAULT_AUTO_RELEASE_TIME: Duration = Duration::from_secs(10);
 /// | [`stats`](Self::stats) | `true` |
 /// | [`auto_extend`](Self::auto_extend) | `true` |
 /// | [`reentrant`](Self::reentrant) | `false` |
+/// | [`min_hold`](Self::min_hold) | none |
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -70,6 +71,7 @@ pub struct LockRequest {
     stats: bool,
     auto_extend: bool,
     reentrant: bool,
+    min_hold: Duration,
     /// Who asks: set by the blocking API (the calling thread); else the current task.
     pub(crate) owner: Option<Owner>,
 }
@@ -85,6 +87,7 @@ impl LockRequest {
             stats: true,
             auto_extend: true,
             reentrant: false,
+            min_hold: Duration::ZERO,
             owner: None,
         }
     }
@@ -188,6 +191,36 @@ impl LockRequest {
         self
     }
 
+    /// Hold the lock at least this long from its acquisition (ShedLock's `lockAtLeastFor`): a
+    /// release before then leaves the key on the masters until `min_hold` has passed (the
+    /// watchdog stops), so that other clients asking meanwhile skip or wait. For jobs that
+    /// several replicas of a service schedule: their timers fire up to a few hundred
+    /// milliseconds apart, and a short job released at once would run again on each. Choose
+    /// it longer than the spread of the replicas' timers and shorter than the schedule's
+    /// period. [`auto_release_time`](Self::auto_release_time) stays the "at most" bound of a
+    /// holder that crashed. Default: none. Python clients see an ordinary held key.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
+    /// // Every replica ticks each minute; the first one of a tick runs the report.
+    /// if let Ok(guard) = redlock
+    ///     .lock("nightly-report")
+    ///     .timeout(-1)
+    ///     .min_hold(Duration::from_secs(30))
+    ///     .await
+    /// {
+    ///     // ... the report: 200 ms ...
+    ///     guard.release().await?; // the key stays 30 s from the acquisition
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn min_hold(mut self, min_hold: Duration) -> Self {
+        self.min_hold = min_hold;
+        self
+    }
+
     async fn acquire(self) -> Result<LockGuard, LockError> {
         let Self {
             client,
@@ -198,6 +231,7 @@ impl LockRequest {
             stats,
             auto_extend,
             reentrant,
+            min_hold,
             owner,
         } = self;
         let timeout = timeout?;
@@ -258,11 +292,18 @@ impl LockRequest {
             valid_until,
             extend_now,
         } = wait::run(&client.backend, &client.waits, ask).await?;
+        let acquired_at = Instant::now();
         let lease = Lease {
             backend: Arc::clone(&client.backend),
             name,
             stats_name,
-            acquired_at: Instant::now(),
+            acquired_at,
+            // Beyond the clock, the key is kept for as long as Redis counts.
+            hold_until: (!min_hold.is_zero()).then(|| {
+                acquired_at
+                    .checked_add(min_hold)
+                    .unwrap_or(acquired_at + MAX_AUTO_RELEASE_TIME)
+            }),
             keys,
             value,
             ttl,

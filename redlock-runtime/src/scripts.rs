@@ -1,6 +1,6 @@
 //! The Lua scripts, each created once per process.
 
-use std::sync::LazyLock;
+use std::{sync::LazyLock, time::Duration};
 
 use redis::{
     Arg, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisResult, Script, ServerErrorKind,
@@ -51,8 +51,14 @@ pub(crate) static RELEASE: LazyLock<Lua> = queue_script!("scripts/release.lua");
 
 /// The release of our hold (see [`RELEASE`]). `counter` is the waiting counter in which
 /// foreign waiters of the lock count themselves, when it may be read with the lock's keys
-/// (not in Redis Cluster): they then get their turns.
-pub(crate) fn release(keys: &LockKeys, value: &str, counter: Option<Counter<'_>>) -> ScriptCall {
+/// (not in Redis Cluster): they then get their turns. A non-zero `keep` leaves the key held
+/// for that long instead (`LockRequest::min_hold`).
+pub(crate) fn release(
+    keys: &LockKeys,
+    value: &str,
+    counter: Option<Counter<'_>>,
+    keep: Duration,
+) -> ScriptCall {
     let mut call = ScriptCall::new(&RELEASE, if counter.is_some() { 6 } else { 4 })
         .arg(&*keys.lock)
         .arg(keys.queue())
@@ -65,6 +71,7 @@ pub(crate) fn release(keys: &LockKeys, value: &str, counter: Option<Counter<'_>>
         .arg(keys.channel())
         .arg(GRANT.as_millis() as u64)
         .arg(FOREIGN_WINDOW.as_millis() as u64)
+        .arg(u64::try_from(keep.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Compare-and-extend: resets the TTL only if the lock still holds our value.

@@ -12,10 +12,16 @@
 -- current window); KEYS[5..6]: the waiting counter and the sum of our processes' counts in it
 -- (left out in Redis Cluster, where they lie in another slot).
 -- ARGV[1]: our value; ARGV[2]: the lock's release channel; ARGV[3]: how long a grant lasts
--- unless extended (ms); ARGV[4]: how long a window for foreign waiters lasts (ms).
--- Returns 1 if released, 2 if released and left to foreign waiters, -1 if not ours.
+-- unless extended (ms); ARGV[4]: how long a window for foreign waiters lasts (ms); ARGV[5]:
+-- how long the key is kept held instead, if not 0 (ms: what is left of a minimum hold).
+-- Returns 1 if released (or kept), 2 if released and left to foreign waiters, -1 if not ours.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return -1
+end
+local keep = tonumber(ARGV[5]) or 0
+if keep > 0 then
+  redis.call('PEXPIRE', KEYS[1], keep)
+  return 1
 end
 local head = nil
 if redis.call('EXISTS', KEYS[2]) == 1 then

@@ -34,6 +34,11 @@ fn forever_sync(x: u8) -> u8 {
     x
 }
 
+#[redlock(name = "tick:{n}", timeout = -1, silent, min_hold = 1.5)]
+async fn scheduled(n: u64) -> u64 {
+    n
+}
+
 #[redlock(name = "unit", timeout = -1, silent, guard = lock)]
 fn with_guard() {
     assert!(!lock.is_lost());
