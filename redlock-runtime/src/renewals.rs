@@ -276,6 +276,7 @@ mod tests {
             name: "renewed".into(),
             stats_name: None,
             acquired_at: Instant::now(),
+            hold_until: None,
             keys: LockKeys::new("renewed"),
             value: "value".into(),
             ttl: Duration::from_secs(30),
