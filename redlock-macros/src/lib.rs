@@ -25,11 +25,12 @@ use proc_macro::TokenStream;
 ///
 /// | option | value | default |
 /// |---|---|---|
-/// | `name` | string literal; a format string that may capture arguments: `"job:{id}"` | required |
+/// | `name` | a format string that may capture arguments (`"job:{id}"`; a literal brace is doubled, so the hash tag of `job:{17}` is written `"job:{{17}}"`), or any expression whose value is displayed: a constant (`name = REPORT_LOCK`), `job.lock_key()`, `format!(…)` | required |
 /// | `timeout` | `-1` (one attempt, skip if held), `0` (wait forever), `N` seconds (integer or float) | `0` |
 /// | `auto_release_time` | the lock's TTL in seconds, integer or float, at least `0.003` | `10` |
+/// | `min_hold` | seconds, integer or float: keep the lock at least this long after it is taken, even when the body ends sooner (ShedLock's `lockAtLeastFor`), so that replicas of a scheduled job whose timers fire within it skip | none |
 /// | `silent` | flag: return `Default::default()` (or `Ok(Default::default())`) when the lock is held elsewhere | off |
-/// | `stats_name` | string literal (format string allowed): the waiting-statistics name; give locks named after ids (`"job:{id}"`) a fixed one (`"jobs"`): each stats name keeps its keys in Redis forever, as in the Python library | the name |
+/// | `stats_name` | string literal (format string allowed): the waiting-statistics name; each stats name keeps its keys in Redis forever, as in the Python library | the name; for a name that captures arguments, its template (`"job:{id}"` is counted under `job:{id}`, not under each id) |
 /// | `stats` | `true` / `false`: keep waiting statistics | `true` |
 /// | `client` | an expression of type `Redlock`, `blocking::Redlock` or a reference to one: a `static`, `&self.locks`… | `Redlock::from_env()`, created on first use and kept for the whole process: `REDLOCK_URLS` / `REDIS_URL` are read once, so tests that each start their own server pass `client =` rather than set the variables |
 /// | `auto_extend` | `true` / `false`: renew the lock while the body runs | `true` |
