@@ -4,7 +4,7 @@
 //! Two axum servers (each with its own client, as two processes on two machines would be)
 //! take `PUT /resources/{id}` behind `RedlockLayer`, which locks `resource:<path>` for each
 //! request and waits up to 10 s for it; a request that cannot get the lock in time answers
-//! 503. The example sends 10 concurrent updates of one resource, alternating between the two
+//! 409, one that meets an outage 503 (`status_of`). The example sends 10 concurrent updates of one resource, alternating between the two
 //! servers, and shows that no two ever ran at once. Uses `REDLOCK_URLS` / `REDIS_URL` when
 //! set, else a private `redis-server`.
 
@@ -23,7 +23,7 @@ use axum::{
     http::StatusCode,
     routing::put,
 };
-use locks::{Redlock, layer::RedlockLayer};
+use locks::{LockError, Redlock, layer::RedlockLayer};
 use redlock_runtime::test_util::env_or_private_server;
 use tower::{BoxError, ServiceBuilder};
 
@@ -44,12 +44,26 @@ async fn update(State(updates): State<Arc<Updates>>, Path(id): Path<u32>) -> Str
     format!("resource {id} updated")
 }
 
+/// The answer to a lock error: the layer's errors arrive as `BoxError`, so the `LockError`
+/// inside is found with `downcast_ref`. Contention is the client's to retry (409); an outage
+/// or a split vote is ours (503).
+fn status_of(error: &BoxError) -> StatusCode {
+    match error.downcast_ref::<LockError>() {
+        Some(LockError::Timeout { .. }) => StatusCode::CONFLICT,
+        Some(LockError::Unavailable { .. } | LockError::SplitVote { .. }) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 /// One server: the route behind the lock, on a free port; returns its address.
 async fn serve(redlock: Redlock, updates: Arc<Updates>) -> std::io::Result<String> {
     let locked = ServiceBuilder::new()
-        // A lock error (not acquired in time, masters down) becomes a response.
+        // A lock error (not acquired in time, masters down) becomes a response: axum needs
+        // `HandleErrorLayer` for any layer whose service can fail.
         .layer(HandleErrorLayer::new(|error: BoxError| async move {
-            (StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+            (status_of(&error), error.to_string())
         }))
         .layer(
             RedlockLayer::new(redlock, |request: &Request| {

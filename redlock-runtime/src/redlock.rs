@@ -156,8 +156,12 @@ impl Redlock {
     /// Every contended lock with its live waiters, summed over all masters: the Python library's
     /// counters (Python waiters included), after uncounting waiters whose process died.
     ///
-    /// Locks are found through the registry (`ConfigurableLockKeys`), as the Python library's
-    /// own readers find them: a counter whose stats name is not registered yet is not listed.
+    /// Locks are found through the registry, the list `ConfigurableLockKeys` of JSON strings
+    /// that name each counter (`"Waiting.ConfigurableLock.<stats name>"`), which a dashboard in
+    /// Python reads the same way (`LRANGE`, then `GET` each counter); a counter whose stats
+    /// name is not registered yet is not listed. A Python-only reader sees the raw counter: a
+    /// Rust waiter killed without cleanup stays counted there until a Rust process touches
+    /// that stats name again (this method uncounts it first).
     /// That state lasts a moment only: a Python waiter increments its counter first and
     /// registers the name right after (two commands apart); this crate does both in one script
     /// (two commands in a cluster, registry second too). A waiter is therefore reported from
