@@ -14,6 +14,7 @@ async fn main() -> Result<(), LockError> {
     // through `tracing`: without a subscriber, nobody hears it.
     tracing_subscriber::fmt()
         .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+        .with_writer(std::io::stderr)
         .init();
     let Ok((urls, private_server)) = env_or_private_server().map_err(|error| eprintln!("{error}"))
     else {

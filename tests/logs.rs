@@ -93,3 +93,20 @@ async fn without_a_grace_a_fresh_server_grants_at_once_and_nothing_is_warned() {
     guard.release().await.unwrap();
     assert_eq!(warnings(server.port(), "restart").len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_that_refuses_writes_is_warned_about_once() {
+    common::logs();
+    let server = RedisServer::start_with_args(&["--min-replicas-to-write", "1"]);
+    let redlock = Redlock::with_config(Config {
+        outage_timeout: Some(Duration::from_secs(1)),
+        ..Config::new([server.url()])
+    })
+    .unwrap();
+    // A wait retried for 1 s: many refused attempts, one warning that names the refusal.
+    let err = redlock.lock("refused").await.unwrap_err();
+    assert!(matches!(err, LockError::Unavailable { .. }), "{err}");
+    let warned = warnings(server.port(), "refuses writes");
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    assert!(warned[0].contains("NOREPLICAS"), "{}", warned[0]);
+}

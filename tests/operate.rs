@@ -167,3 +167,33 @@ async fn force_release_without_a_quorum_is_unavailable() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_counts_a_master_that_refuses_writes_as_not_ready() {
+    // Too few replicas for `min-replicas-to-write`: it answers a PING, but grants nothing.
+    let refusing = RedisServer::start_with_args(&["--min-replicas-to-write", "1"]);
+    let redlock = Redlock::new([refusing.url()]).unwrap();
+    let ready = redlock.readiness().await;
+    assert!(!ready.can_grant(), "{ready}");
+    assert!(ready.to_string().contains("NOREPLICAS"), "{ready}");
+
+    // A replica listed as a master: not ready, and a misconfiguration (only Sentinel can
+    // lead to the new master).
+    let master = RedisServer::start();
+    let replica =
+        RedisServer::start_with_args(&["--replicaof", "127.0.0.1", &master.port().to_string()]);
+    replica.wait_until_synced();
+    let redlock = Redlock::new([replica.url()]).unwrap();
+    let ready = redlock.readiness().await;
+    assert!(!ready.can_grant(), "{ready}");
+    let failure = ready.masters[0].as_ref().unwrap_err();
+    assert!(failure.misconfigured, "{ready}");
+    let started = Instant::now();
+    let err = redlock.lock("on-a-replica").timeout(0).await.unwrap_err();
+    assert!(
+        started.elapsed() < common::SLACK * 2,
+        "refused at once, not after the outage timeout: {:?}",
+        started.elapsed()
+    );
+    assert!(err.to_string().contains("read-only replica"), "{err}");
+}

@@ -2,7 +2,7 @@
 
 use std::{marker::PhantomData, sync::OnceLock, time::Duration};
 
-use crate::{LockError, LockGuard, Redlock, Timeout, blocking};
+use crate::{LockError, LockGuard, Redlock, Timeout, blocking, guard::log_failed_release};
 
 pub use crate::Timeout::{After, Forever, Skip};
 
@@ -134,7 +134,7 @@ where
 pub async fn release(guard: LockGuard) {
     let name = guard.name().to_owned();
     if let Err(error) = guard.release().await {
-        tracing::error!(lock = %name, %error, "redlock: the lock was not held to the end of the body");
+        log_failed_release(&name, &error, "the body");
     }
 }
 
@@ -142,7 +142,7 @@ pub async fn release(guard: LockGuard) {
 pub fn release_blocking(guard: blocking::LockGuard) {
     let name = guard.name().to_owned();
     if let Err(error) = guard.release() {
-        tracing::error!(lock = %name, %error, "redlock: the lock was not held to the end of the body");
+        log_failed_release(&name, &error, "the body");
     }
 }
 

@@ -283,3 +283,14 @@ impl Drop for LockGuard {
         });
     }
 }
+
+/// Logs a release that failed after the work it guarded (`work`: "the body", "the request"):
+/// a lost lock means the work may have run beside another holder (ERROR); any other failure
+/// only that the key stays until its TTL (WARN).
+pub(crate) fn log_failed_release(name: &str, error: &LockError, work: &str) {
+    if matches!(error, LockError::Lost { .. }) {
+        tracing::error!(lock = %name, %error, "redlock: the lock was not held to the end of {work}");
+    } else {
+        tracing::warn!(lock = %name, %error, "redlock: the lock could not be released after {work}; it expires with its TTL");
+    }
+}

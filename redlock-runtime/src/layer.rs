@@ -14,7 +14,9 @@ use std::{
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{LockError, Redlock, Timeout, request::DEFAULT_AUTO_RELEASE_TIME};
+use crate::{
+    LockError, Redlock, Timeout, guard::log_failed_release, request::DEFAULT_AUTO_RELEASE_TIME,
+};
 
 /// Wraps a service so that each request runs under a distributed lock named from the request.
 ///
@@ -376,14 +378,8 @@ where
                 inner.call(request).await
             };
             let name = guard.name().to_owned();
-            match guard.release().await {
-                Ok(()) => {}
-                Err(error @ LockError::Lost { .. }) => {
-                    tracing::error!(lock = %name, %error, "redlock: the lock was not held to the end of the request");
-                }
-                Err(error) => {
-                    tracing::warn!(lock = %name, %error, "redlock: the lock could not be released after the request; it expires with its TTL");
-                }
+            if let Err(error) = guard.release().await {
+                log_failed_release(&name, &error, "the request");
             }
             response
         })

@@ -566,11 +566,17 @@ impl Master {
         tracing::warn!(master = %self.label, "redlock: Redis master {}. To let it vote at once, run it with `appendonly yes` and `appendfsync always`; on a development server, or if no lock must survive its restarts, set REDLOCK_RESTART_GRACE=off (Config::restart_grace = RestartGrace::Off)", restart.sits_out(left));
     }
 
-    /// Whether this master answers now (a `PING`), and what its connection learned of its
-    /// last restart (`None`: it keeps every write).
+    /// Whether this master accepts writes now, and what its connection learned of its last
+    /// restart (`None`: it keeps every write). The probe is a `PEXPIRE` of a key that does not
+    /// exist: a write command (refused by a replica, or with too few replicas for
+    /// `min-replicas-to-write`) that changes nothing.
     pub(crate) async fn probe(self: &Arc<Self>) -> Result<Option<Restart>, CallError> {
         self.call(|mut connection| async move {
-            redis::cmd("PING").query_async::<()>(&mut connection).await
+            redis::cmd("PEXPIRE")
+                .arg("{redlock}:readiness-probe")
+                .arg(1)
+                .query_async::<()>(&mut connection)
+                .await
         })
         .await?;
         Ok(match &*self.link.borrow() {
@@ -659,7 +665,17 @@ impl Master {
                 if err.is_io_error() || err.is_unrecoverable_error() || demoted {
                     self.disconnect(Some(&connection));
                 }
-                CallError::Redis(err)
+                // Refusing writes stalls every lock on this master until it ends: say so.
+                let err = CallError::Redis(err);
+                if let CallError::Redis(refused) = &err
+                    && refusal_hint(refused).is_some()
+                {
+                    self.warn(
+                        "Redis master refuses writes",
+                        &self.secret.scrub(&err.to_string()),
+                    );
+                }
+                err
             })
         });
         bounded.await.unwrap_or_else(|_| {
@@ -675,6 +691,19 @@ impl Master {
     }
 
     pub(crate) fn failure(&self, error: &CallError) -> MasterFailure {
+        // A replica named as a master: only Sentinel can lead us to the new master.
+        if let CallError::Redis(err) = error
+            && err.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+            && !matches!(self.subscriptions, Subscriptions::Sentinel { .. })
+        {
+            return MasterFailure {
+                misconfigured: true,
+                master: self.label.clone(),
+                error: "a read-only replica, not a master: list masters (or their sentinels, \
+                        which follow failovers)"
+                    .into(),
+            };
+        }
         MasterFailure {
             misconfigured: error.misconfigured(),
             master: self.label.clone(),

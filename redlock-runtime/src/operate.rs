@@ -115,7 +115,7 @@ impl std::fmt::Display for Readiness {
 pub struct LockState {
     /// The lock name.
     pub name: String,
-    /// Its key (the Python library's: `redlock:<name>`).
+    /// Its key (the Python library's: `redlock:ConfigurableLock.<name>`).
     pub key: String,
     /// Each master, in the client's order.
     pub masters: Vec<Result<LockOnMaster, MasterFailure>>,

@@ -136,7 +136,10 @@ async fn durable(connection: &mut impl ConnectionLike) -> Result<Result<(), Stri
         .filter(|text| *text != "appendfsync")
         .collect();
     if values.is_empty() || values.iter().any(|value| *value != "always") {
-        return Ok(Err(format!("appendfsync is {values:?}, not \"always\"")));
+        return Ok(Err(format!(
+            "appendfsync is `{}`, not `always`",
+            values.join("`, `")
+        )));
     }
     Ok(Ok(()))
 }
