@@ -139,13 +139,15 @@ async fn force_release_frees_a_stuck_lock_and_hands_it_to_the_first_waiter() {
         "{:?}",
         freed_at.elapsed()
     );
+    // Held on a quorum (a grant that a loaded machine confirmed too late on one master lapses
+    // there after its 250 ms).
     let state = redlock.inspect("stuck").await;
-    for master in &state.masters {
-        assert_eq!(
-            master.as_ref().unwrap().holder.as_deref(),
-            Some(guard.value())
-        );
-    }
+    let holding = state
+        .masters
+        .iter()
+        .filter(|master| master.as_ref().unwrap().holder.as_deref() == Some(guard.value()))
+        .count();
+    assert!(holding >= 2, "{state:?}");
     guard.release().await.unwrap();
     assert_eq!(
         redlock.force_release("stuck").await.unwrap(),
