@@ -36,10 +36,7 @@ pub(crate) struct Ticket {
 impl BackgroundReleases {
     /// Counts a background release of `key` until the ticket is dropped.
     pub(crate) fn start(self: &Arc<Self>, key: &Arc<str>) -> Ticket {
-        let mut in_flight = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut in_flight = rt::lock(&self.in_flight);
         in_flight
             .entry(Arc::clone(key))
             .or_insert_with(|| watch::Sender::new(0))
@@ -66,10 +63,7 @@ impl BackgroundReleases {
     /// Waits until no background release of `key` is still to be issued, at most `bound`.
     pub(crate) async fn settled(&self, key: &str, bound: Duration) {
         let waiting = {
-            let in_flight = self
-                .in_flight
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let in_flight = rt::lock(&self.in_flight);
             in_flight.get(key).map(watch::Sender::subscribe)
         };
         if let Some(mut count) = waiting {
@@ -80,11 +74,7 @@ impl BackgroundReleases {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let mut in_flight = self
-            .releases
-            .in_flight
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut in_flight = rt::lock(&self.releases.in_flight);
         if let Some(count) = in_flight.get(&self.key) {
             count.send_modify(|count| *count -= 1);
             if *count.borrow() == 0 {

@@ -9,10 +9,12 @@
 
 use std::{
     future::Future,
+    panic::AssertUnwindSafe,
     sync::mpsc,
     time::{Duration, Instant},
 };
 
+use futures_util::FutureExt;
 use tokio::runtime::{Handle, RuntimeFlavor};
 
 use crate::{Config, LockError, Timeout, reentry::Owner, rt};
@@ -407,7 +409,8 @@ impl LockGuard {
     }
 }
 
-/// Runs `future` on the private runtime and blocks the calling thread until it finishes.
+/// Runs `future` on the private runtime and blocks the calling thread until it finishes. A
+/// panic of the future reaches the caller as that panic.
 fn wait<F>(future: F) -> Result<F::Output, LockError>
 where
     F: Future + Send + 'static,
@@ -421,15 +424,26 @@ where
     }
     let (sender, receiver) = mpsc::sync_channel(1);
     rt::spawn(async move {
-        let _ = sender.send(future.await);
+        let _ = sender.send(AssertUnwindSafe(future).catch_unwind().await);
     });
     let receive = move || {
         receiver
             .recv()
             .expect("configurable-redlock: the blocking API's runtime stopped")
     };
-    Ok(match in_runtime {
+    let outcome = match in_runtime {
         None => receive(),
         Some(_) => tokio::task::block_in_place(receive),
-    })
+    };
+    Ok(outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_panic_of_the_future_reaches_the_caller_as_that_panic() {
+        let caught = std::panic::catch_unwind(|| super::wait(async { panic!("boom") }))
+            .expect_err("the panic reaches the caller");
+        assert_eq!(caught.downcast_ref::<&str>(), Some(&"boom"));
+    }
 }

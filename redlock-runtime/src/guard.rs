@@ -146,6 +146,10 @@ impl LockGuard {
     /// Resolves as soon as the lock is lost (see [`is_lost`](Self::is_lost)); never while it
     /// is held. Race it against the critical section to stop work that lost its lock.
     ///
+    /// # Cancel safety
+    ///
+    /// Safe to drop at any point: it only watches the hold, which goes on.
+    ///
     /// ```no_run
     /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
     /// let guard = redlock.lock("report").await?;
@@ -213,8 +217,16 @@ impl LockGuard {
     }
 
     /// Resets the lock's TTL to its `auto_release_time` on every master, if it is still ours on
-    /// a quorum; otherwise [`LockError::Lost`] (and the guard counts as lost). The watchdog
-    /// does this on its own; call it when `auto_extend` is off.
+    /// a quorum. The watchdog does this on its own; call it when `auto_extend` is off.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Lost`] if it is no longer ours on a quorum (the guard then counts as lost);
+    /// [`LockError::Unavailable`] if too many masters failed to tell.
+    ///
+    /// # Cancel safety
+    ///
+    /// Safe to drop: an extension that reached some masters only lengthens the TTL there.
     ///
     /// ```no_run
     /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
@@ -227,8 +239,19 @@ impl LockGuard {
         renew(&hold.lease, &hold.validity).await
     }
 
-    /// Releases the lock on every master. [`LockError::Lost`] if it was no longer ours on a
-    /// quorum; [`LockError::Unavailable`] if too many masters failed to tell.
+    /// Releases the lock on every master (or, with a `min_hold` not yet over, leaves it held
+    /// until then).
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Lost`] if it was no longer ours on a quorum; [`LockError::Unavailable`] if
+    /// too many masters failed to tell (the key then expires with its TTL).
+    ///
+    /// # Cancel safety
+    ///
+    /// The guard is consumed: dropping this future before it completes may leave the lock on
+    /// the masters whose release was not sent yet; there it expires with its TTL. To release
+    /// without waiting, drop the guard instead (the release then runs in the background).
     ///
     /// ```no_run
     /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {

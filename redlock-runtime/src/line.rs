@@ -21,7 +21,7 @@ use std::{
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::LockError;
+use crate::{LockError, rt};
 
 /// The lines of one client's locks that have a request in flight (or a window for foreign
 /// waiters).
@@ -60,9 +60,7 @@ pub(crate) struct Turn {
 
 impl Lines {
     fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Line>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        rt::lock(&self.0)
     }
 
     /// The turn on `key` at once, if nobody of this process has it or waits for it and no

@@ -247,10 +247,7 @@ impl ServerIds {
     /// Records that the master `label` reached the servers `run_ids`; the label of another
     /// master that reached one of them, if any (then the record is not kept).
     fn claim(&self, label: &str, run_ids: Vec<String>) -> Option<String> {
-        let mut claims = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut claims = rt::lock(&self.0);
         // A reconnection (after a restart or a failover) replaces what the master reached.
         claims.retain(|(claimant, _)| claimant != label);
         let taken = claims
@@ -520,10 +517,7 @@ impl Master {
     /// same one at most every `WARN_EVERY`, with how often it came again meanwhile (DEBUG in
     /// between). An outage or a paused master meets every attempt of every waiter.
     pub(crate) fn warn(&self, what: &'static str, reason: &str) {
-        let mut warned = self
-            .warned
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut warned = rt::lock(&self.warned);
         let now = Instant::now();
         let last = warned
             .iter_mut()
@@ -555,10 +549,7 @@ impl Master {
     /// Warns, once per restart of this master, that it refused its first new lock: the moment
     /// a newcomer's lock waits on a fresh server, with the ways out.
     fn warn_grace(&self, restart: &Restart, left: Duration) {
-        let mut warned = self
-            .grace_warned
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut warned = rt::lock(&self.grace_warned);
         if warned.as_ref().is_some_and(|last| last.same_start(restart)) {
             return;
         }

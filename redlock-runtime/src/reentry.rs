@@ -10,7 +10,10 @@ use std::{
 
 use tokio::sync::watch;
 
-use crate::lease::{Hold, Lease, Validity};
+use crate::{
+    lease::{Hold, Lease, Validity},
+    rt,
+};
 
 /// Who owns a hold in this process: the tokio task that acquired it, or the thread of a
 /// blocking call.
@@ -48,9 +51,7 @@ pub(crate) struct Owners(Mutex<HashMap<Arc<str>, Entry>>);
 
 impl Owners {
     fn map(&self) -> MutexGuard<'_, HashMap<Arc<str>, Entry>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        rt::lock(&self.0)
     }
 
     /// `owner`'s hold of `key`, if it owns one.

@@ -19,6 +19,7 @@ use crate::{
     LockError,
     backend::Backend,
     lease::{Hold, mark_lost, renew_many},
+    rt,
 };
 
 /// How much earlier than due a renewal may run to join a batch, at most: renewals fall due
@@ -65,9 +66,7 @@ static RENEWALS: LazyLock<Renewals> = LazyLock::new(Renewals::default);
 
 impl Renewals {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        rt::lock(&self.state)
     }
 }
 

@@ -48,6 +48,22 @@ pub const DEFAULT_AUTO_RELEASE_TIME: Duration = Duration::from_secs(10);
 /// | [`reentrant`](Self::reentrant) | `false` |
 /// | [`min_hold`](Self::min_hold) | none |
 ///
+/// # Errors
+///
+/// [`LockError::Timeout`] when another client holds the lock until the timeout ends (at once
+/// for `Timeout::Skip`); [`LockError::SplitVote`] when contenders split the votes again after
+/// the retries; [`LockError::Unavailable`] when too many masters fail for a quorum (at once if
+/// they are misconfigured or in a restart grace that outlasts the timeout, else after
+/// `Config::outage_timeout`); [`LockError::Reentered`] when this task already holds it and
+/// would wait for itself; the `Invalid*` errors for bad options.
+///
+/// # Cancel safety
+///
+/// Dropping the future (a `select!` branch that lost, a timeout around it) gives up the
+/// request cleanly: its place in the queue is left and its waiting statistics uncounted in
+/// the background, and a grant that reaches it meanwhile is passed on to the next waiter or
+/// released. No lock stays held by a request nobody awaits.
+///
 /// ```no_run
 /// use std::time::Duration;
 ///

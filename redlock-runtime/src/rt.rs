@@ -126,3 +126,11 @@ impl Drop for Drain {
         }
     }
 }
+
+/// Locks `mutex`, also after another holder panicked: each critical section of the crate
+/// leaves its data whole at every step, so one panic must not fail every later lock.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

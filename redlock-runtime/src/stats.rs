@@ -130,9 +130,7 @@ struct Count {
 
 impl Waiters {
     fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Count>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        rt::lock(&self.0)
     }
 }
 

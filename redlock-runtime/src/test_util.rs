@@ -205,9 +205,7 @@ impl RedisServer {
     }
 
     fn child(&self) -> MutexGuard<'_, Option<Child>> {
-        self.child
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::rt::lock(&self.child)
     }
 
     /// A plain synchronous connection, to arrange and inspect data.

@@ -36,7 +36,7 @@ use std::{
 use uuid::Uuid;
 
 use crate::{
-    Config, LockError, Timeout,
+    Config, LockError, MasterVote, Timeout,
     acquire::{Attempt, Place, Standing, attempt, spawn_leave_queue},
     backend::Backend,
     keys::{GRANT, LockKeys, PLACE_TTL, waiting_key},
@@ -106,13 +106,15 @@ pub(crate) async fn run(
     // behind it.
     let mut reported_outage = false;
     // A task that gives up in the local line tells what its representative met.
+    // Held by another client: the last attempt's votes (none if the request never attempted).
+    let held = |votes: Vec<MasterVote>| LockError::Timeout {
+        name: name.to_owned(),
+        waited: started.elapsed(),
+        votes,
+    };
     let gave_up_in_line = || match waits.lines.outage(&keys.lock) {
         Some(outage) => outage.error,
-        None => LockError::Timeout {
-            name: name.to_owned(),
-            waited: started.elapsed(),
-            votes: Vec::new(),
-        },
+        None => held(Vec::new()),
     };
     let mut queued: Option<Queued> = None;
     // A request that may wait takes the local line's turn for its first attempt too.
@@ -187,12 +189,7 @@ pub(crate) async fn run(
                     pause_first = Some(pause);
                     continue;
                 }
-                let error = LockError::Timeout {
-                    name: name.to_owned(),
-                    waited: now - started,
-                    votes,
-                };
-                (error, NextAttempt::after_refusal(standing, now))
+                (held(votes), NextAttempt::after_refusal(standing, now))
             }
             Attempt::Split { leads, votes } => {
                 backoff.reset();

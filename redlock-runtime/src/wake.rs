@@ -13,7 +13,7 @@ use std::{
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::master::Master;
+use crate::{master::Master, rt};
 
 /// What a subscriber task is asked to do, in order.
 enum Command {
@@ -53,9 +53,7 @@ const LINGER: Duration = Duration::from_secs(2);
 
 impl Registry {
     fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Interest>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        rt::lock(&self.0)
     }
 }
 
