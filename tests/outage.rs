@@ -22,6 +22,12 @@ async fn fails_at_once(url: &str, what: &str) {
     };
     assert_eq!(failures.len(), 1, "{err}");
     assert!(failures[0].misconfigured, "{what}: {err}");
+    // The client's own error underneath, for callers that inspect it.
+    let source = std::error::Error::source(&failures[0]).expect("the error underneath");
+    assert!(
+        source.downcast_ref::<redis::RedisError>().is_some(),
+        "{what}: {source:?}"
+    );
     assert!(
         err.to_string()
             .to_lowercase()
@@ -146,6 +152,9 @@ async fn a_master_that_refuses_writes_for_now_is_an_outage_not_a_misconfiguratio
         panic!("{err}")
     };
     assert!(!failures[0].misconfigured, "waiting can fix it: {err}");
+    let source = std::error::Error::source(&failures[0]).expect("the server's error");
+    let source = source.downcast_ref::<redis::RedisError>().unwrap();
+    assert_eq!(source.code(), Some("NOREPLICAS"));
     let text = err.to_string();
     assert!(
         text.contains("answered but refused: NOREPLICAS") && text.contains("2 replicas"),

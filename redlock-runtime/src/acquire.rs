@@ -207,14 +207,14 @@ pub(crate) async fn attempt(
                     replicas: confirmed,
                 }) => {
                     maybe_set[index] = true;
-                    let failure = MasterFailure {
-                        master: masters[index].label.clone(),
-                        error: format!(
+                    let failure = MasterFailure::new(
+                        masters[index].label.clone(),
+                        format!(
                             "granted, but {confirmed} of {replicas} replicas confirmed it within \
                              {replicas_wait:?} (Config::wait_for_replicas)"
                         ),
-                        misconfigured: false,
-                    };
+                        false,
+                    );
                     votes[index] = Vote::Failed(failure.error.clone());
                     tally.failed(failure);
                 }
@@ -252,11 +252,11 @@ pub(crate) async fn attempt(
                 valid_until: started + validity,
             };
         }
-        tally.failed(MasterFailure {
-            misconfigured: false,
-            master: format!("{} of {} masters", tally.yes_count(), masters.len()),
-            error: format!("granted after {elapsed:?}, leaving no validity of a {ttl:?} TTL"),
-        });
+        tally.failed(MasterFailure::new(
+            format!("{} of {} masters", tally.yes_count(), masters.len()),
+            format!("granted after {elapsed:?}, leaving no validity of a {ttl:?} TTL"),
+            false,
+        ));
     }
     // Failed: undo every master that may hold our value, including late replies.
     for (master, _) in masters.iter().zip(&maybe_set).filter(|(_, set)| **set) {

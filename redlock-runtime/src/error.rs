@@ -1,20 +1,20 @@
 //! The one error type of the crate.
 
-use std::{convert::Infallible, fmt, time::Duration};
+use std::{convert::Infallible, fmt, sync::Arc, time::Duration};
 
-/// Why one master failed during an operation; listed by [`LockError::Unavailable`].
+/// Why one master failed during an operation; listed by [`LockError::Unavailable`]. Its
+/// [`source`](std::error::Error::source) is the client's or the server's own error, when
+/// there was one (a `redis::RedisError`).
 ///
 /// ```
 /// use redlock_runtime::MasterFailure;
 ///
-/// let failure = MasterFailure {
-///     master: "redis://:***@db1:6379".into(),
-///     error: "timed out".into(),
-///     misconfigured: false,
-/// };
+/// let failure = MasterFailure::new("redis://:***@db1:6379", "timed out", false);
 /// assert_eq!(failure.to_string(), "redis://:***@db1:6379: timed out");
+/// assert!(std::error::Error::source(&failure).is_none());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
+#[non_exhaustive]
 pub struct MasterFailure {
     /// The master's URL, with any password replaced by `***`.
     pub master: String,
@@ -25,11 +25,60 @@ pub struct MasterFailure {
     /// certificate. A request whose quorum fails this way gives up at once, whatever its
     /// timeout.
     pub misconfigured: bool,
+    /// The error underneath (see [`MasterFailure::source`](std::error::Error::source)).
+    pub(crate) cause: Option<Arc<redis::RedisError>>,
+}
+
+impl MasterFailure {
+    /// A failure of `master` (its URL, redacted) described by `error`, without an error
+    /// underneath.
+    ///
+    /// ```
+    /// let failure = redlock_runtime::MasterFailure::new("redis://db1:6379", "timed out", false);
+    /// assert!(!failure.misconfigured);
+    /// ```
+    pub fn new(master: impl Into<String>, error: impl Into<String>, misconfigured: bool) -> Self {
+        Self {
+            master: master.into(),
+            error: error.into(),
+            misconfigured,
+            cause: None,
+        }
+    }
 }
 
 impl fmt::Display for MasterFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.master, self.error)
+    }
+}
+
+impl fmt::Debug for MasterFailure {
+    /// Without the error underneath, whose text we did not scrub of secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MasterFailure")
+            .field("master", &self.master)
+            .field("error", &self.error)
+            .field("misconfigured", &self.misconfigured)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for MasterFailure {
+    /// Compares what is shown: the master, the description and `misconfigured`.
+    fn eq(&self, other: &Self) -> bool {
+        (&self.master, &self.error, self.misconfigured)
+            == (&other.master, &other.error, other.misconfigured)
+    }
+}
+
+impl Eq for MasterFailure {}
+
+impl std::error::Error for MasterFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|cause| cause as &(dyn std::error::Error + 'static))
     }
 }
 

@@ -65,6 +65,8 @@ pub(crate) struct ConnectFailure {
     reason: String,
     /// Waiting cannot fix it (see [`cannot_heal`]).
     misconfigured: bool,
+    /// The client's error, if it reported one.
+    cause: Option<RedisError>,
 }
 
 impl ConnectFailure {
@@ -73,6 +75,17 @@ impl ConnectFailure {
         Self {
             reason,
             misconfigured: false,
+            cause: None,
+        }
+    }
+
+    /// The failure that `err` tells of; `misconfigured` as [`cannot_heal`] says, unless the
+    /// caller knows better.
+    fn of(err: RedisError, misconfigured: bool) -> Self {
+        Self {
+            reason: err.to_string(),
+            misconfigured,
+            cause: Some(err),
         }
     }
 }
@@ -191,11 +204,11 @@ impl Pool {
                 .map(|c| Handle::Server(sentinel::Connection::take(c))),
         };
         let mut handle = handle.map_err(|err| match err {
-            deadpool_redis::PoolError::Backend(err) => ConnectFailure {
-                misconfigured: cannot_heal(&err)
-                    && !(was_up && err.kind() == ErrorKind::MasterNameNotFoundBySentinel),
-                reason: err.to_string(),
-            },
+            deadpool_redis::PoolError::Backend(err) => {
+                let misconfigured = cannot_heal(&err)
+                    && !(was_up && err.kind() == ErrorKind::MasterNameNotFoundBySentinel);
+                ConnectFailure::of(err, misconfigured)
+            }
             // The pool has no timeouts of its own and is never closed: not expected, but
             // told in our words rather than the pool's.
             other => ConnectFailure::transient(format!("the connection pool failed ({other:?})")),
@@ -203,9 +216,9 @@ impl Pool {
         // The first commands on the connection: a missing password (`NOAUTH`) shows here.
         let learned = restart::learn(&mut handle)
             .await
-            .map_err(|err| ConnectFailure {
-                misconfigured: cannot_heal(&err),
-                reason: err.to_string(),
+            .map_err(|err| {
+                let misconfigured = cannot_heal(&err);
+                ConnectFailure::of(err, misconfigured)
             })?;
         let mut load = redis::pipe();
         for code in scripts {
@@ -688,17 +701,26 @@ impl Master {
             && !matches!(self.subscriptions, Subscriptions::Sentinel { .. })
         {
             return MasterFailure {
-                misconfigured: true,
-                master: self.label.clone(),
-                error: "a read-only replica, not a master: list masters (or their sentinels, \
-                        which follow failovers)"
-                    .into(),
+                cause: Some(Arc::new(err.clone())),
+                ..MasterFailure::new(
+                    self.label.clone(),
+                    "a read-only replica, not a master: list masters (or their sentinels, \
+                     which follow failovers)",
+                    true,
+                )
             };
         }
         MasterFailure {
-            misconfigured: error.misconfigured(),
-            master: self.label.clone(),
-            error: self.secret.scrub(&error.to_string()),
+            cause: match error {
+                CallError::Redis(err) => Some(Arc::new(err.clone())),
+                CallError::NotConnected(failure) => failure.cause.clone().map(Arc::new),
+                CallError::TimedOut(_) | CallError::InGrace { .. } => None,
+            },
+            ..MasterFailure::new(
+                self.label.clone(),
+                self.secret.scrub(&error.to_string()),
+                error.misconfigured(),
+            )
         }
     }
 
@@ -764,6 +786,7 @@ impl Master {
                             Link::Up(Arc::new(connection))
                         }
                         Some(other) => Link::Failed(ConnectFailure {
+                            cause: None,
                             reason: format!(
                                 "the same Redis server as `{other}`: one server must cast \
                                      one vote; list each server once"

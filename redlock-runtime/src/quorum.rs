@@ -296,11 +296,7 @@ mod tests {
     use crate::MasterFailure;
 
     fn failure() -> MasterFailure {
-        MasterFailure {
-            master: "redis://m".into(),
-            error: "down".into(),
-            misconfigured: false,
-        }
+        MasterFailure::new("redis://m", "down", false)
     }
 
     #[test]
