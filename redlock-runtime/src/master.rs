@@ -119,18 +119,46 @@ fn cannot_heal(err: &RedisError) -> bool {
 /// Why a master that answered refuses writes for now, if it does: the advice that goes with
 /// the server's own words.
 fn refusal_hint(err: &RedisError) -> Option<&'static str> {
-    Some(match err.code()? {
-        "NOREPLICAS" => {
+    refusal(err).map(|(_, hint, _)| hint)
+}
+
+/// Whether a replica refused the write (`READONLY`, also from inside a script).
+fn read_only(err: &RedisError) -> bool {
+    refusal(err).is_some_and(|(code, _, _)| code == "READONLY")
+}
+
+/// The refusal of a master that answered (see [`refusal_hint`]): its code, the advice, and
+/// the server's words. Redis 7 keeps the code of a command refused inside a script; 6.2
+/// reports it inside an `ERR Error running script … -NOREPLICAS …`.
+fn refusal(err: &RedisError) -> Option<(&'static str, &'static str, String)> {
+    const REFUSALS: [(&str, &str); 8] = [
+        (
+            "NOREPLICAS",
             "fewer replicas in sync than its min-replicas-to-write; with 1 replica per master \
-             every failover does this: give masters 2 replicas, or lower the setting"
-        }
-        "READONLY" => "a replica now (a failover demoted it); reconnecting to the new master",
-        "OOM" => "out of memory (maxmemory with noeviction)",
-        "MASTERDOWN" => "a replica cut off from its master",
-        "LOADING" => "still loading its data after a start",
-        "BUSY" => "busy running a long script",
-        "CLUSTERDOWN" | "TRYAGAIN" => "its cluster is reconfiguring",
-        _ => return None,
+             every failover does this: give masters 2 replicas, or lower the setting",
+        ),
+        (
+            "READONLY",
+            "a replica now (a failover demoted it); reconnecting to the new master",
+        ),
+        ("OOM", "out of memory (maxmemory with noeviction)"),
+        ("MASTERDOWN", "a replica cut off from its master"),
+        ("LOADING", "still loading its data after a start"),
+        ("BUSY", "busy running a long script"),
+        ("CLUSTERDOWN", "its cluster is reconfiguring"),
+        ("TRYAGAIN", "its cluster is reconfiguring"),
+    ];
+    let text = err.to_string();
+    REFUSALS.into_iter().find_map(|(code, hint)| {
+        let words = if err.code() == Some(code) {
+            err.detail().unwrap_or_default().to_owned()
+        } else {
+            let (_, after) = text.split_once(&format!("-{code} "))?;
+            after.to_owned()
+        };
+        // Up to the script's name, which says nothing to a user.
+        let words = words.split(" script: ").next().unwrap_or_default().trim();
+        Some((code, hint, words.to_owned()))
     })
 }
 
@@ -214,12 +242,10 @@ impl Pool {
             other => ConnectFailure::transient(format!("the connection pool failed ({other:?})")),
         })?;
         // The first commands on the connection: a missing password (`NOAUTH`) shows here.
-        let learned = restart::learn(&mut handle)
-            .await
-            .map_err(|err| {
-                let misconfigured = cannot_heal(&err);
-                ConnectFailure::of(err, misconfigured)
-            })?;
+        let learned = restart::learn(&mut handle).await.map_err(|err| {
+            let misconfigured = cannot_heal(&err);
+            ConnectFailure::of(err, misconfigured)
+        })?;
         let mut load = redis::pipe();
         for code in scripts {
             load.cmd("SCRIPT").arg("LOAD").arg(*code).ignore();
@@ -356,13 +382,9 @@ impl std::fmt::Display for CallError {
         match self {
             Self::NotConnected(failure) => write!(f, "cannot connect: {}", failure.reason),
             Self::TimedOut(limit) => write!(f, "no reply within {limit:?}"),
-            Self::Redis(err) => match refusal_hint(err) {
-                // The server's words up to the script's name, which says nothing to a user.
-                Some(hint) => {
-                    let detail = err.detail().unwrap_or_default();
-                    let detail = detail.split(" script: ").next().unwrap_or(detail);
-                    let code = err.code().unwrap_or_default();
-                    write!(f, "answered but refused: {code} {detail} ({hint})")
+            Self::Redis(err) => match refusal(err) {
+                Some((code, hint, words)) => {
+                    write!(f, "answered but refused: {code} {words} ({hint})")
                 }
                 None => write!(f, "{err}"),
             },
@@ -665,7 +687,7 @@ impl Master {
             reply.map_err(|err| {
                 // A master that a failover turned into a replica answers READONLY: reconnect,
                 // which asks the sentinels again.
-                let demoted = err.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly);
+                let demoted = read_only(&err);
                 if err.is_io_error() || err.is_unrecoverable_error() || demoted {
                     self.disconnect(Some(&connection));
                 }
@@ -697,7 +719,7 @@ impl Master {
     pub(crate) fn failure(&self, error: &CallError) -> MasterFailure {
         // A replica named as a master: only Sentinel can lead us to the new master.
         if let CallError::Redis(err) = error
-            && err.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+            && read_only(err)
             && !matches!(self.subscriptions, Subscriptions::Sentinel { .. })
         {
             return MasterFailure {

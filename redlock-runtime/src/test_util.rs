@@ -89,7 +89,7 @@ impl RedisServer {
     /// let server = redlock_runtime::test_util::RedisServer::start_with_args(&["--requirepass", "s3cret"]);
     /// ```
     pub fn start_with_args(args: &[&str]) -> Self {
-        Self::start_with(args, false, None)
+        Self::start_with(args, false, None, free_port)
     }
 
     /// Starts a server that speaks TLS only, with a certificate (for `127.0.0.1` and
@@ -101,7 +101,7 @@ impl RedisServer {
     /// assert!(server.url().starts_with("rediss://"));
     /// ```
     pub fn start_tls() -> Self {
-        Self::start_with(&[], true, None)
+        Self::start_with(&[], true, None, free_port)
     }
 
     /// Starts a sentinel that monitors `master` as `service` (quorum 1, down after 1 s), so that
@@ -122,7 +122,7 @@ impl RedisServer {
              sentinel failover-timeout {service} 5000\n",
             port = master.port
         );
-        Self::start_with(&[], false, Some(&config))
+        Self::start_with(&[], false, Some(&config), free_port)
     }
 
     /// The CA certificate of a [`start_tls`](Self::start_tls) server.
@@ -135,7 +135,13 @@ impl RedisServer {
         self.dir.join("ca.crt")
     }
 
-    fn start_with(args: &[&str], tls: bool, sentinel_config: Option<&str>) -> Self {
+    /// `port`: picks a free port to try.
+    fn start_with(
+        args: &[&str],
+        tls: bool,
+        sentinel_config: Option<&str>,
+        port: fn() -> u16,
+    ) -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let shm = std::path::Path::new("/dev/shm");
         let base = if shm.is_dir() {
@@ -165,7 +171,7 @@ impl RedisServer {
         }
         // A free port can be taken by someone else before redis-server binds it: try again.
         for _ in 0..5 {
-            server.port = free_port();
+            server.port = port();
             if server.spawn_and_wait() {
                 return server;
             }
@@ -525,6 +531,47 @@ pub fn env_or_private_server() -> Result<(Vec<String>, Option<RedisServer>), Str
     Ok((vec![server.url()], Some(server)))
 }
 
+/// The major version of the `redis-server` (or `valkey-server`) binary the harness runs.
+fn server_version() -> u32 {
+    static VERSION: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *VERSION.get_or_init(|| {
+        let binary = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+        let output = Command::new(&binary)
+            .arg("--version")
+            .output()
+            .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+            .unwrap_or_default();
+        // "Redis server v=7.0.15 sha=…", "Valkey server v=8.1.8 sha=…".
+        output
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("v="))
+            .and_then(|version| version.split('.').next()?.parse().ok())
+            .unwrap_or(7)
+    })
+}
+
+/// A free port whose cluster bus port (+ 10000) is free too, for servers before 7.0.
+fn free_port_with_bus() -> u16 {
+    loop {
+        let port = 20_000 + fastrand_port();
+        let both = TcpListener::bind(("127.0.0.1", port))
+            .and_then(|_first| TcpListener::bind(("127.0.0.1", port + 10_000)));
+        if both.is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A pseudo-random offset below 25,000, different per call.
+fn fastrand_port() -> u16 {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.subsec_nanos() as usize)
+        .unwrap_or_default();
+    ((seed / 1_000 + NEXT.fetch_add(7_919, Ordering::Relaxed)) % 25_000) as u16
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -637,16 +684,16 @@ impl RedisCluster {
     pub fn start_with_replicas(primaries: usize, replicas: usize) -> Self {
         let nodes: Vec<RedisServer> = (0..primaries * (1 + replicas))
             .map(|_| {
+                let node = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"];
+                if server_version() < 7 {
+                    // The bus port is always the port + 10000 (`--cluster-port` came with 7.0).
+                    return RedisServer::start_with(&node, false, None, free_port_with_bus);
+                }
                 // The bus port is chosen too: the default (port + 10000) may not exist.
                 let bus_port = free_port().to_string();
-                RedisServer::start_with_args(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-port",
-                    &bus_port,
-                    "--cluster-node-timeout",
-                    "2000",
-                ])
+                let mut args = node.to_vec();
+                args.extend(["--cluster-port", &bus_port]);
+                RedisServer::start_with_args(&args)
             })
             .collect();
         let cli = std::env::var("REDIS_CLI_BIN").unwrap_or_else(|_| "redis-cli".into());
