@@ -26,6 +26,20 @@ fn master_port(sentinel: &RedisServer, service: &str) -> u16 {
     port
 }
 
+/// `SENTINEL FAILOVER jobs`, asked until accepted: the sentinel refuses (`NOGOODSLAVE`) until
+/// it has discovered the replica and heard from it.
+async fn request_failover(sentinel: &RedisServer) {
+    let started = eventually(common::READY, || {
+        redis::cmd("SENTINEL")
+            .arg("FAILOVER")
+            .arg("jobs")
+            .query::<()>(&mut sentinel.connection())
+            .is_ok()
+    })
+    .await;
+    assert!(started, "the sentinel never accepted the failover");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_follows_the_master_through_a_failover() {
     let master = RedisServer::start();
@@ -57,17 +71,8 @@ async fn a_lock_follows_the_master_through_a_failover() {
     .await;
     assert!(replicated, "the replica never got the lock key");
 
-    // The sentinel promotes the replica; the old master becomes its replica. It refuses
-    // (`NOGOODSLAVE`) until it has discovered the replica and heard from it: ask until then.
-    let started = eventually(common::READY, || {
-        redis::cmd("SENTINEL")
-            .arg("FAILOVER")
-            .arg("jobs")
-            .query::<()>(&mut sentinel.connection())
-            .is_ok()
-    })
-    .await;
-    assert!(started, "the sentinel never accepted the failover");
+    // The sentinel promotes the replica; the old master becomes its replica.
+    request_failover(&sentinel).await;
     let switched = eventually(common::READY, || {
         master_port(&sentinel, "jobs") == replica.port()
     })
@@ -202,18 +207,7 @@ async fn waiting_tasks_ride_out(failover: Failover) {
     assert!(known, "the sentinel never learned of the replica");
     match failover {
         Failover::Kill => master.kill(),
-        Failover::Graceful => {
-            // Refused (`NOGOODSLAVE`) until the sentinel heard from the replica: ask until then.
-            let started = eventually(common::READY, || {
-                redis::cmd("SENTINEL")
-                    .arg("FAILOVER")
-                    .arg("jobs")
-                    .query::<()>(&mut sentinel.connection())
-                    .is_ok()
-            })
-            .await;
-            assert!(started, "the sentinel never accepted the failover");
-        }
+        Failover::Graceful => request_failover(&sentinel).await,
     }
     let promoted = eventually(common::READY, || {
         master_port(&sentinel, "jobs") == replica.port()
