@@ -98,7 +98,7 @@ impl ConnectFailure {
 fn cannot_heal(err: &RedisError) -> bool {
     // A master that answers but refuses writes for now (a failover, too few replicas, full
     // memory, loading its data) is an outage, even from inside a script.
-    if refusal(err).is_some() {
+    if refusal_hint(err).is_some() {
         return false;
     }
     let text = err.to_string();
@@ -116,13 +116,19 @@ fn cannot_heal(err: &RedisError) -> bool {
         || text.contains("Error running script")
 }
 
+/// Why a master that answered refuses writes for now, if it does: the advice that goes with
+/// the server's own words.
+fn refusal_hint(err: &RedisError) -> Option<&'static str> {
+    refusal(err).map(|(_, hint, _)| hint)
+}
+
 /// Whether a replica refused the write (`READONLY`, also from inside a script).
 fn read_only(err: &RedisError) -> bool {
     refusal(err).is_some_and(|(code, _, _)| code == "READONLY")
 }
 
-/// Why a master that answered refuses writes for now, if it does: the refusal's code, the
-/// advice that goes with it, and the server's words. Redis 7 keeps the code of a command refused inside a script; 6.2
+/// The refusal of a master that answered (see [`refusal_hint`]): its code, the advice, and
+/// the server's words. Redis 7 keeps the code of a command refused inside a script; 6.2
 /// reports it inside an `ERR Error running script … -NOREPLICAS …`.
 fn refusal(err: &RedisError) -> Option<(&'static str, &'static str, String)> {
     const REFUSALS: [(&str, &str); 8] = [
@@ -688,7 +694,7 @@ impl Master {
                 // Refusing writes stalls every lock on this master until it ends: say so.
                 let err = CallError::Redis(err);
                 if let CallError::Redis(refused) = &err
-                    && refusal(refused).is_some()
+                    && refusal_hint(refused).is_some()
                 {
                     self.warn(
                         "Redis master refuses writes",

@@ -188,28 +188,24 @@ pub(crate) async fn inspect(backend: &Backend, name: &str) -> LockState {
         }
     });
     let counter = waiting_key(name);
-    let waiting = async {
-        backend.masters[0]
-            .call(|mut connection| {
-                let counter = &counter;
-                async move {
-                    redis::cmd("GET")
-                        .arg(counter)
-                        .query_async::<Value>(&mut connection)
-                        .await
-                }
-            })
-            .await
-            .ok()
-            // A counter that someone broke (not a number) counts no one, as in the scripts.
-            .map(|count| redis::from_redis_value::<i64>(count).unwrap_or(0))
-    };
-    // The counter is read beside the lock's keys, not before them.
-    let (masters, waiting) = futures_util::join!(futures_util::future::join_all(reads), waiting);
+    let waiting = backend.masters[0]
+        .call(|mut connection| {
+            let counter = &counter;
+            async move {
+                redis::cmd("GET")
+                    .arg(counter)
+                    .query_async::<Value>(&mut connection)
+                    .await
+            }
+        })
+        .await
+        .ok()
+        // A counter that someone broke (not a number) counts no one, as in the scripts.
+        .map(|count| redis::from_redis_value::<i64>(count).unwrap_or(0));
     LockState {
         name: name.to_owned(),
         key: keys.lock.to_string(),
-        masters,
+        masters: futures_util::future::join_all(reads).await,
         waiting,
     }
 }
