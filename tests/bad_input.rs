@@ -539,3 +539,40 @@ async fn a_key_of_another_type_ends_the_wait_at_once_as_a_data_error() {
         "{released:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_that_fails_on_what_it_reads_ends_the_request_at_once_as_a_data_error() {
+    let masters = Masters::start(1);
+    let lock_key = configurable_redlock::lock_key("scrambled");
+    let mut connection = masters[0].connection();
+    // Foreign waiters counted, and their turn state scrambled: the release script's
+    // arithmetic on it fails (a Lua runtime error, `ERR user_script:…`).
+    let _: () = redis::cmd("SET")
+        .arg(configurable_redlock::waiting_key("scrambled"))
+        .arg(3)
+        .query(&mut connection)
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{{{lock_key}}}:foreign"))
+        .arg("missed")
+        .arg("not a number")
+        .query(&mut connection)
+        .unwrap();
+    let holder = common::redlock(&masters).lock("scrambled").await.unwrap();
+    let waiter = tokio::spawn({
+        let redlock = common::redlock(&masters);
+        async move { redlock.lock("scrambled").timeout(2).await }
+    });
+    common::until_queued(&masters, "scrambled", 1).await;
+    let started = std::time::Instant::now();
+    let err = holder.release().await.unwrap_err();
+    let LockError::Unavailable { failures, .. } = &err else {
+        panic!("{err}")
+    };
+    assert!(
+        failures.iter().all(|failure| failure.misconfigured),
+        "{err}"
+    );
+    assert!(started.elapsed() < common::SLACK, "{:?}", started.elapsed());
+    waiter.abort();
+}

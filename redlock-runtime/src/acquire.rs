@@ -12,11 +12,11 @@ use crate::{
     MasterFailure, MasterVote, Vote,
     backend::Backend,
     background::{BackgroundReleases, Ticket},
-    keys::{FOREIGN_POLL, GRANT, LockKeys, PLACE_TTL, companion_key},
+    keys::{Counter, LockKeys},
     master::{CallError, Handle, Master},
     quorum::{Holder, Refusal, Tally, fan_out, validity},
     rt,
-    scripts::{self, ScriptCall},
+    scripts::{self, QueuedReply},
     wake::master_bit,
 };
 
@@ -26,9 +26,9 @@ pub(crate) struct Place {
     pub(crate) id: Arc<str>,
     /// When the wait started (ms since the Unix epoch): earlier tickets go first.
     pub(crate) ticket: f64,
-    /// The waiting counter that foreign waiters of this lock count themselves in (the
-    /// request's stats name's, as both libraries name it by default).
-    pub(crate) counter: Arc<str>,
+    /// The stats name whose waiting counter foreign waiters of this lock count themselves in
+    /// (the request's, as both libraries name it by default).
+    pub(crate) stats_name: Arc<str>,
 }
 
 /// What a queued attempt learns when it is refused.
@@ -115,7 +115,7 @@ pub(crate) async fn attempt(
         (
             Arc::clone(&place.id),
             place.ticket,
-            Arc::clone(&place.counter),
+            Arc::clone(&place.stats_name),
         )
     });
     let replicas = backend.config.wait_for_replicas;
@@ -135,7 +135,7 @@ pub(crate) async fn attempt(
                 let sent = &sent;
                 master
                     .call_voting(grace, |mut connection| async move {
-                        let Some((id, ticket, counter)) = place else {
+                        let Some((id, ticket, stats_name)) = place else {
                             // Sent again, a refusal may be our own first `SET`: read it.
                             let resent = sent.swap(true, Ordering::Relaxed);
                             let answer = set_if_free(
@@ -155,42 +155,34 @@ pub(crate) async fn attempt(
                             )
                             .await;
                         };
-                        let mut call =
-                            ScriptCall::new(&scripts::ACQUIRE, if see_foreign { 6 } else { 4 })
-                                .arg(&*keys.lock)
-                                .arg(keys.queue())
-                                .arg(keys.expiries())
-                                .arg(keys.foreign());
-                        if see_foreign {
-                            call = call.arg(&**counter).arg(companion_key(counter, "ours"));
-                        }
-                        let (granted, wait_ms, rank, held) = call
-                            .arg(&**value)
-                            .arg(ttl_ms)
-                            .arg(&**id)
-                            .arg(*ticket)
-                            .arg(PLACE_TTL.as_millis() as u64)
-                            .arg(FOREIGN_POLL.as_millis() as u64)
-                            .invoke::<(u8, u64, u64, u8)>(&mut connection)
-                            .await?;
-                        Ok(if granted == 1 {
-                            replicated(
-                                &mut connection,
-                                keys,
-                                Answer::Granted,
-                                replicas,
-                                replicas_wait,
-                            )
-                            .await?
-                        } else {
-                            Answer::Refused {
+                        let counter = see_foreign.then_some(Counter(stats_name));
+                        let reply =
+                            scripts::queued_attempt(keys, counter, value, ttl_ms, id, *ticket)
+                                .invoke(&mut connection)
+                                .await?;
+                        Ok(match reply {
+                            QueuedReply::Granted => {
+                                replicated(
+                                    &mut connection,
+                                    keys,
+                                    Answer::Granted,
+                                    replicas,
+                                    replicas_wait,
+                                )
+                                .await?
+                            }
+                            QueuedReply::Refused {
+                                wait_ms,
+                                rank,
+                                held,
+                            } => Answer::Refused {
                                 standing: Some(Standing {
                                     expires_in: Duration::from_millis(wait_ms),
                                     ahead: rank,
-                                    held: held == 1,
+                                    held,
                                 }),
                                 holder: Holder::Unnamed,
-                            }
+                            },
                         })
                     })
                     .await
@@ -440,7 +432,7 @@ pub(crate) fn spawn_leave_queue(
     waiter_id: &Arc<str>,
     granted: u64,
 ) {
-    let keep = if granted == 0 { "0" } else { "1" };
+    let keeps_its_grant = granted != 0;
     for (index, master) in backend.masters.iter().enumerate() {
         if granted & master_bit(index) != 0 {
             continue;
@@ -450,14 +442,7 @@ pub(crate) fn spawn_leave_queue(
             let (keys, id) = (&keys, &id);
             let left = master
                 .call(|mut connection| async move {
-                    ScriptCall::new(&scripts::LEAVE_QUEUE, 3)
-                        .arg(&*keys.lock)
-                        .arg(keys.queue())
-                        .arg(keys.expiries())
-                        .arg(&**id)
-                        .arg(keys.channel())
-                        .arg(GRANT.as_millis() as u64)
-                        .arg(keep)
+                    scripts::leave_queue(keys, id, keeps_its_grant)
                         .invoke::<i64>(&mut connection)
                         .await
                 })

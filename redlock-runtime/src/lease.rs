@@ -21,7 +21,7 @@ use crate::{
     observe,
     quorum::{Tally, Verdict, drift, fan_out},
     rt,
-    scripts::{self, ScriptBatch, ScriptCall},
+    scripts::{self, Fence, Released, ScriptBatch, ScriptCall},
 };
 
 /// What identifies one hold of the lock on the masters; shared with the watchdog and with
@@ -161,8 +161,7 @@ pub(crate) async fn renew_many(backend: &Backend, holds: &[Hold]) -> Vec<Result<
 
 /// The compare-and-extend of a hold to its TTL.
 fn extend_call(lease: &Lease) -> ScriptCall {
-    let ttl_ms = lease.ttl.as_millis() as u64;
-    ScriptCall::owned(&scripts::EXTEND, &lease.keys, &lease.value).arg(ttl_ms)
+    scripts::extend(&lease.keys, &lease.value, lease.ttl)
 }
 
 /// Records the outcome of a renewal started at `started`: a fresh validity, or the loss (unless
@@ -231,7 +230,7 @@ pub(crate) async fn release_everywhere(lease: &Lease) -> Result<(), LockError> {
     });
     let release = scripts::release(&lease.keys, &lease.value, counter, keep);
     let released = round_if_ours(lease, release).await?;
-    if released == 2 {
+    if Released::from_code(released) == Released::LeftToForeignWaiters {
         // This process's next request must not take it in their window with a plain `SET`.
         let window_ends = Instant::now() + FOREIGN_WINDOW;
         lease
@@ -244,14 +243,10 @@ pub(crate) async fn release_everywhere(lease: &Lease) -> Result<(), LockError> {
 /// The next fencing token: the highest counter of a quorum after incrementing each, written
 /// back to a majority (with several masters) so that every later quorum sees it.
 pub(crate) async fn take_fencing_token(lease: &Lease) -> Result<u64, LockError> {
-    let fence = |op: &str, token: u64| {
-        ScriptCall::owned(&scripts::FENCE, &lease.keys, &lease.value)
-            .arg(op)
-            .arg(token)
-    };
-    let token = round_if_ours(lease, fence("next", 0)).await?;
+    let fence = |op| scripts::fence(&lease.keys, &lease.value, op);
+    let token = round_if_ours(lease, fence(Fence::Next)).await?;
     if lease.backend.masters.len() > 1 {
-        round_if_ours(lease, fence("raise", token)).await?;
+        round_if_ours(lease, fence(Fence::Raise(token))).await?;
     }
     Ok(token)
 }

@@ -101,7 +101,6 @@ fn cannot_heal(err: &RedisError) -> bool {
     if refusal_hint(err).is_some() {
         return false;
     }
-    let text = err.to_string();
     matches!(
         err.kind(),
         ErrorKind::AuthenticationFailed
@@ -109,11 +108,22 @@ fn cannot_heal(err: &RedisError) -> bool {
             | ErrorKind::MasterNameNotFoundBySentinel
             | ErrorKind::Server(ServerErrorKind::NoPerm)
     ) || matches!(err.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM" | "WRONGTYPE"))
-        || text.contains("DB index is out of range")
-        || text.contains("invalid peer certificate")
-        // A Lua runtime error: Redis 7 names the line (`user_script:12:`), 6.2 says so.
-        || text.contains("user_script:")
-        || text.contains("Error running script")
+        || (err.code() == Some("ERR") && err.detail().is_some_and(config_or_script_error))
+        // rustls' words: no code or kind of the client's tells an untrusted certificate.
+        || (err.kind() == ErrorKind::Io && err.to_string().contains("invalid peer certificate"))
+}
+
+/// Whether the text of an `ERR` reply tells of a database index the server does not have, or
+/// of a Lua runtime error (Redis 7 names the line, `user_script:12:`; 6.2 says "Error running
+/// script"): the generic `ERR` code is all the server gives for either.
+fn config_or_script_error(detail: &str) -> bool {
+    [
+        "DB index is out of range",
+        "user_script:",
+        "Error running script",
+    ]
+    .iter()
+    .any(|start| detail.starts_with(start))
 }
 
 /// Why a master that answered refuses writes for now, if it does: the advice that goes with

@@ -157,6 +157,9 @@ async fn read(
 }
 
 /// An error that says we may not run the command (an ACL), or that the server does not have it.
+/// Managed services word the latter in their own ways under the generic `ERR` code ("unknown
+/// command", "Command is not available", "… disabled"), so every `ERR` to these two reads
+/// counts: they change nothing, and no `ERR` of theirs heals by retrying.
 fn forbidden(err: &RedisError) -> bool {
     err.kind() == ErrorKind::Server(ServerErrorKind::NoPerm)
         || matches!(err.code(), Some("NOPERM" | "ERR"))

@@ -8,7 +8,7 @@ use redis::{
 };
 
 use crate::{
-    keys::{Counter, FOREIGN_WINDOW, GRANT, LockKeys},
+    keys::{Counter, FOREIGN_POLL, FOREIGN_WINDOW, GRANT, LockKeys, PLACE_TTL},
     master::Handle,
 };
 
@@ -49,31 +49,6 @@ pub(crate) static LEAVE_QUEUE: LazyLock<Lua> = queue_script!("scripts/leave_queu
 /// first waiter (or leaves it to foreign waiters for a window) and wakes the waiters.
 pub(crate) static RELEASE: LazyLock<Lua> = queue_script!("scripts/release.lua");
 
-/// The release of our hold (see [`RELEASE`]). `counter` is the waiting counter in which
-/// foreign waiters of the lock count themselves, when it may be read with the lock's keys
-/// (not in Redis Cluster): they then get their turns. A non-zero `keep` leaves the key held
-/// for that long instead (`LockRequest::min_hold`).
-pub(crate) fn release(
-    keys: &LockKeys,
-    value: &str,
-    counter: Option<Counter<'_>>,
-    keep: Duration,
-) -> ScriptCall {
-    let mut call = ScriptCall::new(&RELEASE, if counter.is_some() { 6 } else { 4 })
-        .arg(&*keys.lock)
-        .arg(keys.queue())
-        .arg(keys.expiries())
-        .arg(keys.foreign());
-    if let Some(counter) = counter {
-        call = call.arg(counter).arg(counter.companion("ours"));
-    }
-    call.arg(value)
-        .arg(keys.channel())
-        .arg(GRANT.as_millis() as u64)
-        .arg(FOREIGN_WINDOW.as_millis() as u64)
-        .arg(u64::try_from(keep.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Compare-and-extend: resets the TTL only if the lock still holds our value.
 pub(crate) static EXTEND: LazyLock<Lua> =
     LazyLock::new(|| Lua::new(include_str!("scripts/extend.lua")));
@@ -86,6 +61,156 @@ pub(crate) static STATS: LazyLock<Lua> =
 pub(crate) static FENCE: LazyLock<Lua> =
     LazyLock::new(|| Lua::new(include_str!("scripts/fence.lua")));
 
+/// A call of a script that reads the lock's queue: `KEYS` = the lock, its queue, the expiries
+/// of the places in it and the state of its foreign waiters, then the waiting `counter` in
+/// which foreign waiters count themselves and the sum of our processes' counts in it, when
+/// these may be read with the lock's keys (not in Redis Cluster: another slot).
+fn queue_call(lua: &'static Lua, keys: &LockKeys, counter: Option<Counter<'_>>) -> ScriptCall {
+    let lock: &str = &keys.lock;
+    let (queue, expiries, foreign) = (keys.queue(), keys.expiries(), keys.foreign());
+    match counter {
+        Some(counter) => ScriptCall::new(
+            lua,
+            &[
+                &lock,
+                &queue,
+                &expiries,
+                &foreign,
+                &counter,
+                &counter.companion("ours"),
+            ],
+        ),
+        None => ScriptCall::new(lua, &[&lock, &queue, &expiries, &foreign]),
+    }
+}
+
+/// The release of our hold (see [`RELEASE`]). `counter` is the waiting counter in which
+/// foreign waiters of the lock count themselves, when it may be read with the lock's keys
+/// (not in Redis Cluster): they then get their turns. A non-zero `keep` leaves the key held
+/// for that long instead (`LockRequest::min_hold`). Its reply is a [`Released`].
+pub(crate) fn release(
+    keys: &LockKeys,
+    value: &str,
+    counter: Option<Counter<'_>>,
+    keep: Duration,
+) -> ScriptCall {
+    queue_call(&RELEASE, keys, counter)
+        .arg(value)
+        .arg(keys.channel())
+        .arg(millis(GRANT))
+        .arg(millis(FOREIGN_WINDOW))
+        .arg(millis(keep))
+}
+
+/// What a release did on a master that held our value (a reply of [`release`] that is not
+/// negative: a negative reply means "not ours", as for every owned-lock script).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Released {
+    /// Deleted, granted to the first waiter, or kept for a minimum hold.
+    Done = 1,
+    /// Deleted and left free to foreign waiters for their window.
+    LeftToForeignWaiters = 2,
+}
+
+impl Released {
+    /// The outcome a reply code stands for (the highest of a quorum's).
+    pub(crate) fn from_code(code: u64) -> Self {
+        if code == Self::LeftToForeignWaiters as u64 {
+            Self::LeftToForeignWaiters
+        } else {
+            Self::Done
+        }
+    }
+}
+
+/// The queued attempt of the waiter `waiter` at its `ticket` to set the lock to `value` for
+/// `ttl_ms` (see [`ACQUIRE`]); `counter` as for [`release`]. Its reply is a [`QueuedReply`].
+pub(crate) fn queued_attempt(
+    keys: &LockKeys,
+    counter: Option<Counter<'_>>,
+    value: &str,
+    ttl_ms: u64,
+    waiter: &str,
+    ticket: f64,
+) -> ScriptCall {
+    queue_call(&ACQUIRE, keys, counter)
+        .arg(value)
+        .arg(ttl_ms)
+        .arg(waiter)
+        .arg(ticket)
+        .arg(millis(PLACE_TTL))
+        .arg(millis(FOREIGN_POLL))
+}
+
+/// The reply of a queued attempt on one master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QueuedReply {
+    Granted,
+    Refused {
+        /// How long until an attempt may succeed (zero: when a release is announced).
+        wait_ms: u64,
+        /// Waiters ahead of us.
+        rank: u64,
+        /// Whether a holder must release before the first waiter gets the lock.
+        held: bool,
+    },
+}
+
+impl FromRedisValue for QueuedReply {
+    fn from_redis_value(value: redis::Value) -> Result<Self, redis::ParsingError> {
+        let (granted, wait_ms, rank, held): (u8, u64, u64, u8) =
+            FromRedisValue::from_redis_value(value)?;
+        Ok(if granted == 1 {
+            Self::Granted
+        } else {
+            Self::Refused {
+                wait_ms,
+                rank,
+                held: held == 1,
+            }
+        })
+    }
+}
+
+/// The waiter `waiter` leaves the lock's queue (see [`LEAVE_QUEUE`]); unless it
+/// `keeps_its_grant` (it holds the lock by grants), a grant made to it is passed on.
+pub(crate) fn leave_queue(keys: &LockKeys, waiter: &str, keeps_its_grant: bool) -> ScriptCall {
+    let lock: &str = &keys.lock;
+    ScriptCall::new(&LEAVE_QUEUE, &[&lock, &keys.queue(), &keys.expiries()])
+        .arg(waiter)
+        .arg(keys.channel())
+        .arg(millis(GRANT))
+        .arg(keeps_its_grant)
+}
+
+/// The compare-and-extend of our hold to `ttl` (see [`EXTEND`]).
+pub(crate) fn extend(keys: &LockKeys, value: &str, ttl: Duration) -> ScriptCall {
+    ScriptCall::owned(&EXTEND, keys, value).arg(millis(ttl))
+}
+
+/// What the fencing script does with the lock's counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fence {
+    /// Increment it, and reply with it.
+    Next,
+    /// Make it at least this token, so that any later quorum sees it.
+    Raise(u64),
+}
+
+/// The fencing script's `op` on the counter of our hold (see [`FENCE`]).
+pub(crate) fn fence(keys: &LockKeys, value: &str, op: Fence) -> ScriptCall {
+    let call = ScriptCall::owned(&FENCE, keys, value);
+    match op {
+        Fence::Next => call.arg("next").arg(0),
+        Fence::Raise(token) => call.arg("raise").arg(token),
+    }
+}
+
+/// A duration as the whole milliseconds that scripts take (saturating).
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// The code of every script, loaded on each new connection (see `Master`): a release issued
 /// in the background then runs as the one command it was issued as, never as a second `EVAL`
 /// after a `NOSCRIPT` reply, which a later `SET` of ours could overtake.
@@ -94,6 +219,18 @@ pub(crate) fn codes() -> Vec<&'static str> {
         .into_iter()
         .map(|lua| lua.code)
         .collect()
+}
+
+/// A key of a script call, written as one argument (a trait object, so that one slice holds
+/// keys of several types and the call counts them itself).
+pub(crate) trait Key {
+    fn write_to(&self, cmd: &mut Cmd);
+}
+
+impl<T: ToRedisArgs> Key for T {
+    fn write_to(&self, cmd: &mut Cmd) {
+        cmd.arg(self);
+    }
 }
 
 /// One call of a script, as a single `EVALSHA` command whose keys and arguments are written once
@@ -105,24 +242,27 @@ pub(crate) struct ScriptCall {
 }
 
 impl ScriptCall {
-    /// A call of `script` whose first `keys` arguments are keys (they route it in a cluster).
-    pub(crate) fn new(lua: &'static Lua, keys: usize) -> Self {
+    /// A call of `lua` with `keys` (they route it in a cluster); its arguments follow.
+    pub(crate) fn new(lua: &'static Lua, keys: &[&dyn Key]) -> Self {
         // Room for the usual keys and arguments, so the buffers are not grown arg by arg.
         let mut cmd = Cmd::with_capacity(16, 512);
-        cmd.arg("EVALSHA").arg(lua.script.get_hash()).arg(keys);
+        cmd.arg("EVALSHA")
+            .arg(lua.script.get_hash())
+            .arg(keys.len());
+        for key in keys {
+            key.write_to(&mut cmd);
+        }
         Self { lua, cmd }
     }
 
     /// A call of a script that acts only if the lock holds `value`: `KEYS` = lock, fence;
     /// `ARGV[1]` = `value`, more arguments to follow.
     pub(crate) fn owned(lua: &'static Lua, keys: &LockKeys, value: &str) -> Self {
-        Self::new(lua, 2)
-            .arg(&*keys.lock)
-            .arg(keys.fence())
-            .arg(value)
+        let lock: &str = &keys.lock;
+        Self::new(lua, &[&lock, &keys.fence()]).arg(value)
     }
 
-    /// Appends a key or an argument: the keys first, then the arguments.
+    /// Appends an argument (`ARGV`).
     pub(crate) fn arg(mut self, arg: impl ToRedisArgs) -> Self {
         self.cmd.arg(arg);
         self

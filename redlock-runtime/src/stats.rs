@@ -61,7 +61,7 @@ async fn stats_call(
     op: Op,
     entry: &str,
 ) -> Result<i64, CallError> {
-    let place_ttl_ms = PLACE_TTL.as_millis() as u64;
+    let place_ttl_ms = u64::try_from(PLACE_TTL.as_millis()).unwrap_or(u64::MAX);
     let inserted = format!("Inserted.{counter}");
     // Borrowed by the request, which a broken connection may send twice.
     let inserted = &inserted;
@@ -75,15 +75,19 @@ async fn stats_call(
     };
     master
         .call(|mut connection| async move {
-            let keys = if register_apart { 4 } else { 6 };
-            let mut call = ScriptCall::new(&scripts::STATS, keys)
-                .arg(counter)
-                .arg(companion_key(counter, "live"))
-                .arg(companion_key(counter, "weights"))
-                .arg(companion_key(counter, "ours"));
-            if !register_apart {
-                call = call.arg(inserted).arg(REGISTRY_KEY);
-            }
+            let (live, weights, ours) = (
+                companion_key(counter, "live"),
+                companion_key(counter, "weights"),
+                companion_key(counter, "ours"),
+            );
+            let call = if register_apart {
+                ScriptCall::new(&scripts::STATS, &[&counter, &live, &weights, &ours])
+            } else {
+                ScriptCall::new(
+                    &scripts::STATS,
+                    &[&counter, &live, &weights, &ours, inserted, &REGISTRY_KEY],
+                )
+            };
             let count = call
                 .arg(op_name)
                 .arg(entry)

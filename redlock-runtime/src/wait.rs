@@ -39,7 +39,7 @@ use crate::{
     Config, LockError, MasterVote, Timeout,
     acquire::{Attempt, Place, Standing, attempt, spawn_leave_queue},
     backend::Backend,
-    keys::{GRANT, LockKeys, PLACE_TTL, waiting_key},
+    keys::{GRANT, LockKeys, PLACE_TTL},
     line::{LineOutage, Lines, Turn},
     quorum::validity,
     stats::{Waiters, WaitingStats},
@@ -455,7 +455,7 @@ impl Queued {
             place: Place {
                 id,
                 ticket,
-                counter: waiting_key(stats_name).into(),
+                stats_name: stats_name.into(),
             },
             releases,
             backend: Arc::clone(backend),
