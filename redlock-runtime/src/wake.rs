@@ -13,7 +13,7 @@ use std::{
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::{master::Master, rt};
+use crate::{backoff::Backoff, master::Master, rt};
 
 /// What a subscriber task is asked to do, in order.
 enum Command {
@@ -230,14 +230,14 @@ async fn subscriber(
     mut commands: mpsc::UnboundedReceiver<Command>,
     registry: Arc<Registry>,
 ) {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     loop {
         let pubsub = match master.pubsub().await {
             Ok(pubsub) => pubsub,
             Err(error) => {
                 tracing::warn!(master = %master.label, %error, "redlock: cannot open the release subscriber; waiters fall back to timers");
                 // Keep the queue moving: a waiter must never wait on a subscription that cannot happen.
-                let deadline = tokio::time::sleep(backoff);
+                let deadline = tokio::time::sleep(backoff.next());
                 tokio::pin!(deadline);
                 loop {
                     tokio::select! {
@@ -249,11 +249,10 @@ async fn subscriber(
                         },
                     }
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
             }
         };
-        backoff = Duration::from_millis(50);
+        backoff.reset();
         let (mut sink, mut messages) = pubsub.split();
         let watched: Vec<Arc<str>> = registry.lock().keys().cloned().collect();
         let mut healthy = watched.is_empty()

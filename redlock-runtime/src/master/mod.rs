@@ -12,30 +12,34 @@
 //! A master is one server, one Redis Cluster, or the master a set of sentinels points to (see
 //! [`Target`]); past this module they look the same.
 
+mod error;
+mod pool;
+mod sentinel;
+
 use std::{
     future::Future,
     sync::{
-        Arc, Weak,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+        atomic::{AtomicBool, Ordering},
     },
     task::Poll,
     time::{Duration, Instant},
 };
 
-use deadpool_redis::{Runtime, cluster, sentinel};
-use futures_util::StreamExt;
-use redis::{
-    AsyncConnectionConfig, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind,
-    Value,
-    aio::{ConnectionLike, MultiplexedConnection, PubSub},
-    cluster_async::ClusterConnection,
-    sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType},
-};
+use redis::{RedisError, aio::PubSub};
 use tokio::sync::watch;
 
+pub(crate) use self::{
+    error::{CallError, ConnectFailure},
+    pool::Handle,
+};
+use self::{
+    error::{read_only, refusal_hint},
+    pool::{Connected, Pool, Subscriptions},
+};
 use crate::{
     LockError, MasterFailure,
-    restart::{self, Restart},
+    restart::Restart,
     rt,
     target::{Secret, Target, redact_url},
 };
@@ -50,228 +54,6 @@ enum Link {
     Up(Arc<Connected>),
     /// The last connection attempt failed.
     Failed(ConnectFailure),
-}
-
-/// A live connection, and what it learned of the master's last restart when it was made.
-pub(crate) struct Connected {
-    handle: Handle,
-    /// `None` for a master that keeps every write across restarts.
-    restart: Option<Restart>,
-}
-
-/// Why a connection could not be made.
-#[derive(Debug, Clone)]
-pub(crate) struct ConnectFailure {
-    reason: String,
-    /// Waiting cannot fix it (see [`cannot_heal`]).
-    misconfigured: bool,
-    /// The client's error, if it reported one.
-    cause: Option<RedisError>,
-}
-
-impl ConnectFailure {
-    /// A failure that may heal: the master down, unreachable or slow.
-    fn transient(reason: String) -> Self {
-        Self {
-            reason,
-            misconfigured: false,
-            cause: None,
-        }
-    }
-
-    /// The failure that `err` tells of; `misconfigured` as [`cannot_heal`] says, unless the
-    /// caller knows better.
-    fn of(err: RedisError, misconfigured: bool) -> Self {
-        Self {
-            reason: err.to_string(),
-            misconfigured,
-            cause: Some(err),
-        }
-    }
-}
-
-/// Whether an error comes from the configuration or the data rather than from the master's
-/// state, so that retrying cannot fix it: a wrong password or user, an ACL that forbids our
-/// commands, a service the sentinels do not know, a database index the server does not have,
-/// a certificate the client does not trust; a key of the lock that someone else wrote with
-/// another type (`WRONGTYPE`), or a script that fails on what it reads.
-fn cannot_heal(err: &RedisError) -> bool {
-    // A master that answers but refuses writes for now (a failover, too few replicas, full
-    // memory, loading its data) is an outage, even from inside a script.
-    if refusal_hint(err).is_some() {
-        return false;
-    }
-    matches!(
-        err.kind(),
-        ErrorKind::AuthenticationFailed
-            | ErrorKind::InvalidClientConfig
-            | ErrorKind::MasterNameNotFoundBySentinel
-            | ErrorKind::Server(ServerErrorKind::NoPerm)
-    ) || matches!(err.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM" | "WRONGTYPE"))
-        || (err.code() == Some("ERR") && err.detail().is_some_and(config_or_script_error))
-        // rustls' words: no code or kind of the client's tells an untrusted certificate.
-        || (err.kind() == ErrorKind::Io && err.to_string().contains("invalid peer certificate"))
-}
-
-/// Whether the text of an `ERR` reply tells of a database index the server does not have, or
-/// of a Lua runtime error (Redis 7 names the line, `user_script:12:`; 6.2 says "Error running
-/// script"): the generic `ERR` code is all the server gives for either.
-fn config_or_script_error(detail: &str) -> bool {
-    [
-        "DB index is out of range",
-        "user_script:",
-        "Error running script",
-    ]
-    .iter()
-    .any(|start| detail.starts_with(start))
-}
-
-/// Why a master that answered refuses writes for now, if it does: the advice that goes with
-/// the server's own words.
-fn refusal_hint(err: &RedisError) -> Option<&'static str> {
-    refusal(err).map(|(_, hint, _)| hint)
-}
-
-/// Whether a replica refused the write (`READONLY`, also from inside a script).
-fn read_only(err: &RedisError) -> bool {
-    refusal(err).is_some_and(|(code, _, _)| code == "READONLY")
-}
-
-/// The refusal of a master that answered (see [`refusal_hint`]): its code, the advice, and
-/// the server's words. Redis 7 keeps the code of a command refused inside a script; 6.2
-/// reports it inside an `ERR Error running script … -NOREPLICAS …`.
-fn refusal(err: &RedisError) -> Option<(&'static str, &'static str, String)> {
-    const REFUSALS: [(&str, &str); 8] = [
-        (
-            "NOREPLICAS",
-            "fewer replicas in sync than its min-replicas-to-write; with 1 replica per master \
-             every failover does this: give masters 2 replicas, or lower the setting",
-        ),
-        (
-            "READONLY",
-            "a replica now (a failover demoted it); reconnecting to the new master",
-        ),
-        ("OOM", "out of memory (maxmemory with noeviction)"),
-        ("MASTERDOWN", "a replica cut off from its master"),
-        ("LOADING", "still loading its data after a start"),
-        ("BUSY", "busy running a long script"),
-        ("CLUSTERDOWN", "its cluster is reconfiguring"),
-        ("TRYAGAIN", "its cluster is reconfiguring"),
-    ];
-    let text = err.to_string();
-    REFUSALS.into_iter().find_map(|(code, hint)| {
-        let words = if err.code() == Some(code) {
-            err.detail().unwrap_or_default().to_owned()
-        } else {
-            let (_, after) = text.split_once(&format!("-{code} "))?;
-            after.to_owned()
-        };
-        // Up to the script's name, which says nothing to a user.
-        let words = words.split(" script: ").next().unwrap_or_default().trim();
-        Some((code, hint, words.to_owned()))
-    })
-}
-
-/// The pool of one master, by kind.
-enum Pool {
-    Server(deadpool_redis::Pool),
-    Cluster(cluster::Pool),
-    Sentinel(sentinel::Pool),
-}
-
-/// What each call gets: a clone of the master's connection handle.
-#[derive(Clone)]
-pub(crate) enum Handle {
-    /// One server, or the master a sentinel named.
-    Server(MultiplexedConnection),
-    /// A cluster: each command goes to the node that owns its keys' slot.
-    Cluster(ClusterConnection),
-}
-
-impl ConnectionLike for Handle {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Server(connection) => connection.req_packed_command(cmd),
-            Self::Cluster(connection) => connection.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Server(connection) => connection.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Self::Server(connection) => connection.get_db(),
-            Self::Cluster(connection) => connection.get_db(),
-        }
-    }
-}
-
-impl Pool {
-    /// A new connection, taken out of the pool for good, with what it learned of the master's
-    /// last restart, and the `run_id`s of the servers behind it.
-    /// `was_up`: whether the master was reached before, so that a sentinel that names no
-    /// master for the service is in a failover, not misconfigured.
-    /// `scripts`: loaded on the new connection, so that calls are not refused `NOSCRIPT`.
-    async fn connect(
-        &self,
-        was_up: bool,
-        scripts: &[&'static str],
-    ) -> Result<(Connected, Vec<String>), ConnectFailure> {
-        let handle = match self {
-            Self::Server(pool) => pool
-                .get()
-                .await
-                .map(|c| Handle::Server(deadpool_redis::Connection::take(c))),
-            Self::Cluster(pool) => pool
-                .get()
-                .await
-                .map(|c| Handle::Cluster(cluster::Connection::take(c))),
-            Self::Sentinel(pool) => pool
-                .get()
-                .await
-                .map(|c| Handle::Server(sentinel::Connection::take(c))),
-        };
-        let mut handle = handle.map_err(|err| match err {
-            deadpool_redis::PoolError::Backend(err) => {
-                let misconfigured = cannot_heal(&err)
-                    && !(was_up && err.kind() == ErrorKind::MasterNameNotFoundBySentinel);
-                ConnectFailure::of(err, misconfigured)
-            }
-            // The pool has no timeouts of its own and is never closed: not expected, but
-            // told in our words rather than the pool's.
-            other => ConnectFailure::transient(format!("the connection pool failed ({other:?})")),
-        })?;
-        // The first commands on the connection: a missing password (`NOAUTH`) shows here.
-        let learned = restart::learn(&mut handle).await.map_err(|err| {
-            let misconfigured = cannot_heal(&err);
-            ConnectFailure::of(err, misconfigured)
-        })?;
-        let mut load = redis::pipe();
-        for code in scripts {
-            load.cmd("SCRIPT").arg("LOAD").arg(*code).ignore();
-        }
-        // A master that forbids it (an ACL) gets each script as `EVAL` on first use instead.
-        if let Err(err) = load.query_async::<()>(&mut handle).await {
-            tracing::debug!(%err, "redlock: could not load the scripts; they are sent on first use");
-        }
-        Ok((
-            Connected {
-                handle,
-                restart: learned.restart,
-            },
-            learned.run_ids,
-        ))
-    }
 }
 
 /// A failure warned about, and its repeats since (see `Master::warn`).
@@ -310,21 +92,6 @@ impl ServerIds {
     }
 }
 
-/// Where the release subscriber connects: releases are published on the master, and Redis
-/// forwards them to every node of a cluster and to replicas, so any reachable node will do.
-enum Subscriptions {
-    Server(redis::Client),
-    /// The seed nodes, tried in turn.
-    Cluster(Vec<redis::Client>, AtomicUsize),
-    /// Asks the sentinels for the current master at each (re)connection.
-    Sentinel {
-        client: tokio::sync::Mutex<SentinelClient>,
-        service: String,
-        /// Whether the task that follows this service's failovers runs.
-        following: AtomicBool,
-    },
-}
-
 /// One independent Redis master of the quorum.
 pub(crate) struct Master {
     /// The URL with its password redacted: the only form ever shown.
@@ -357,52 +124,6 @@ pub(crate) struct Master {
     connect_timeout: Duration,
 }
 
-/// Why one call to a master failed.
-#[derive(Debug)]
-pub(crate) enum CallError {
-    /// No connection could be established; the command was never sent.
-    NotConnected(ConnectFailure),
-    /// No answer within the per-master timeout; the command may still be applied.
-    TimedOut(Duration),
-    /// The client or the server reported an error.
-    Redis(RedisError),
-    /// The master restarted, may have lost its keys then, and does not vote for a new hold
-    /// for `left` more (see `Config::restart_grace`); the command was not sent.
-    InGrace { restart: Restart, left: Duration },
-}
-
-impl CallError {
-    /// Whether the command may have reached the master (so its effect may need undoing).
-    pub(crate) fn maybe_applied(&self) -> bool {
-        !matches!(self, Self::NotConnected(_) | Self::InGrace { .. })
-    }
-
-    /// Whether waiting cannot fix it (see [`cannot_heal`]).
-    pub(crate) fn misconfigured(&self) -> bool {
-        match self {
-            Self::NotConnected(failure) => failure.misconfigured,
-            Self::TimedOut(_) | Self::InGrace { .. } => false,
-            Self::Redis(err) => cannot_heal(err),
-        }
-    }
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::NotConnected(failure) => write!(f, "cannot connect: {}", failure.reason),
-            Self::TimedOut(limit) => write!(f, "no reply within {limit:?}"),
-            Self::Redis(err) => match refusal(err) {
-                Some((code, hint, words)) => {
-                    write!(f, "answered but refused: {code} {words} ({hint})")
-                }
-                None => write!(f, "{err}"),
-            },
-            Self::InGrace { restart, left } => f.write_str(&restart.sits_out(*left)),
-        }
-    }
-}
-
 impl Master {
     pub(crate) fn new(
         url: &str,
@@ -420,7 +141,7 @@ impl Master {
         };
         let target = Target::parse(url).map_err(invalid)?;
         let is_cluster = matches!(target, Target::Cluster(_));
-        let (pool, subscriptions) = Self::pool(target, connect_timeout).map_err(invalid)?;
+        let (pool, subscriptions) = Pool::build(target, connect_timeout).map_err(invalid)?;
         Ok(Self {
             label,
             secret,
@@ -439,109 +160,9 @@ impl Master {
         })
     }
 
-    /// Makes the pool (of at most one connection) and the subscription source of `target`.
-    fn pool(target: Target, connect_timeout: Duration) -> Result<(Pool, Subscriptions), String> {
-        let text = |err: &dyn std::fmt::Display| err.to_string();
-        let built = |err: deadpool_redis::BuildError| err.to_string();
-        Ok(match target {
-            Target::Server(url) => {
-                // Time bounds are ours (see `call`), so the client's own response timeout is off.
-                let connection_config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(connect_timeout))
-                    .set_response_timeout(None);
-                let client = redis::Client::open(url.as_str()).map_err(|e| text(&e))?;
-                let manager = deadpool_redis::Manager::new_with_config(url, connection_config)
-                    .map_err(|e| text(&e))?;
-                let pool = deadpool_redis::Pool::builder(manager)
-                    .max_size(1)
-                    .runtime(Runtime::Tokio1)
-                    .build()
-                    .map_err(built)?;
-                (Pool::Server(pool), Subscriptions::Server(client))
-            }
-            Target::Cluster(seeds) => {
-                let clients = seeds
-                    .iter()
-                    .map(|seed| redis::Client::open(seed.as_str()))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| text(&e))?;
-                let manager = cluster::Manager::new(seeds, false).map_err(|e| text(&e))?;
-                let pool = cluster::Pool::builder(manager)
-                    .max_size(1)
-                    .runtime(Runtime::Tokio1)
-                    .build()
-                    .map_err(built)?;
-                let subscriptions = Subscriptions::Cluster(clients, AtomicUsize::new(0));
-                (Pool::Cluster(pool), subscriptions)
-            }
-            Target::Sentinel {
-                sentinels,
-                service,
-                master,
-                tls,
-            } => {
-                // The pool's copy of the master's settings, in deadpool's own types.
-                let for_pool = sentinel::SentinelNodeConnectionInfo {
-                    tls_mode: tls.then_some(sentinel::TlsMode::Secure),
-                    redis_connection_info: Some(master.clone().into()),
-                };
-                let mut node =
-                    SentinelNodeConnectionInfo::default().set_redis_connection_info(master);
-                if tls {
-                    node = node.set_tls_mode(redis::TlsMode::Secure);
-                }
-                let client = SentinelClient::build(
-                    sentinels.clone(),
-                    service.clone(),
-                    Some(node),
-                    SentinelServerType::Master,
-                )
-                .map_err(|e| text(&e))?;
-                let manager = sentinel::Manager::new(
-                    sentinels,
-                    service.clone(),
-                    Some(for_pool),
-                    sentinel::SentinelServerType::Master,
-                )
-                .map_err(|e| text(&e))?;
-                let pool = sentinel::Pool::builder(manager)
-                    .max_size(1)
-                    .runtime(Runtime::Tokio1)
-                    .build()
-                    .map_err(built)?;
-                let subscriptions = Subscriptions::Sentinel {
-                    client: tokio::sync::Mutex::new(client),
-                    service: service.clone(),
-                    following: AtomicBool::new(false),
-                };
-                (Pool::Sentinel(pool), subscriptions)
-            }
-        })
-    }
-
     /// A new pub/sub connection for the release subscriber.
     pub(crate) async fn pubsub(&self) -> Result<PubSub, RedisError> {
-        match &self.subscriptions {
-            Subscriptions::Server(client) => client.get_async_pubsub().await,
-            Subscriptions::Cluster(clients, next) => {
-                let first = next.fetch_add(1, Ordering::Relaxed);
-                let mut last_error = None;
-                for turn in 0..clients.len() {
-                    match clients[(first + turn) % clients.len()]
-                        .get_async_pubsub()
-                        .await
-                    {
-                        Ok(pubsub) => return Ok(pubsub),
-                        Err(err) => last_error = Some(err),
-                    }
-                }
-                Err(last_error.expect("a cluster URL has at least one seed"))
-            }
-            Subscriptions::Sentinel { client, .. } => {
-                let master = client.lock().await.async_get_client().await?;
-                master.get_async_pubsub().await
-            }
-        }
+        self.subscriptions.pubsub().await
     }
 
     /// For a master found through Sentinel: starts, once, a task that drops the connection as
@@ -555,7 +176,7 @@ impl Master {
         if following.swap(true, Ordering::Relaxed) {
             return;
         }
-        rt::spawn(follow_failovers(Arc::downgrade(self)));
+        rt::spawn(sentinel::follow_failovers(Arc::downgrade(self)));
     }
 
     /// Warns that `what` happened on this master for `reason`: each distinct pair at once, the
@@ -855,57 +476,6 @@ impl Master {
         tracing::debug!(master = %self.label, "redlock: connection to Redis master dropped");
         // The connection closes when the calls still using it are done.
         drop(dropped);
-    }
-}
-
-/// The task of [`Master::follow_failovers`]: listens to the sentinels' `+switch-master`
-/// announcements (`<service> <old ip> <old port> <new ip> <new port>`) for the master's
-/// service, and ends when the master is dropped.
-async fn follow_failovers(master: Weak<Master>) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let subscribed = async {
-            let strong = master.upgrade()?;
-            let Subscriptions::Sentinel {
-                client, service, ..
-            } = &strong.subscriptions
-            else {
-                return None;
-            };
-            let service = service.clone();
-            let sentinel = client.lock().await.async_get_sentinel_client().await;
-            let mut pubsub = sentinel.ok()?.get_async_pubsub().await.ok()?;
-            pubsub.subscribe("+switch-master").await.ok()?;
-            Some((pubsub, service))
-        };
-        let Some((pubsub, service)) = subscribed.await else {
-            if master.strong_count() == 0 {
-                return;
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-            continue;
-        };
-        backoff = Duration::from_millis(100);
-        let mut messages = pubsub.into_on_message();
-        loop {
-            // Wakes now and then to notice a dropped master.
-            let next = tokio::time::timeout(Duration::from_secs(5), messages.next()).await;
-            let Some(master) = master.upgrade() else {
-                return;
-            };
-            match next {
-                Ok(Some(message)) => {
-                    let payload: String = message.get_payload().unwrap_or_default();
-                    if payload.split(' ').next() == Some(service.as_str()) {
-                        tracing::warn!(master = %master.label, %payload, "redlock: sentinel failover; reconnecting to the new master");
-                        master.disconnect(None);
-                    }
-                }
-                Ok(None) => break,
-                Err(_) => {}
-            }
-        }
     }
 }
 

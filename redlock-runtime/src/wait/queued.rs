@@ -1,0 +1,193 @@
+//! A waiting request's membership of the lock's queue: its turn in the local line, its place
+//! on the masters, its watch on releases, its count in the statistics, all left when dropped.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use uuid::Uuid;
+
+use super::{
+    Waits,
+    schedule::{NextAttempt, announcements_for, grant_validity},
+};
+use crate::{
+    acquire::{Place, spawn_leave_queue},
+    backend::Backend,
+    keys::{GRANT, LockKeys},
+    line::Turn,
+    stats::WaitingStats,
+    wake::{ReleaseWatch, Seen},
+};
+
+/// A waiting request, the representative of this process's waiters for the lock: its turn,
+/// its place in the queue, its watch on releases, its count in the statistics. Dropping it
+/// (granted, deadline, cancellation, panic) leaves the queue, hands the turn on and counts the
+/// waiter out.
+pub(super) struct Queued {
+    pub(super) place: Place,
+    releases: ReleaseWatch,
+    backend: Arc<Backend>,
+    keys: Arc<LockKeys>,
+    /// Whether the acquire script already took us out of every queue.
+    pub(super) left: bool,
+    /// When our first queued attempt started, and how many were made: see [`Self::grant_validity`].
+    first_attempt: Option<Instant>,
+    attempts: u32,
+    /// Held by the grants of these masters (bit `i`: master `i`), which took us out of their
+    /// queue: the others keep a grant to us that comes after we leave their queue.
+    pub(super) keep_grants: u64,
+    /// Dropped after the queue is left (fields drop in order).
+    _turn: Turn,
+    /// `None` with statistics off.
+    _counted: Option<WaitingStats>,
+}
+
+impl Queued {
+    /// Counts the waiter in (`stats`), waits for its turn in the local line unless it has it
+    /// (`None` if the deadline comes first), then watches releases.
+    pub(super) async fn start(
+        backend: &Arc<Backend>,
+        waits: &Waits,
+        keys: &Arc<LockKeys>,
+        stats_name: &str,
+        stats: bool,
+        turn: Option<Turn>,
+        deadline: Option<Instant>,
+    ) -> Option<Self> {
+        let counted = stats.then(|| WaitingStats::begin(&waits.waiters, backend, stats_name));
+        let turn = match (turn, deadline) {
+            (Some(turn), _) => turn,
+            (None, Some(deadline)) => {
+                let turn = waits.lines.turn(&keys.lock);
+                tokio::time::timeout_at(deadline.into(), turn).await.ok()?
+            }
+            (None, None) => waits.lines.turn(&keys.lock).await,
+        };
+        let channel: Arc<str> = keys.channel().to_string().into();
+        let id: Arc<str> = Uuid::new_v4().hyphenated().to_string().into();
+        let releases = waits.notices.watch(&channel, &id).await;
+        let ticket = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_secs_f64() * 1000.0);
+        Some(Self {
+            place: Place {
+                id,
+                ticket,
+                stats_name: stats_name.into(),
+            },
+            releases,
+            backend: Arc::clone(backend),
+            keys: Arc::clone(keys),
+            left: false,
+            first_attempt: None,
+            attempts: 0,
+            keep_grants: 0,
+            _turn: turn,
+            _counted: counted,
+        })
+    }
+
+    pub(super) fn releases_seen(&self) -> Seen {
+        self.releases.releases_seen()
+    }
+
+    /// A queued attempt starts `now`.
+    pub(super) fn attempted(&mut self, now: Instant) {
+        self.first_attempt.get_or_insert(now);
+        self.attempts += 1;
+    }
+
+    /// Whether announced grants may be trusted: see [`grant_validity`].
+    pub(super) fn trusts_grants(&self) -> bool {
+        self.attempts == 1
+    }
+
+    /// See [`grant_validity`].
+    pub(super) fn grant_validity(&self, now: Instant, ttl: Duration) -> Option<Instant> {
+        grant_validity(self.first_attempt?, self.attempts, now, ttl)
+    }
+
+    /// Sleeps until `next` or the deadline, whichever comes first, or until a quorum of
+    /// masters granted us the lock; `before` is what was announced when the last attempt
+    /// started.
+    pub(super) async fn pause(
+        &mut self,
+        next: NextAttempt,
+        deadline: Option<Instant>,
+        quorum: usize,
+        before: Seen,
+    ) -> Woken {
+        let (until, releases, mut next_in_line) = match next {
+            NextAttempt::OnRelease {
+                releases,
+                fallback,
+                next_in_line,
+            } => (fallback, Some(releases), next_in_line),
+            NextAttempt::At(at) => (at, None, false),
+        };
+        let until = deadline.map_or(until, |deadline| until.min(deadline));
+        let sleep = tokio::time::sleep_until(until.into());
+        let Some(releases) = releases else {
+            sleep.await;
+            return Woken::Attempt;
+        };
+        let enough = announcements_for(releases, quorum);
+        let mut partly_granted = false;
+        tokio::pin!(sleep);
+        loop {
+            if self.trusts_grants() {
+                let granted = self.releases.grants();
+                if granted.count_ones() as usize >= quorum {
+                    return Woken::Granted(granted);
+                }
+                if granted != 0 && !std::mem::replace(&mut partly_granted, true) {
+                    // The other masters' announcements are on their way; if they granted
+                    // other waiters (queues out of step), the next attempt sorts it out.
+                    let settle = Instant::now() + GRANT / 5;
+                    if settle < until {
+                        sleep.as_mut().reset(settle.into());
+                    }
+                }
+            }
+            let seen = self.releases.releases_seen();
+            let our_turn = if self.trusts_grants() {
+                // The releases that granted others did not make it our turn; one that granted
+                // nobody may have (or opened a window for foreign waiters).
+                seen.to_nobody > before.to_nobody
+            } else {
+                seen.releases - before.releases >= enough
+            };
+            if our_turn && !partly_granted {
+                return Woken::Attempt;
+            }
+            tokio::select! {
+                () = &mut sleep => return Woken::Attempt,
+                () = self.releases.next_release() => {
+                    let lapses = Instant::now() + GRANT + Duration::from_millis(1);
+                    if std::mem::take(&mut next_in_line) && lapses < until && !partly_granted {
+                        sleep.as_mut().reset(lapses.into());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What ends a pause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Woken {
+    /// Time for the next attempt.
+    Attempt,
+    /// These masters (bit `i`: master `i`), a quorum, granted us the lock.
+    Granted(u64),
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        if !self.left {
+            spawn_leave_queue(&self.backend, &self.keys, &self.place.id, self.keep_grants);
+        }
+    }
+}
