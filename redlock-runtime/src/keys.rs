@@ -141,7 +141,7 @@ pub(crate) struct LockKeys {
 /// extends it: long enough for the announcement to reach it and its extension to arrive, even
 /// on a loaded machine; short enough that a waiter that died meanwhile stalls the lock only
 /// this long (see `queue.lua`). It also bounds the validity a grantee may count on before its
-/// extension is confirmed (see `wait.rs`). A waiter only slow to hear of it loses this turn,
+/// extension is confirmed (see `wait/schedule.rs`). A waiter only slow to hear of it loses this turn,
 /// not its place.
 pub(crate) const GRANT: Duration = Duration::from_millis(250);
 

@@ -195,7 +195,7 @@ pub(crate) fn mark_lost(lease: &Lease, validity: &watch::Sender<Validity>, why: 
     }
 }
 
-/// Extends a lock that a release granted us (see `wait.rs`) to its TTL in the background,
+/// Extends a lock that a release granted us (see `wait/schedule.rs`) to its TTL in the background,
 /// unless it is released within a tenth of a `GRANT`: until then, its validity is the
 /// grant's, a fraction of a second.
 pub(crate) fn confirm_grant(hold: &Hold) {

@@ -21,7 +21,7 @@ end
 
 -- Grants the lock to the first waiter of the queue that has not expired, if any: writes the
 -- waiter's id as the lock's value for `ms`, takes it out of the queue, and returns its id. The
--- grantee holds the lock as soon as it hears of the grant (see `wait.rs`), and extends it at
+-- grantee holds the lock as soon as it hears of the grant (see `wait/schedule.rs`), and extends it at
 -- once; a grantee that never does (killed, paused) holds it only `ms`. A waiter that was only
 -- slow attempts again with its ticket and is back at the front of the queue.
 local function grant_first(lock, queue, expiries, ms, now)
