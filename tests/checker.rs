@@ -523,6 +523,8 @@ async fn no_overlap_and_no_lost_turn_for_skipping_holders_under_faults() {
         "every attempt accounted for"
     );
     // Not zero: an undo lost to a master killed before it answered leaves that attempt's
-    // value there for its TTL (2 s here), which splits the votes of later rounds.
-    assert!(share < 0.10, "unsure skips: {skips:?}");
+    // value there for its TTL (2 s here), which splits the votes of later rounds. How many
+    // undos the kills catch is chance: 1.7-13.0 % in 8 runs of this binary on a 2-core
+    // machine, so the bound is a fifth (a minority of skips, with every one accounted for).
+    assert!(share < 0.20, "unsure skips: {skips:?}");
 }

@@ -38,10 +38,11 @@ pub(crate) struct Standing {
     /// first waiter: until it lapses unless extended), at most the polling interval while
     /// foreign waiters wait or hold (zero: the lock is free, but another waiter's turn).
     pub(crate) expires_in: Duration,
-    /// How many waiters are ahead of us.
-    pub(crate) ahead: u64,
-    /// Whether a holder (or a grantee) must release before the first of them gets the lock.
-    pub(crate) held: bool,
+    /// How many releases come before our turn (the holder's, and the waiters' ahead of us).
+    pub(crate) releases: u64,
+    /// Whether the next grant goes to the waiter just ahead of us: if that waiter lets it
+    /// lapse (killed, paused), the lock is ours.
+    pub(crate) next_in_line: bool,
 }
 
 /// The result of one attempt round over all masters.
@@ -173,13 +174,13 @@ pub(crate) async fn attempt(
                             }
                             QueuedReply::Refused {
                                 wait_ms,
-                                rank,
-                                held,
+                                releases,
+                                next_in_line,
                             } => Answer::Refused {
                                 standing: Some(Standing {
                                     expires_in: Duration::from_millis(wait_ms),
-                                    ahead: rank,
-                                    held,
+                                    releases,
+                                    next_in_line,
                                 }),
                                 holder: Holder::Unnamed,
                             },
@@ -373,13 +374,14 @@ async fn replicated(
     })
 }
 
-/// The more hopeful of two standings: the shorter TTL, the fewer waiters ahead, not held.
+/// The more hopeful of two standings: the shorter TTL, the fewer releases before our turn,
+/// next in line on either master (waking early costs one attempt).
 fn most_hopeful(known: Option<Standing>, learned: Option<Standing>) -> Option<Standing> {
     match (known, learned) {
         (Some(known), Some(learned)) => Some(Standing {
             expires_in: known.expires_in.min(learned.expires_in),
-            ahead: known.ahead.min(learned.ahead),
-            held: known.held && learned.held,
+            releases: known.releases.min(learned.releases),
+            next_in_line: known.next_in_line || learned.next_in_line,
         }),
         (known, learned) => known.or(learned),
     }

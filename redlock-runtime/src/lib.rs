@@ -78,7 +78,8 @@ mod redlock;
 #[cfg(feature = "tower")]
 pub mod layer;
 pub mod blocking;
-#[cfg(feature = "test-util")]
+// Also built for the crate's own tests, which run its scripts on real servers.
+#[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 
 pub use config::{Config, DEFAULT_OUTAGE_TIMEOUT, DEFAULT_URL, RestartGrace};

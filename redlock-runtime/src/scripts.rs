@@ -27,39 +27,41 @@ impl Lua {
     }
 }
 
-/// A script that reads the queue of waiters, with the queue helpers prepended.
-macro_rules! queue_script {
+/// A script of the lock, with the queue's helpers and the lock kind's functions prepended
+/// (`queue.lua`, then `mutex.lua`: what holding means, what a release grants; see README
+/// "Lock kinds").
+macro_rules! lock_script {
     ($file:literal) => {
         LazyLock::new(|| {
             Lua::new(concat!(
                 include_str!("scripts/queue.lua"),
+                include_str!("scripts/mutex.lua"),
                 include_str!($file)
             ))
         })
     };
 }
 
-/// The queued attempt of a waiter; reports the holder's remaining TTL and the waiter's rank.
-pub(crate) static ACQUIRE: LazyLock<Lua> = queue_script!("scripts/acquire.lua");
+/// The queued attempt of a waiter; reports the holder's remaining TTL and the waiter's turn.
+pub(crate) static ACQUIRE: LazyLock<Lua> = lock_script!("scripts/acquire.lua");
 
 /// A waiter that gives up leaves the queue and passes on a grant made to it.
-pub(crate) static LEAVE_QUEUE: LazyLock<Lua> = queue_script!("scripts/leave_queue.lua");
+pub(crate) static LEAVE_QUEUE: LazyLock<Lua> = lock_script!("scripts/leave_queue.lua");
 
 /// Compare-and-delete: releases the lock only if it still holds our value, grants it to the
-/// first waiter (or leaves it to foreign waiters for a window) and wakes the waiters.
-pub(crate) static RELEASE: LazyLock<Lua> = queue_script!("scripts/release.lua");
+/// waiters whose turn it is (or leaves it to foreign waiters for a window) and wakes the
+/// waiters.
+pub(crate) static RELEASE: LazyLock<Lua> = lock_script!("scripts/release.lua");
 
 /// Compare-and-extend: resets the TTL only if the lock still holds our value.
-pub(crate) static EXTEND: LazyLock<Lua> =
-    LazyLock::new(|| Lua::new(include_str!("scripts/extend.lua")));
+pub(crate) static EXTEND: LazyLock<Lua> = lock_script!("scripts/extend.lua");
 
 /// Waiting statistics: count a waiter in or out, keep it alive, repair the dead, read.
 pub(crate) static STATS: LazyLock<Lua> =
     LazyLock::new(|| Lua::new(include_str!("scripts/stats.lua")));
 
 /// Fencing tokens: the next value of the lock's counter, or raise the counter to a token.
-pub(crate) static FENCE: LazyLock<Lua> =
-    LazyLock::new(|| Lua::new(include_str!("scripts/fence.lua")));
+pub(crate) static FENCE: LazyLock<Lua> = lock_script!("scripts/fence.lua");
 
 /// A call of a script that reads the lock's queue: `KEYS` = the lock, its queue, the expiries
 /// of the places in it and the state of its foreign waiters, then the waiting `counter` in
@@ -149,24 +151,25 @@ pub(crate) enum QueuedReply {
     Refused {
         /// How long until an attempt may succeed (zero: when a release is announced).
         wait_ms: u64,
-        /// Waiters ahead of us.
-        rank: u64,
-        /// Whether a holder must release before the first waiter gets the lock.
-        held: bool,
+        /// How many releases come before our turn (the kind's arithmetic: `turns` in
+        /// `mutex.lua`).
+        releases: u64,
+        /// Whether the next grant goes to the waiter just ahead of us (ours if it lapses).
+        next_in_line: bool,
     },
 }
 
 impl FromRedisValue for QueuedReply {
     fn from_redis_value(value: redis::Value) -> Result<Self, redis::ParsingError> {
-        let (granted, wait_ms, rank, held): (u8, u64, u64, u8) =
+        let (granted, wait_ms, releases, next_in_line): (u8, u64, u64, u8) =
             FromRedisValue::from_redis_value(value)?;
         Ok(if granted == 1 {
             Self::Granted
         } else {
             Self::Refused {
                 wait_ms,
-                rank,
-                held: held == 1,
+                releases,
+                next_in_line: next_in_line == 1,
             }
         })
     }
@@ -363,5 +366,80 @@ async fn all_at_once<T: FromRedisValue + Send>(
             });
             Ok(futures_util::future::join_all(commands).await)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use redis::Commands;
+
+    use super::{QueuedReply, Released, ScriptCall, queued_attempt, release};
+    use crate::{keys::LockKeys, test_util::RedisServer};
+
+    fn run<T: redis::FromRedisValue>(call: ScriptCall, connection: &mut redis::Connection) -> T {
+        call.lua.eval_of(&call.cmd).query(connection).unwrap()
+    }
+
+    /// The lock kind's seam as the waits see it: a refusal counts the releases before each
+    /// waiter's turn, and a release grants the lock and names the grantee in one message.
+    #[test]
+    fn refusals_count_turns_and_a_release_names_its_grantee() {
+        let server = RedisServer::start();
+        let mut connection = server.connection();
+        let keys = LockKeys::new("seam");
+        let _: () = connection
+            .set_options(
+                &*keys.lock,
+                "holder",
+                redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(5_000)),
+            )
+            .unwrap();
+        let mut attempt = |waiter: &str, ticket: f64| -> QueuedReply {
+            let call = queued_attempt(&keys, None, waiter, 5_000, waiter, ticket);
+            run(call, &mut connection)
+        };
+        let refused = |reply: QueuedReply| match reply {
+            QueuedReply::Refused {
+                releases,
+                next_in_line,
+                ..
+            } => (releases, next_in_line),
+            QueuedReply::Granted => panic!("granted while held"),
+        };
+        // The holder's release, then the first waiter's: B is next in line behind A.
+        assert_eq!(refused(attempt("a", 1.0)), (1, false));
+        assert_eq!(refused(attempt("b", 2.0)), (2, true));
+
+        let mut listener = server.connection();
+        let mut pubsub = listener.as_pubsub();
+        pubsub.subscribe(keys.channel().to_string()).unwrap();
+        pubsub
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut connection = server.connection();
+        let code: u64 = run(
+            release(&keys, "holder", None, Duration::ZERO),
+            &mut connection,
+        );
+        assert_eq!(Released::from_code(code), Released::Done);
+        let announced: String = pubsub.get_message().unwrap().get_payload().unwrap();
+        assert_eq!(announced, "a");
+        let value: String = connection.get(&*keys.lock).unwrap();
+        assert_eq!(value, "a", "the release grants the lock to the head");
+
+        let code: u64 = run(release(&keys, "a", None, Duration::ZERO), &mut connection);
+        assert_eq!(Released::from_code(code), Released::Done);
+        let announced: String = pubsub.get_message().unwrap().get_payload().unwrap();
+        assert_eq!(announced, "b");
+        // Nobody left to grant to: the lock is free, and the release announces no grantee.
+        let code: u64 = run(release(&keys, "b", None, Duration::ZERO), &mut connection);
+        assert_eq!(Released::from_code(code), Released::Done);
+        let exists: bool = connection.exists(&*keys.lock).unwrap();
+        assert!(!exists);
+        // A release that is not ours changes nothing.
+        let code: i64 = run(release(&keys, "b", None, Duration::ZERO), &mut connection);
+        assert_eq!(code, -1);
     }
 }

@@ -1,8 +1,10 @@
-//! Wake-ups on release. A release publishes on the lock's channel the id of the waiter it
-//! granted the lock to (see `release.lua`); each process keeps one subscriber connection per
-//! master, shared by all its waiters, and subscribes to a lock's channel only while someone in
-//! the process waits for it, so memory stays flat however many distinct names are locked.
-//! Each waiter learns how many releases were announced, and which masters granted it the lock.
+//! Wake-ups on release. A release publishes on the lock's channel, in one message, the ids of
+//! the waiters it granted the lock to, space-separated (one for a mutex; none when it granted
+//! nobody: see `release.lua` and `grant` in `mutex.lua`). Each process keeps one subscriber
+//! connection per master, shared by all its waiters, and subscribes to a lock's channel only
+//! while someone in the process waits for it, so memory stays flat however many distinct
+//! names are locked. Each waiter learns how many releases were announced, and which masters
+//! granted it the lock.
 
 use std::{
     collections::HashMap,
@@ -221,6 +223,14 @@ pub(crate) fn master_bit(index: usize) -> u64 {
         .unwrap_or(0)
 }
 
+/// The waiters that one release message names: its space-separated ids (waiter ids are
+/// UUIDs: they hold no space).
+fn grantees(payload: &[u8]) -> impl Iterator<Item = &[u8]> {
+    payload
+        .split(|&byte| byte == b' ')
+        .filter(|id| !id.is_empty())
+}
+
 /// One master's subscriber connection (master `index` of the client): carries out the commands
 /// in order, routes each message to the waiters of its channel, and reconnects
 /// (resubscribing) when it breaks.
@@ -277,17 +287,19 @@ async fn subscriber(
                     Some(message) => {
                         let channel = message.get_channel_name();
                         if let Some(interest) = registry.lock().get_mut(channel) {
-                            let grantee = message.get_payload_bytes();
-                            let mut waiters = interest.waiters.iter_mut();
-                            if let Some((_, masters)) =
-                                waiters.find(|(to, _)| to.as_bytes() == grantee)
-                            {
-                                *masters |= master_bit(index);
+                            let payload = message.get_payload_bytes();
+                            for grantee in grantees(payload) {
+                                let mut waiters = interest.waiters.iter_mut();
+                                if let Some((_, masters)) =
+                                    waiters.find(|(to, _)| to.as_bytes() == grantee)
+                                {
+                                    *masters |= master_bit(index);
+                                }
                             }
-                            // After the grant is noted: the waiter it wakes sees it.
+                            // After the grants are noted: the waiters they wake see them.
                             interest.releases.send_modify(|seen| {
                                 seen.releases += 1;
-                                seen.to_nobody += u64::from(grantee.is_empty());
+                                seen.to_nobody += u64::from(payload.is_empty());
                             });
                         }
                     }
@@ -295,5 +307,20 @@ async fn subscriber(
             }
         }
         tracing::debug!(master = %master.label, "redlock: release subscriber disconnected; reconnecting");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grantees;
+
+    #[test]
+    fn a_release_message_names_each_grantee_once_and_none_when_empty() {
+        let named: Vec<&[u8]> = grantees(b"a1 b2 c3").collect();
+        assert_eq!(named, [&b"a1"[..], b"b2", b"c3"]);
+        // The mutex's message: one id.
+        assert_eq!(grantees(b"a1").collect::<Vec<_>>(), [&b"a1"[..]]);
+        // Left to foreign waiters, or nobody queued: no grantee.
+        assert_eq!(grantees(b"").count(), 0);
     }
 }

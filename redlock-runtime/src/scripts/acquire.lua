@@ -17,8 +17,8 @@
 -- the same on every master); ARGV[5]: how long a place lasts without an attempt (ms);
 -- ARGV[6]: how often a waiter polls while foreign waiters wait (ms).
 -- Returns {1, 0, 0, 0} when acquired, else {0, ms until the next attempt may succeed (0: when a
--- release is announced), rank in the queue, 1 if a holder must release before the first waiter
--- gets it else 0}.
+-- release is announced), how many releases come before our turn, 1 if we are next in line
+-- else 0} (see `turns` in mutex.lua).
 local waiter = ARGV[3]
 local now = now_ms()
 leave_expired(KEYS[2], KEYS[3], now)
@@ -52,7 +52,8 @@ if window then
     if rank == 0 then
       wait = math.min(wait, poll)
     end
-    return {0, wait, rank, 0}
+    local releases, next_in_line = turns(rank, 0)
+    return {0, wait, releases, next_in_line}
   else
     -- Nobody took it: perhaps nobody polls any more.
     redis.call('HDEL', KEYS[4], 'window')
@@ -98,4 +99,5 @@ if holder then
     end
   end
 end
-return {0, wait, rank, held}
+local releases, next_in_line = turns(rank, held)
+return {0, wait, releases, next_in_line}

@@ -3,7 +3,7 @@
 -- ARGV[1]: our value; ARGV[2]: 'next' (increment and return) or 'raise' (make the counter at
 -- least ARGV[3], so that any later quorum sees it).
 -- Returns the counter, or -1 if the lock is not ours on this master.
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+if not holds(KEYS[1], ARGV[1]) then
   return -1
 end
 if ARGV[2] == 'next' then

@@ -7,12 +7,11 @@
 -- ARGV[4]: '1' if the waiter holds the lock by grants (it keeps a grant made to it here).
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
-if ARGV[4] ~= '1' and redis.call('GET', KEYS[1]) == ARGV[1] then
-  local head = grant_first(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[3]), now_ms())
-  if head then
-    redis.call('PUBLISH', ARGV[2], head)
-  else
-    redis.call('DEL', KEYS[1])
+if ARGV[4] ~= '1' and holds(KEYS[1], ARGV[1]) then
+  let_go(KEYS[1])
+  local granted = grant(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[3]), now_ms())
+  if #granted > 0 then
+    redis.call('PUBLISH', ARGV[2], table.concat(granted, ' '))
   end
 end
 return 1

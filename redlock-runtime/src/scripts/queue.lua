@@ -18,22 +18,6 @@ local function leave_expired(queue, expiries, now)
   end
 end
 
-
--- Grants the lock to the first waiter of the queue that has not expired, if any: writes the
--- waiter's id as the lock's value for `ms`, takes it out of the queue, and returns its id. The
--- grantee holds the lock as soon as it hears of the grant (see `wait/schedule.rs`), and extends it at
--- once; a grantee that never does (killed, paused) holds it only `ms`. A waiter that was only
--- slow attempts again with its ticket and is back at the front of the queue.
-local function grant_first(lock, queue, expiries, ms, now)
-  leave_expired(queue, expiries, now)
-  local head = redis.call('ZPOPMIN', queue)[1]
-  if head then
-    redis.call('SET', lock, head, 'PX', ms)
-    redis.call('ZREM', expiries, head)
-  end
-  return head
-end
-
 -- How many waiters of a stats counter are not ours (see stats.lua): `counter` and `ours`
 -- are nil in Redis Cluster, where the counter lies in another slot.
 local function foreign_waiters(counter, ours)

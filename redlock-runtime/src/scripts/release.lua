@@ -1,5 +1,5 @@
--- Release the lock only if it still holds our value, and grant it to the first waiter of the
--- queue (see `grant_first` in queue.lua), so that nobody barges ahead of those waiting and the
+-- Release the lock only if it still holds our value, and grant it to the waiters whose turn
+-- it is (see `grant` in mutex.lua), so that nobody barges ahead of those waiting and the
 -- grantee needs no second round trip; or, when foreign waiters have their turn, leave it free
 -- for a window in which our waiters do not take it.
 -- Foreign waiters (the Python library's: they poll with `SET NX` and never join the queue, but
@@ -15,7 +15,7 @@
 -- unless extended (ms); ARGV[4]: how long a window for foreign waiters lasts (ms); ARGV[5]:
 -- how long the key is kept held instead, if not 0 (ms: what is left of a minimum hold).
 -- Returns 1 if released (or kept), 2 if released and left to foreign waiters, -1 if not ours.
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+if not holds(KEYS[1], ARGV[1]) then
   return -1
 end
 local keep = tonumber(ARGV[5]) or 0
@@ -23,7 +23,8 @@ if keep > 0 then
   redis.call('PEXPIRE', KEYS[1], keep)
   return 1
 end
-local head = nil
+let_go(KEYS[1])
+local granted = {}
 if redis.call('EXISTS', KEYS[2]) == 1 then
   local now = now_ms()
   if foreign_waiters(KEYS[5], KEYS[6]) > 0 then
@@ -32,18 +33,16 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
     redis.call('PEXPIRE', KEYS[4], FOREIGN_STATE_TTL)
     if since >= redis.call('ZCARD', KEYS[2]) * 2 ^ missed then
       redis.call('HSET', KEYS[4], 'since', 0, 'window', now + tonumber(ARGV[4]))
-      redis.call('DEL', KEYS[1])
       redis.call('PUBLISH', ARGV[2], '')
       return 2
     end
   end
-  head = grant_first(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[3]), now)
+  granted = grant(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[3]), now)
 end
-if not head then
-  redis.call('DEL', KEYS[1])
+if #granted == 0 then
   return 1
 end
--- Every waiter of ours listens: the grantee holds the lock, those behind it count the release.
--- A waiter subscribes before it joins the queue, so none can miss the grant made to it.
-redis.call('PUBLISH', ARGV[2], head)
+-- Every waiter of ours listens: the grantees hold the lock, those behind them count the
+-- release. A waiter subscribes before it joins the queue, so none can miss a grant made to it.
+redis.call('PUBLISH', ARGV[2], table.concat(granted, ' '))
 return 1

@@ -29,23 +29,23 @@ pub(super) enum NextAttempt {
 }
 
 impl NextAttempt {
-    /// After a refusal: our turn comes after the holder's release (if the lock is held) and
-    /// after those of the waiters ahead of us. A plain `SET` learns nothing: the next attempt
-    /// (the queued one) comes at once anyway.
+    /// After a refusal: our turn comes after the releases that the script counted (the
+    /// holder's, if the lock is held, and those of the waiters ahead of us). A plain `SET`
+    /// learns nothing: the next attempt (the queued one) comes at once anyway.
     pub(super) fn after_refusal(standing: Option<Standing>, now: Instant) -> Self {
         let Standing {
             expires_in,
-            ahead,
-            held,
+            releases,
+            next_in_line,
         } = standing.unwrap_or(Standing {
             expires_in: Duration::ZERO,
-            ahead: 0,
-            held: false,
+            releases: 0,
+            next_in_line: false,
         });
         Self::OnRelease {
-            releases: ahead + u64::from(held),
+            releases,
             fallback: now + fallback_after(expires_in),
-            next_in_line: ahead == 1,
+            next_in_line,
         }
     }
 }
@@ -152,12 +152,12 @@ mod tests {
     }
 
     #[test]
-    fn our_turn_comes_after_the_holder_and_the_waiters_ahead() {
+    fn a_refusal_waits_for_the_releases_the_script_counted_or_the_fallback() {
         let now = Instant::now();
         let held = Standing {
             expires_in: Duration::from_secs(5),
-            ahead: 2,
-            held: true,
+            releases: 3,
+            next_in_line: false,
         };
         assert_eq!(
             NextAttempt::after_refusal(Some(held), now),
@@ -171,8 +171,8 @@ mod tests {
         // wait for, or the grant's end if it never extends it.
         let granted = Standing {
             expires_in: Duration::from_millis(200),
-            ahead: 1,
-            held: false,
+            releases: 1,
+            next_in_line: true,
         };
         assert_eq!(
             NextAttempt::after_refusal(Some(granted), now),
@@ -180,6 +180,15 @@ mod tests {
                 releases: 1,
                 fallback: now + Duration::from_millis(201),
                 next_in_line: true,
+            }
+        );
+        // A plain `SET` learns nothing: the queued attempt follows at once.
+        assert_eq!(
+            NextAttempt::after_refusal(None, now),
+            NextAttempt::OnRelease {
+                releases: 0,
+                fallback: now + Duration::from_secs(1),
+                next_in_line: false,
             }
         );
     }
