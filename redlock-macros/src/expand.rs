@@ -73,6 +73,48 @@ fn wrap(plan: &Plan, block: &Block) -> Vec<Stmt> {
         Some(client) => quote_spanned!(client.span_or_call_site() => #private::client(&(#client))),
         None => quote!(#private::default_client()),
     };
+    let spec = spec(plan, &private);
+    let blocking = matches!(plan.shape, Shape::Blocking);
+    let (acquire, release) = if blocking {
+        (
+            quote!(#private::acquire_blocking(#client, #spec)),
+            quote!(#private::release_blocking(__redlock_guard)),
+        )
+    } else {
+        (
+            quote!(#private::acquire(#client, #spec).await),
+            quote!(#private::release(__redlock_guard).await),
+        )
+    };
+    let on_failure = on_failure(plan, &private);
+    let bind_guard = plan
+        .guard
+        .as_ref()
+        .map(|guard| quote!(let #guard = &__redlock_guard;));
+    let annotation = plan.body_type.as_ref().map(|ty| quote!(: #ty));
+    let run_body = run_body(plan, block, &private);
+    let body = quote! {
+        let __redlock_guard = match #acquire {
+            ::core::result::Result::Ok(__redlock_guard) => __redlock_guard,
+            ::core::result::Result::Err(__redlock_error) => return #on_failure,
+        };
+        #bind_guard
+        // A body that diverges (`panic!`, `loop {}`) is fine as written; only the wrapping
+        // makes it a sub-expression.
+        #[allow(clippy::diverging_sub_expression)]
+        let __redlock_result #annotation = #run_body;
+        #[allow(unreachable_code)]
+        #release;
+        __redlock_result
+    };
+    syn::parse2::<Block>(quote!({ #body }))
+        .expect("the expansion is a valid block")
+        .stmts
+}
+
+/// The `LockSpec` of the request: the attribute's options as the runtime takes them.
+fn spec(plan: &Plan, private: &TokenStream) -> TokenStream {
+    let krate = &plan.krate;
     let name = text(&plan.name);
     let timeout = match plan.wait {
         Wait::Skip => quote!(#private::Skip),
@@ -99,7 +141,7 @@ fn wrap(plan: &Plan, block: &Block) -> Vec<Stmt> {
     };
     let (auto_extend, stats, reentrant) = (plan.auto_extend, plan.stats, plan.reentrant);
     let min_hold = plan.min_hold_nanos.unwrap_or(0);
-    let spec = quote! {
+    quote! {
         #private::LockSpec {
             name: #name,
             timeout: #timeout,
@@ -110,22 +152,14 @@ fn wrap(plan: &Plan, block: &Block) -> Vec<Stmt> {
             reentrant: #reentrant,
             min_hold: ::core::time::Duration::from_nanos(#min_hold),
         }
-    };
-    let blocking = matches!(plan.shape, Shape::Blocking);
-    let (acquire, release) = if blocking {
-        (
-            quote!(#private::acquire_blocking(#client, #spec)),
-            quote!(#private::release_blocking(__redlock_guard)),
-        )
-    } else {
-        (
-            quote!(#private::acquire(#client, #spec).await),
-            quote!(#private::release(__redlock_guard).await),
-        )
-    };
-    // The calls carry the span of `silent` or `timeout`, so that a return type that cannot
-    // take the failure is reported there.
-    let on_failure = match (&plan.failure, &plan.body_type) {
+    }
+}
+
+/// What the function returns when the lock is not acquired (`__redlock_error`). The calls
+/// carry the span of `silent` or `timeout`, so that a return type that cannot take the
+/// failure is reported there.
+fn on_failure(plan: &Plan, private: &TokenStream) -> TokenStream {
+    match (&plan.failure, &plan.body_type) {
         (Failure::Fail(span), _) => respan(quote!(#private::fail(__redlock_error)), *span),
         (Failure::FailOrPanic, Some(ty)) => quote!({
             // One of the two serves: which one is the point.
@@ -150,44 +184,26 @@ fn wrap(plan: &Plan, block: &Block) -> Vec<Stmt> {
             respan(quote!(#private::skip_or_fail(__redlock_error)), *span)
         }
         (Failure::Skip(span), None) => respan(quote!(#private::skip(__redlock_error)), *span),
+    }
+}
+
+/// The body as the guard runs it: as written, or raced against the loss of the lock
+/// (`abort_on_lost`).
+fn run_body(plan: &Plan, block: &Block, private: &TokenStream) -> TokenStream {
+    let Some(span) = plan.abort_on_lost else {
+        return block.to_token_stream();
     };
-    let bind_guard = plan
-        .guard
-        .as_ref()
-        .map(|guard| quote!(let #guard = &__redlock_guard;));
-    let annotation = plan.body_type.as_ref().map(|ty| quote!(: #ty));
-    let run_body = if let Some(span) = plan.abort_on_lost {
-        // Named with the return type and spanned at `abort_on_lost`, so that a type that is
-        // not a `Result` is reported once, there.
-        let returns = plan.body_type.as_ref().map(|ty| quote!(::<#ty, _>));
-        let abort_on_lost = respan(
-            quote!(#private::abort_on_lost #returns(&__redlock_guard, __redlock_body).await),
-            span,
-        );
-        quote!({
-            let __redlock_body = async #block;
-            #abort_on_lost
-        })
-    } else {
-        block.to_token_stream()
-    };
-    let body = quote! {
-        let __redlock_guard = match #acquire {
-            ::core::result::Result::Ok(__redlock_guard) => __redlock_guard,
-            ::core::result::Result::Err(__redlock_error) => return #on_failure,
-        };
-        #bind_guard
-        // A body that diverges (`panic!`, `loop {}`) is fine as written; only the wrapping
-        // makes it a sub-expression.
-        #[allow(clippy::diverging_sub_expression)]
-        let __redlock_result #annotation = #run_body;
-        #[allow(unreachable_code)]
-        #release;
-        __redlock_result
-    };
-    syn::parse2::<Block>(quote!({ #body }))
-        .expect("the expansion is a valid block")
-        .stmts
+    // Named with the return type and spanned at `abort_on_lost`, so that a type that is not
+    // a `Result` is reported once, there.
+    let returns = plan.body_type.as_ref().map(|ty| quote!(::<#ty, _>));
+    let abort_on_lost = respan(
+        quote!(#private::abort_on_lost #returns(&__redlock_guard, __redlock_body).await),
+        span,
+    );
+    quote!({
+        let __redlock_body = async #block;
+        #abort_on_lost
+    })
 }
 
 /// `tokens` with every span set to `span`.

@@ -14,7 +14,7 @@ use crate::{
     background::{BackgroundReleases, Ticket},
     keys::{Counter, LockKeys},
     master::{CallError, Handle, Master},
-    quorum::{Holder, Refusal, Tally, fan_out, validity},
+    quorum::{Holder, Refusal, Stragglers, Tally, Verdict, fan_out, validity},
     rt,
     scripts::{self, QueuedReply},
     wake::master_bit,
@@ -100,206 +100,296 @@ pub(crate) async fn attempt(
     place: Option<&Place>,
 ) -> Attempt {
     let masters = &backend.masters;
-    let mut tally = Tally::new(masters.len());
-    // Masters that may hold our value: must be undone if the attempt fails.
-    let mut maybe_set = vec![false; masters.len()];
-    let mut standing: Option<Standing> = None;
-    let mut votes = vec![Vote::Unheard; masters.len()];
-    // With one master a refusal is certain; with several, a plain `SET` also reads the value
-    // it found, to tell a holder's quorum from a split vote.
-    let read_holder = masters.len() > 1;
-    let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    let ask = Ask {
+        keys: Arc::clone(keys),
+        value: Arc::clone(value),
+        ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+        place: place.map(|place| {
+            (
+                Arc::clone(&place.id),
+                place.ticket,
+                Arc::clone(&place.stats_name),
+            )
+        }),
+        // With one master a refusal is certain; with several, a plain `SET` also reads the
+        // value it found, to tell a holder's quorum from a split vote.
+        read_holder: masters.len() > 1,
+        replicas: backend.config.wait_for_replicas,
+        replicas_wait: backend.config.master_timeout / 2,
+    };
     let grace = backend.config.restart_grace.for_ttl(ttl);
-    // When each master inside its restart grace votes again.
-    let mut grace_ends = Vec::new();
-    let place = place.map(|place| {
-        (
-            Arc::clone(&place.id),
-            place.ticket,
-            Arc::clone(&place.stats_name),
-        )
-    });
-    let replicas = backend.config.wait_for_replicas;
-    let replicas_wait = backend.config.master_timeout / 2;
+    let mut round = Round::new(masters, ttl, &ask);
     let started = Instant::now();
-
     let stragglers = fan_out(
         masters,
         |master| {
-            let (keys, value, place) = (Arc::clone(keys), Arc::clone(value), place.clone());
-            // The counter lies in another slot of a cluster: foreign waiters are not seen there.
-            let see_foreign = !master.is_cluster;
-            async move {
-                // Borrowed by the request, which a broken connection may send twice.
-                let (keys, value, place) = (&keys, &value, &place);
-                let sent = AtomicBool::new(false);
-                let sent = &sent;
-                master
-                    .call_voting(grace, |mut connection| async move {
-                        let Some((id, ticket, stats_name)) = place else {
-                            // Sent again, a refusal may be our own first `SET`: read it.
-                            let resent = sent.swap(true, Ordering::Relaxed);
-                            let answer = set_if_free(
-                                &mut connection,
-                                keys,
-                                value,
-                                ttl_ms,
-                                read_holder || resent,
-                            )
-                            .await?;
-                            return replicated(
-                                &mut connection,
-                                keys,
-                                answer,
-                                replicas,
-                                replicas_wait,
-                            )
-                            .await;
-                        };
-                        let counter = see_foreign.then_some(Counter(stats_name));
-                        let reply =
-                            scripts::queued_attempt(keys, counter, value, ttl_ms, id, *ticket)
-                                .invoke(&mut connection)
-                                .await?;
-                        Ok(match reply {
-                            QueuedReply::Granted => {
-                                replicated(
-                                    &mut connection,
-                                    keys,
-                                    Answer::Granted,
-                                    replicas,
-                                    replicas_wait,
-                                )
-                                .await?
-                            }
-                            QueuedReply::Refused {
-                                wait_ms,
-                                releases,
-                                next_in_line,
-                            } => Answer::Refused {
-                                standing: Some(Standing {
-                                    expires_in: Duration::from_millis(wait_ms),
-                                    releases,
-                                    next_in_line,
-                                }),
-                                holder: Holder::Unnamed,
-                            },
-                        })
-                    })
-                    .await
-            }
+            let ask = ask.clone();
+            async move { ask.on(&master, grace).await }
         },
-        |index, reply| {
-            match reply {
-                Ok(Answer::Granted) => {
-                    tally.yes();
-                    maybe_set[index] = true;
-                    votes[index] = Vote::Ours;
-                }
-                Ok(Answer::Unreplicated {
-                    replicas: confirmed,
-                }) => {
-                    maybe_set[index] = true;
-                    let failure = MasterFailure::new(
-                        masters[index].label.clone(),
-                        format!(
-                            "granted, but {confirmed} of {replicas} replicas confirmed it within \
-                             {replicas_wait:?} (Config::wait_for_replicas)"
-                        ),
-                        false,
-                    );
-                    votes[index] = Vote::Failed(failure.error.clone());
-                    tally.failed(failure);
-                }
-                Ok(Answer::Refused {
-                    standing: learned,
-                    holder,
-                }) => {
-                    tally.refused_by(holder);
-                    standing = most_hopeful(standing, learned);
-                    votes[index] = Vote::Held;
-                }
-                Err(error) => {
-                    maybe_set[index] = error.maybe_applied();
-                    if let CallError::InGrace { left, .. } = &error {
-                        let now = Instant::now();
-                        // A grace beyond the clock ends after any wait.
-                        grace_ends.push(now.checked_add(*left).unwrap_or(now + ttl));
-                    }
-                    let failure = masters[index].failure(&error);
-                    votes[index] = Vote::Failed(failure.error.clone());
-                    tally.failed(failure);
-                }
-            }
-            tally.verdict()
-        },
+        |index, reply| round.note(index, reply),
     )
     .await;
 
-    let elapsed = started.elapsed();
-    if tally.granted() {
-        if let Some(validity) = validity(ttl, elapsed) {
-            // A late `SET` on a minority holds our value too; the guard's release deletes it.
-            stragglers.finish_in_background(|_, _| {});
-            return Attempt::Acquired {
-                valid_until: started + validity,
+    round.conclude(backend, keys, value, started, stragglers)
+}
+
+impl Round<'_> {
+    /// The outcome of the round that began at `started`: granted with validity left, or
+    /// failed and undone on every master that may hold our value, late replies included.
+    fn conclude(
+        self,
+        backend: &Backend,
+        keys: &Arc<LockKeys>,
+        value: &Arc<str>,
+        started: Instant,
+        stragglers: Stragglers<Answer>,
+    ) -> Attempt {
+        let Self {
+            masters,
+            ttl,
+            mut tally,
+            maybe_set,
+            standing,
+            votes,
+            grace_ends,
+            ..
+        } = self;
+        let elapsed = started.elapsed();
+        if tally.granted() {
+            if let Some(validity) = validity(ttl, elapsed) {
+                // A late `SET` on a minority holds our value too; the guard's release deletes it.
+                stragglers.finish_in_background(|_, _| {});
+                return Attempt::Acquired {
+                    valid_until: started + validity,
+                };
+            }
+            tally.failed(MasterFailure::new(
+                format!("{} of {} masters", tally.yes_count(), masters.len()),
+                format!("granted after {elapsed:?}, leaving no validity of a {ttl:?} TTL"),
+                false,
+            ));
+        }
+        // Failed: undo every master that may hold our value, including late replies.
+        for (master, _) in masters.iter().zip(&maybe_set).filter(|(_, set)| **set) {
+            spawn_undo(backend.background.start(&keys.lock), master, keys, value);
+        }
+        // The stragglers are issued: our next attempt cannot overtake them on any master. Until
+        // a late grant's undo lands, our own old value refuses that attempt on that master only
+        // (a slow master's vote), rather than every next attempt waiting for a paused master.
+        let late = Late {
+            masters: masters.to_vec(),
+            keys: Arc::clone(keys),
+            value: Arc::clone(value),
+            background: Arc::clone(&backend.background),
+        };
+        stragglers.finish_in_background(move |index, reply| {
+            let maybe_set = match reply {
+                Ok(answer) => matches!(answer, Answer::Granted | Answer::Unreplicated { .. }),
+                Err(error) => error.maybe_applied(),
+            };
+            if maybe_set {
+                late.undo(index);
+            }
+        });
+        if tally.granted() || tally.impossible_by_failures() {
+            let votes_at = (!tally.granted())
+                .then(|| tally.votes_again_at(grace_ends))
+                .flatten();
+            return Attempt::Unavailable {
+                failures: tally.into_failures(),
+                votes_at,
             };
         }
-        tally.failed(MasterFailure::new(
-            format!("{} of {} masters", tally.yes_count(), masters.len()),
-            format!("granted after {elapsed:?}, leaving no validity of a {ttl:?} TTL"),
-            false,
-        ));
-    }
-    // Failed: undo every master that may hold our value, including late replies.
-    for (master, _) in masters.iter().zip(&maybe_set).filter(|(_, set)| **set) {
-        spawn_undo(backend.background.start(&keys.lock), master, keys, value);
-    }
-    // The stragglers are issued: our next attempt cannot overtake them on any master. Until
-    // a late grant's undo lands, our own old value refuses that attempt on that master only
-    // (a slow master's vote), rather than every next attempt waiting for a paused master.
-    let late = Late {
-        masters: masters.clone(),
-        keys: Arc::clone(keys),
-        value: Arc::clone(value),
-        background: Arc::clone(&backend.background),
-    };
-    stragglers.finish_in_background(move |index, reply| {
-        let maybe_set = match reply {
-            Ok(answer) => matches!(answer, Answer::Granted | Answer::Unreplicated { .. }),
-            Err(error) => error.maybe_applied(),
-        };
-        if maybe_set {
-            late.undo(index);
+        let votes = masters
+            .iter()
+            .zip(votes)
+            .map(|(master, vote)| MasterVote {
+                master: master.label.clone(),
+                vote,
+            })
+            .collect();
+        let leads = tally.leads(value);
+        match tally.refusal() {
+            // A queued refusal may mean waiters ahead, not a holder: the wait sorts it out.
+            Refusal::Split if standing.is_none() => Attempt::Split { leads, votes },
+            refusal => Attempt::Busy {
+                standing,
+                certain: refusal == Refusal::Held,
+                leads,
+                votes,
+            },
         }
-    });
-    if tally.granted() || tally.impossible_by_failures() {
-        let votes_at = (!tally.granted())
-            .then(|| tally.votes_again_at(grace_ends))
-            .flatten();
-        return Attempt::Unavailable {
-            failures: tally.into_failures(),
-            votes_at,
-        };
     }
-    let votes = masters
-        .iter()
-        .zip(votes)
-        .map(|(master, vote)| MasterVote {
-            master: master.label.clone(),
-            vote,
+}
+
+/// What one attempt asks of each master.
+#[derive(Clone)]
+struct Ask {
+    keys: Arc<LockKeys>,
+    value: Arc<str>,
+    ttl_ms: u64,
+    /// The waiter's id, ticket and stats name, when it is queued.
+    place: Option<(Arc<str>, f64, Arc<str>)>,
+    /// Whether a plain `SET` reads the value that refused it.
+    read_holder: bool,
+    /// `Config::wait_for_replicas`, and how long a master waits for them.
+    replicas: u32,
+    replicas_wait: Duration,
+}
+
+impl Ask {
+    /// The answer of `master` (see `Master::call_voting`: `grace` for the restart grace).
+    async fn on(&self, master: &Arc<Master>, grace: Option<Duration>) -> Result<Answer, CallError> {
+        // The counter lies in another slot of a cluster: foreign waiters are not seen there.
+        let see_foreign = !master.is_cluster;
+        // Borrowed by the request, which a broken connection may send twice.
+        let sent = AtomicBool::new(false);
+        let sent = &sent;
+        master
+            .call_voting(grace, |mut connection| async move {
+                self.once(&mut connection, sent, see_foreign).await
+            })
+            .await
+    }
+
+    /// One sending of the request on `connection`; `sent` tells whether it was sent before.
+    async fn once(
+        &self,
+        connection: &mut Handle,
+        sent: &AtomicBool,
+        see_foreign: bool,
+    ) -> redis::RedisResult<Answer> {
+        let (keys, value) = (&self.keys, &self.value);
+        let Some((id, ticket, stats_name)) = &self.place else {
+            // Sent again, a refusal may be our own first `SET`: read it.
+            let resent = sent.swap(true, Ordering::Relaxed);
+            let read_holder = self.read_holder || resent;
+            let answer = set_if_free(connection, keys, value, self.ttl_ms, read_holder).await?;
+            return self.replicated(connection, answer).await;
+        };
+        let counter = see_foreign.then_some(Counter(stats_name));
+        let call = scripts::queued_attempt(keys, counter, value, self.ttl_ms, id, *ticket);
+        Ok(match call.invoke(connection).await? {
+            QueuedReply::Granted => self.replicated(connection, Answer::Granted).await?,
+            QueuedReply::Refused {
+                wait_ms,
+                releases,
+                next_in_line,
+            } => Answer::Refused {
+                standing: Some(Standing {
+                    expires_in: Duration::from_millis(wait_ms),
+                    releases,
+                    next_in_line,
+                }),
+                holder: Holder::Unnamed,
+            },
         })
-        .collect();
-    let leads = tally.leads(value);
-    match tally.refusal() {
-        // A queued refusal may mean waiters ahead, not a holder: the wait sorts it out.
-        Refusal::Split if standing.is_none() => Attempt::Split { leads, votes },
-        refusal => Attempt::Busy {
-            standing,
-            certain: refusal == Refusal::Held,
-            leads,
-            votes,
-        },
+    }
+
+    /// `answer`, once `Config::wait_for_replicas` replicas of the master confirmed the key
+    /// (`WAIT`, on the connection that set it; the `PTTL` beside it routes the pair to the
+    /// key's node in a cluster).
+    async fn replicated(
+        &self,
+        connection: &mut Handle,
+        answer: Answer,
+    ) -> redis::RedisResult<Answer> {
+        let replicas = self.replicas;
+        if replicas == 0 || !matches!(answer, Answer::Granted) {
+            return Ok(answer);
+        }
+        let within = u64::try_from(self.replicas_wait.as_millis()).unwrap_or(u64::MAX);
+        let (_, confirmed): (i64, u64) = redis::pipe()
+            .pttl(&*self.keys.lock)
+            .cmd("WAIT")
+            .arg(replicas)
+            .arg(within.max(1))
+            .query_async(connection)
+            .await?;
+        Ok(if confirmed >= u64::from(replicas) {
+            answer
+        } else {
+            Answer::Unreplicated {
+                replicas: confirmed,
+            }
+        })
+    }
+}
+
+/// What the masters' answers of one round add up to, as they come.
+struct Round<'a> {
+    masters: &'a [Arc<Master>],
+    ttl: Duration,
+    replicas: u32,
+    replicas_wait: Duration,
+    tally: Tally,
+    /// Masters that may hold our value: must be undone if the attempt fails.
+    maybe_set: Vec<bool>,
+    /// The most hopeful standing among the queued refusals.
+    standing: Option<Standing>,
+    votes: Vec<Vote>,
+    /// When each master inside its restart grace votes again.
+    grace_ends: Vec<Instant>,
+}
+
+impl<'a> Round<'a> {
+    fn new(masters: &'a [Arc<Master>], ttl: Duration, ask: &Ask) -> Self {
+        Self {
+            masters,
+            ttl,
+            replicas: ask.replicas,
+            replicas_wait: ask.replicas_wait,
+            tally: Tally::new(masters.len()),
+            maybe_set: vec![false; masters.len()],
+            standing: None,
+            votes: vec![Vote::Unheard; masters.len()],
+            grace_ends: Vec::new(),
+        }
+    }
+
+    /// Counts the reply of master `index`; the verdict tells whether the round is decided.
+    fn note(&mut self, index: usize, reply: Result<Answer, CallError>) -> Verdict {
+        match reply {
+            Ok(Answer::Granted) => {
+                self.tally.yes();
+                self.maybe_set[index] = true;
+                self.votes[index] = Vote::Ours;
+            }
+            Ok(Answer::Unreplicated {
+                replicas: confirmed,
+            }) => {
+                self.maybe_set[index] = true;
+                let (replicas, within) = (self.replicas, self.replicas_wait);
+                let failure = MasterFailure::new(
+                    self.masters[index].label.clone(),
+                    format!(
+                        "granted, but {confirmed} of {replicas} replicas confirmed it within \
+                         {within:?} (Config::wait_for_replicas)"
+                    ),
+                    false,
+                );
+                self.votes[index] = Vote::Failed(failure.error.clone());
+                self.tally.failed(failure);
+            }
+            Ok(Answer::Refused { standing, holder }) => {
+                self.tally.refused_by(holder);
+                self.standing = most_hopeful(self.standing, standing);
+                self.votes[index] = Vote::Held;
+            }
+            Err(error) => {
+                self.maybe_set[index] = error.maybe_applied();
+                if let CallError::InGrace { left, .. } = &error {
+                    let now = Instant::now();
+                    // A grace beyond the clock ends after any wait.
+                    let ends = now.checked_add(*left).unwrap_or(now + self.ttl);
+                    self.grace_ends.push(ends);
+                }
+                let failure = self.masters[index].failure(&error);
+                self.votes[index] = Vote::Failed(failure.error.clone());
+                self.tally.failed(failure);
+            }
+        }
+        self.tally.verdict()
     }
 }
 
@@ -342,35 +432,6 @@ async fn set_if_free(
             standing: None,
             holder: found.map_or(Holder::Nobody, Holder::Value),
         },
-    })
-}
-
-/// `answer`, once `replicas` replicas of the master confirmed the key (`WAIT`, within `within`,
-/// on the connection that set it; the `PTTL` beside it routes the pair to the key's node in a
-/// cluster).
-async fn replicated(
-    connection: &mut Handle,
-    keys: &LockKeys,
-    answer: Answer,
-    replicas: u32,
-    within: Duration,
-) -> redis::RedisResult<Answer> {
-    if replicas == 0 || !matches!(answer, Answer::Granted) {
-        return Ok(answer);
-    }
-    let (_, confirmed): (i64, u64) = redis::pipe()
-        .pttl(&*keys.lock)
-        .cmd("WAIT")
-        .arg(replicas)
-        .arg(u64::try_from(within.as_millis()).unwrap_or(u64::MAX).max(1))
-        .query_async(connection)
-        .await?;
-    Ok(if confirmed >= u64::from(replicas) {
-        answer
-    } else {
-        Answer::Unreplicated {
-            replicas: confirmed,
-        }
     })
 }
 

@@ -251,39 +251,10 @@ impl LockRequest {
             owner,
         } = self;
         let timeout = timeout?;
-        if name.is_empty() {
-            return Err(LockError::InvalidName {
-                name,
-                reason: "a lock name must not be empty",
-            });
-        }
-        if stats && stats_name.as_deref() == Some("") {
-            return Err(LockError::InvalidName {
-                name,
-                reason: "its stats name is empty: name the statistics, or turn them off with \
-                         `stats(false)`",
-            });
-        }
-        if ttl < Duration::from_millis(3) || ttl <= drift(ttl) || ttl > MAX_AUTO_RELEASE_TIME {
-            return Err(LockError::InvalidAutoReleaseTime { name, value: ttl });
-        }
-        let keys = LockKeys::new(&name);
-        if client
-            .backend
-            .masters
-            .iter()
-            .any(|master| master.is_cluster)
-        {
-            let stats_key = waiting_key(stats_name.as_deref().unwrap_or(&name));
-            if !companions_share_slot(&keys.lock) || !companions_share_slot(&stats_key) {
-                return Err(LockError::InvalidName {
-                    name,
-                    reason: "with a Redis Cluster master, a `}` in a lock or stats name must \
-                             close a non-empty `{...}` hash tag; otherwise the lock's keys \
-                             would fall in different slots",
-                });
-            }
-        }
+        let keys = match checked_keys(&client, &name, stats_name.as_deref(), stats, ttl) {
+            Ok(keys) => keys,
+            Err(reason) => return Err(reason.into_error(name, ttl)),
+        };
         let owner = owner.unwrap_or_else(Owner::current);
         // Waiting without a deadline for a lock we hold ourselves would never end. (With `Skip`
         // or a deadline the answer is the usual `Timeout`: the lock is held, by us.)
@@ -358,4 +329,58 @@ impl IntoFuture for LockRequest {
             .instrument(span),
         )
     }
+}
+
+/// Why a request is refused before any master is asked.
+enum Invalid {
+    Name(&'static str),
+    AutoReleaseTime,
+}
+
+impl Invalid {
+    fn into_error(self, name: String, ttl: Duration) -> LockError {
+        match self {
+            Self::Name(reason) => LockError::InvalidName { name, reason },
+            Self::AutoReleaseTime => LockError::InvalidAutoReleaseTime { name, value: ttl },
+        }
+    }
+}
+
+/// The lock's keys, once its name, stats name and TTL are valid for the client's masters.
+fn checked_keys(
+    client: &Client,
+    name: &str,
+    stats_name: Option<&str>,
+    stats: bool,
+    ttl: Duration,
+) -> Result<Arc<LockKeys>, Invalid> {
+    if name.is_empty() {
+        return Err(Invalid::Name("a lock name must not be empty"));
+    }
+    if stats && stats_name == Some("") {
+        return Err(Invalid::Name(
+            "its stats name is empty: name the statistics, or turn them off with \
+             `stats(false)`",
+        ));
+    }
+    if ttl < Duration::from_millis(3) || ttl <= drift(ttl) || ttl > MAX_AUTO_RELEASE_TIME {
+        return Err(Invalid::AutoReleaseTime);
+    }
+    let keys = LockKeys::new(name);
+    if client
+        .backend
+        .masters
+        .iter()
+        .any(|master| master.is_cluster)
+    {
+        let stats_key = waiting_key(stats_name.unwrap_or(name));
+        if !companions_share_slot(&keys.lock) || !companions_share_slot(&stats_key) {
+            return Err(Invalid::Name(
+                "with a Redis Cluster master, a `}` in a lock or stats name must close a \
+                 non-empty `{...}` hash tag; otherwise the lock's keys would fall in \
+                 different slots",
+            ));
+        }
+    }
+    Ok(keys)
 }

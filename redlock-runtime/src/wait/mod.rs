@@ -44,14 +44,14 @@ use self::{
 };
 
 use crate::{
-    Config, LockError, MasterVote, Timeout,
+    Config, LockError, MasterFailure, MasterVote, Timeout,
     acquire::{Attempt, attempt},
     backend::Backend,
     backoff::Backoff,
     keys::LockKeys,
-    line::{LineOutage, Lines},
+    line::{LineOutage, Lines, Turn},
     stats::Waiters,
-    wake::ReleaseNotices,
+    wake::{ReleaseNotices, Seen},
 };
 
 /// What the waits of one client share.
@@ -89,99 +89,180 @@ pub(crate) async fn run(
     waits: &Waits,
     ask: Ask<'_>,
 ) -> Result<Granted, LockError> {
-    let Ask {
-        name,
-        keys,
-        ttl,
-        timeout,
-        stats_name,
-        stats,
-    } = ask;
-    let started = Instant::now();
-    let deadline = match timeout {
-        // A wait too long for the clock (`Duration::MAX`) has no deadline.
-        Timeout::After(wait) => started.checked_add(wait),
-        Timeout::Forever | Timeout::Skip => None,
-    };
-    let mut backoff = Backoff::new(backend.config.retry_delay, backend.config.max_backoff);
-    let mut outage = Outage::default();
-    // Whether this wait said that it waits for restart graces.
-    let mut told_grace = false;
-    // The attempt rounds made, and a pause before the next one (see `undecided_retry`).
-    let mut attempts = 0u32;
-    let mut pause_first = None;
-    // Whether this request, the line's representative, reported an outage to the tasks
-    // behind it.
-    let mut reported_outage = false;
-    // A task that gives up in the local line tells what its representative met.
-    // Held by another client: the last attempt's votes (none if the request never attempted).
-    let held = |votes: Vec<MasterVote>| LockError::Timeout {
-        name: name.to_owned(),
-        waited: started.elapsed(),
-        votes,
-    };
-    let gave_up_in_line = || match waits.lines.outage(&keys.lock) {
-        Some(outage) => outage.error,
-        None => held(Vec::new()),
-    };
-    let mut queued: Option<Queued> = None;
-    // A request that may wait takes the local line's turn for its first attempt too.
-    let mut turn = None;
-    if timeout != Timeout::Skip {
-        turn = waits.lines.try_turn(&keys.lock, started);
-        if turn.is_none() {
-            // Tasks of this process wait for the lock already (or a release of ours left it
-            // to foreign waiters): a plain `SET` would barge ahead of them.
-            let joined = Queued::start(backend, waits, keys, stats_name, stats, None, deadline);
-            queued = Some(joined.await.ok_or_else(gave_up_in_line)?);
-            // An outage that the representative before us met goes on for us.
-            if let Some(line_outage) = waits.lines.outage(&keys.lock) {
-                outage.since = line_outage.since;
-            }
-        }
-    }
+    let mut wait = Wait::new(backend, waits, ask);
+    wait.join_the_line_unless_free().await?;
     loop {
         let mut text = Uuid::encode_buffer();
         let value: Arc<str> = Arc::from(&*Uuid::new_v4().hyphenated().encode_lower(&mut text));
         // Our own background releases of this key go first (see `background`).
         backend
             .background
-            .settled(&keys.lock, backend.config.master_timeout)
+            .settled(&wait.ask.keys.lock, backend.config.master_timeout)
             .await;
         // After the wait above, which ends for every contender of a round at the same time.
-        if let Some(pause) = pause_first.take() {
+        if let Some(pause) = wait.pause_first.take() {
             tokio::time::sleep(pause).await;
         }
         // Releases announced from here on may be the ones we wait for, even those that arrive
         // before the attempt's reply.
-        let seen_before = queued
+        let seen_before = wait
+            .queued
             .as_ref()
             .map(Queued::releases_seen)
             .unwrap_or_default();
-        if let Some(queued) = &mut queued {
+        if let Some(queued) = &mut wait.queued {
             queued.attempted(Instant::now());
         }
-        let place = queued.as_ref().map(|queued| &queued.place);
-        attempts += 1;
-        let outcome = attempt(backend, keys, &value, ttl, place).await;
+        let place = wait.queued.as_ref().map(|queued| &queued.place);
+        wait.attempts += 1;
+        let outcome = attempt(backend, wait.ask.keys, &value, wait.ask.ttl, place).await;
         let now = Instant::now();
-        if reported_outage && !matches!(outcome, Attempt::Unavailable { .. }) {
-            waits.lines.report_outage(&keys.lock, None);
-            reported_outage = false;
+        let (error, next) = match wait.judge(outcome, value, now)? {
+            Step::Granted(granted) => return Ok(granted),
+            Step::Again => continue,
+            Step::Refused(error, next) => (error, next),
+        };
+        if wait.ask.timeout == Timeout::Skip || wait.deadline.is_some_and(|at| now >= at) {
+            return Err(error);
         }
-        let (error, next) = match outcome {
+        if let Some(granted) = wait.sleep(error, next, seen_before).await? {
+            return Ok(granted);
+        }
+    }
+}
+
+/// The state of one wait, between its attempt rounds.
+struct Wait<'a> {
+    backend: &'a Arc<Backend>,
+    waits: &'a Waits,
+    ask: Ask<'a>,
+    started: Instant,
+    deadline: Option<Instant>,
+    backoff: Backoff,
+    outage: Outage,
+    /// Whether this wait said that it waits for restart graces.
+    told_grace: bool,
+    /// The attempt rounds made, and a pause before the next one (see `undecided_retry`).
+    attempts: u32,
+    pause_first: Option<Duration>,
+    /// Whether this request, the line's representative, reported an outage to the tasks
+    /// behind it.
+    reported_outage: bool,
+    /// Our place in the queue, once the wait joined it.
+    queued: Option<Queued>,
+    /// The local line's turn, taken for the first attempt of a request that may wait.
+    turn: Option<Turn>,
+}
+
+/// What one attempt round decided.
+enum Step {
+    Granted(Granted),
+    /// Round again at once, after `Wait::pause_first` (an undecided round of `Skip`).
+    Again,
+    /// Refused: the error if the wait ends now, and when to attempt again.
+    Refused(LockError, NextAttempt),
+}
+
+impl<'a> Wait<'a> {
+    fn new(backend: &'a Arc<Backend>, waits: &'a Waits, ask: Ask<'a>) -> Self {
+        let started = Instant::now();
+        let deadline = match ask.timeout {
+            // A wait too long for the clock (`Duration::MAX`) has no deadline.
+            Timeout::After(wait) => started.checked_add(wait),
+            Timeout::Forever | Timeout::Skip => None,
+        };
+        Self {
+            backend,
+            waits,
+            ask,
+            started,
+            deadline,
+            backoff: Backoff::new(backend.config.retry_delay, backend.config.max_backoff),
+            outage: Outage::default(),
+            told_grace: false,
+            attempts: 0,
+            pause_first: None,
+            reported_outage: false,
+            queued: None,
+            turn: None,
+        }
+    }
+
+    /// Held by another client: the last attempt's votes (none if the request never attempted).
+    fn held(&self, votes: Vec<MasterVote>) -> LockError {
+        LockError::Timeout {
+            name: self.ask.name.to_owned(),
+            waited: self.started.elapsed(),
+            votes,
+        }
+    }
+
+    /// A task that gives up in the local line tells what its representative met.
+    fn gave_up_in_line(&self) -> LockError {
+        match self.waits.lines.outage(&self.ask.keys.lock) {
+            Some(outage) => outage.error,
+            None => self.held(Vec::new()),
+        }
+    }
+
+    /// A request that may wait takes the local line's turn for its first attempt too; when
+    /// tasks of this process wait for the lock already (or a release of ours left it to
+    /// foreign waiters), a plain `SET` would barge ahead of them: it joins them instead.
+    async fn join_the_line_unless_free(&mut self) -> Result<(), LockError> {
+        if self.ask.timeout == Timeout::Skip {
+            return Ok(());
+        }
+        self.turn = self.waits.lines.try_turn(&self.ask.keys.lock, self.started);
+        if self.turn.is_none() {
+            self.join_the_queue().await?;
+            // An outage that the representative before us met goes on for us.
+            if let Some(line_outage) = self.waits.lines.outage(&self.ask.keys.lock) {
+                self.outage.since = line_outage.since;
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts the waiter in, waits for the local line's turn (unless it holds it already) and
+    /// watches releases.
+    async fn join_the_queue(&mut self) -> Result<(), LockError> {
+        let joined = Queued::start(
+            self.backend,
+            self.waits,
+            self.ask.keys,
+            self.ask.stats_name,
+            self.ask.stats,
+            self.turn.take(),
+            self.deadline,
+        );
+        self.queued = Some(joined.await.ok_or_else(|| self.gave_up_in_line())?);
+        Ok(())
+    }
+
+    /// What the round's `outcome` means for the wait: `Err` ends it.
+    fn judge(
+        &mut self,
+        outcome: Attempt,
+        value: Arc<str>,
+        now: Instant,
+    ) -> Result<Step, LockError> {
+        if self.reported_outage && !matches!(outcome, Attempt::Unavailable { .. }) {
+            self.waits.lines.report_outage(&self.ask.keys.lock, None);
+            self.reported_outage = false;
+        }
+        Ok(match outcome {
             Attempt::Acquired { valid_until } => {
-                if let Some(mut queued) = queued {
+                if let Some(queued) = &mut self.queued {
                     // The acquire script took us out of the queue where it granted the lock;
                     // with several masters, a master that refused still has our place, which
-                    // must not stay at the head of its queue.
-                    queued.left = backend.masters.len() == 1;
+                    // must not stay at the head of its queue (left when the wait drops).
+                    queued.left = self.backend.masters.len() == 1;
                 }
-                return Ok(Granted {
+                Step::Granted(Granted {
                     value,
                     valid_until,
                     extend_now: false,
-                });
+                })
             }
             Attempt::Busy {
                 standing,
@@ -189,118 +270,129 @@ pub(crate) async fn run(
                 leads,
                 votes,
             } => {
-                backoff.reset();
-                outage.end();
-                if !certain
-                    && let Some(pause) = undecided_retry(timeout, attempts, leads, &backend.config)
-                {
-                    pause_first = Some(pause);
-                    continue;
+                self.backoff.reset();
+                self.outage.end();
+                if !certain && self.retry_undecided(leads) {
+                    return Ok(Step::Again);
                 }
-                (held(votes), NextAttempt::after_refusal(standing, now))
+                Step::Refused(self.held(votes), NextAttempt::after_refusal(standing, now))
             }
             Attempt::Split { leads, votes } => {
-                backoff.reset();
-                outage.end();
-                if let Some(pause) = undecided_retry(timeout, attempts, leads, &backend.config) {
-                    pause_first = Some(pause);
-                    continue;
+                self.backoff.reset();
+                self.outage.end();
+                if self.retry_undecided(leads) {
+                    return Ok(Step::Again);
                 }
                 let error = LockError::SplitVote {
-                    name: name.to_owned(),
-                    attempts,
+                    name: self.ask.name.to_owned(),
+                    attempts: self.attempts,
                     votes,
                 };
-                (error, NextAttempt::after_refusal(None, now))
+                Step::Refused(error, NextAttempt::after_refusal(None, now))
             }
             Attempt::Unavailable { failures, votes_at } => {
-                // Waiting cannot help when too many masters are misconfigured for a quorum,
-                // nor past the outage timeout.
-                let misconfigured = failures.iter().filter(|f| f.misconfigured).count();
-                let hopeless = misconfigured > backend.masters.len() - backend.quorum();
-                let (gives_up_at, retry_at) = match votes_at {
-                    // Masters inside their restart grace vote again only after the deadline:
-                    // waiting cannot help.
-                    Some(at) if deadline.is_some_and(|deadline| at > deadline) => (Some(now), at),
-                    // Masters inside their restart grace are up, and vote again at a known
-                    // time: no outage, the next attempt is then.
-                    Some(at) => {
-                        outage.end();
-                        let waits = timeout != Timeout::Skip;
-                        // Each master warns once per restart; each wait only says it waits.
-                        if waits && !std::mem::replace(&mut told_grace, true) {
-                            tracing::debug!(lock = %name, wait_secs = at.saturating_duration_since(now).as_secs_f64(), "redlock: waiting for restarted masters to leave their restart grace (Config::restart_grace)");
-                        }
-                        (None, at)
-                    }
-                    None => (
-                        outage.gives_up_at(now, &backend.config),
-                        later(now, backoff.next()),
-                    ),
-                };
-                let error = LockError::Unavailable {
-                    name: name.to_owned(),
-                    quorum: backend.quorum(),
-                    masters: backend.masters.len(),
-                    failures,
-                };
-                if timeout != Timeout::Skip {
-                    // We hold the line's turn: the tasks behind us must not take the outage
-                    // for contention when they give up.
-                    let line_outage = LineOutage {
-                        since: outage.since,
-                        error: error.clone(),
-                    };
-                    waits.lines.report_outage(&keys.lock, Some(line_outage));
-                    reported_outage = true;
-                }
-                if hopeless || gives_up_at.is_some_and(|at| now >= at) {
-                    return Err(error);
-                }
-                let at = gives_up_at.map_or(retry_at, |at| retry_at.min(at));
-                (error, NextAttempt::At(at))
+                let (error, at) = self.unavailable(failures, votes_at, now)?;
+                Step::Refused(error, NextAttempt::At(at))
             }
+        })
+    }
+
+    /// Whether to retry an undecided round at once (see `undecided_retry`).
+    fn retry_undecided(&mut self, leads: bool) -> bool {
+        let config = &self.backend.config;
+        self.pause_first = undecided_retry(self.ask.timeout, self.attempts, leads, config);
+        self.pause_first.is_some()
+    }
+
+    /// Masters failed: the error, and when to attempt again; `Err` when waiting cannot help.
+    fn unavailable(
+        &mut self,
+        failures: Vec<MasterFailure>,
+        votes_at: Option<Instant>,
+        now: Instant,
+    ) -> Result<(LockError, Instant), LockError> {
+        let backend = self.backend;
+        // Waiting cannot help when too many masters are misconfigured for a quorum, nor past
+        // the outage timeout.
+        let misconfigured = failures.iter().filter(|f| f.misconfigured).count();
+        let hopeless = misconfigured > backend.masters.len() - backend.quorum();
+        let (gives_up_at, retry_at) = match votes_at {
+            // Masters inside their restart grace vote again only after the deadline: waiting
+            // cannot help.
+            Some(at) if self.deadline.is_some_and(|deadline| at > deadline) => (Some(now), at),
+            // Masters inside their restart grace are up, and vote again at a known time: no
+            // outage, the next attempt is then.
+            Some(at) => {
+                self.outage.end();
+                let waits = self.ask.timeout != Timeout::Skip;
+                // Each master warns once per restart; each wait only says it waits.
+                if waits && !std::mem::replace(&mut self.told_grace, true) {
+                    tracing::debug!(lock = %self.ask.name, wait_secs = at.saturating_duration_since(now).as_secs_f64(), "redlock: waiting for restarted masters to leave their restart grace (Config::restart_grace)");
+                }
+                (None, at)
+            }
+            None => (
+                self.outage.gives_up_at(now, &backend.config),
+                later(now, self.backoff.next()),
+            ),
         };
-        if timeout == Timeout::Skip || deadline.is_some_and(|deadline| now >= deadline) {
+        let error = LockError::Unavailable {
+            name: self.ask.name.to_owned(),
+            quorum: backend.quorum(),
+            masters: backend.masters.len(),
+            failures,
+        };
+        if self.ask.timeout != Timeout::Skip {
+            // We hold the line's turn: the tasks behind us must not take the outage for
+            // contention when they give up.
+            let line_outage = LineOutage {
+                since: self.outage.since,
+                error: error.clone(),
+            };
+            let lock = &self.ask.keys.lock;
+            self.waits.lines.report_outage(lock, Some(line_outage));
+            self.reported_outage = true;
+        }
+        if hopeless || gives_up_at.is_some_and(|at| now >= at) {
             return Err(error);
         }
-        match &mut queued {
-            Some(waiting) => {
-                tracing::trace!(lock = %name, %error, "redlock: waiting");
-                let woken = waiting
-                    .pause(next, deadline, backend.quorum(), seen_before)
-                    .await;
-                // Granted by a quorum: ours, unless too little of the grant is left (then the
-                // next attempt claims it).
-                if let Woken::Granted(masters) = woken
-                    && let Some(valid_until) = waiting.grant_validity(Instant::now(), ttl)
-                {
-                    // Dropped on return: leaves the queues of the masters that did not grant
-                    // (yet), keeping a grant that comes meanwhile.
-                    waiting.keep_grants = masters;
-                    return Ok(Granted {
-                        value: Arc::clone(&waiting.place.id),
-                        valid_until,
-                        extend_now: true,
-                    });
-                }
-            }
-            None => {
-                // The first refusal (the attempt was made with the line's turn): count the
-                // waiter in, watch releases and join the queue, then attempt again at once, so
-                // that no release between the two attempts goes unseen.
-                let joined = Queued::start(
-                    backend,
-                    waits,
-                    keys,
-                    stats_name,
-                    stats,
-                    turn.take(),
-                    deadline,
-                );
-                queued = Some(joined.await.ok_or_else(gave_up_in_line)?);
-            }
+        Ok((error, gives_up_at.map_or(retry_at, |at| retry_at.min(at))))
+    }
+
+    /// Sleeps until the `next` attempt, or until a quorum of releases granted us the lock
+    /// (then ours: `Some`). The first refusal (the attempt was made with the line's turn)
+    /// joins the queue instead, and the next attempt comes at once, so that no release
+    /// between the two attempts goes unseen.
+    async fn sleep(
+        &mut self,
+        error: LockError,
+        next: NextAttempt,
+        seen_before: Seen,
+    ) -> Result<Option<Granted>, LockError> {
+        let Some(waiting) = &mut self.queued else {
+            self.join_the_queue().await?;
+            return Ok(None);
+        };
+        tracing::trace!(lock = %self.ask.name, %error, "redlock: waiting");
+        let quorum = self.backend.quorum();
+        let woken = waiting
+            .pause(next, self.deadline, quorum, seen_before)
+            .await;
+        // Granted by a quorum: ours, unless too little of the grant is left (then the next
+        // attempt claims it).
+        if let Woken::Granted(masters) = woken
+            && let Some(valid_until) = waiting.grant_validity(Instant::now(), self.ask.ttl)
+        {
+            // Dropped with the wait: leaves the queues of the masters that did not grant (yet),
+            // keeping a grant that comes meanwhile.
+            waiting.keep_grants = masters;
+            return Ok(Some(Granted {
+                value: Arc::clone(&waiting.place.id),
+                valid_until,
+                extend_now: true,
+            }));
         }
+        Ok(None)
     }
 }
 
