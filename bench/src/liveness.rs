@@ -22,7 +22,11 @@ use futures_util::future::join_all;
 use redis::Commands;
 use redlock_runtime::test_util::Masters;
 
-use crate::{Plan, Report, Workers, ms, percentile, worker_processes};
+use crate::{
+    Plan,
+    contention::{Workers, worker_processes},
+    report::{Report, ms, percentile},
+};
 
 const HOLD: Duration = Duration::from_millis(5);
 
@@ -353,4 +357,54 @@ pub(crate) async fn paused_master(report: &mut Report, span: Duration) {
         ]);
     }
     masters[2].resume();
+}
+
+/// The cold start, mixed fleet, dead head and paused master sections.
+pub(crate) async fn sections(report: &mut Report, plan: &Plan) {
+    report.section(
+        "cold start: many tasks acquire once (timeout 10 s, 5 ms holds), 1 master",
+        vec![
+            "processes x tasks",
+            "busy loops",
+            "acquired",
+            "timed out",
+            "failed",
+            "wall",
+            "wall / serial ideal",
+            "commands / acquisition",
+        ],
+    );
+    for busy_loops in [0, 2] {
+        cold_start(report, plan, busy_loops).await;
+    }
+    report.section(
+        "mixed fleet: 1 Python worker (timeout=0) + 2 worker processes of ours, one lock, 5 ms holds, 1 master",
+        vec![
+            "run",
+            "throughput",
+            "Python acquisitions (share)",
+            "Python longest wait",
+            "ours per worker",
+            "our wait p99 / max",
+        ],
+    );
+    mixed_fleet(report, plan).await;
+    report.section(
+        "a dead head of the queue: release -> the next waiter (another process) holds the lock",
+        vec!["masters", "head", "p50", "max"],
+    );
+    for count in [1, 3] {
+        for pause in [false, true] {
+            dead_head(report, plan, count, pause).await;
+        }
+    }
+    paused_master_section(report, plan).await;
+}
+
+pub(crate) async fn paused_master_section(report: &mut Report, plan: &Plan) {
+    report.section(
+        "one master of three paused: 3 clients x 4 tasks on one lock, 5 ms holds, timeout 5 s",
+        vec!["masters", "holds", "failed requests", "/ all up"],
+    );
+    paused_master(report, plan.contention).await;
 }
