@@ -1,27 +1,8 @@
-//! Real `redis-server` processes for tests (feature `test-util`): each on a free loopback port,
-//! with its own directory, killed and reaped on drop. Never a fake Redis, never the data of a
-//! server you already run.
-//!
-//! The binary is `$REDIS_SERVER_BIN` if set, else `redis-server` from `PATH`.
-//!
-//! Servers are durable unless started volatile: an append-only file with `appendfsync always`
-//! (in `/dev/shm` where there is one, so that fsync costs nothing), so that a restart keeps the
-//! keys and clients let a fresh server vote at once. A volatile server restarts empty, and
-//! clients keep it out of new acquisitions for their restart grace, also right after it first
-//! starts (see `Config::restart_grace`).
-//!
-//! ```no_run
-//! use redlock_runtime::test_util::Masters;
-//!
-//! let masters = Masters::start(3);
-//! let redlock = redlock_runtime::Redlock::new(masters.urls())?;
-//! masters[0].kill(); // a minority down: locks are still granted
-//! # Ok::<(), redlock_runtime::LockError>(())
-//! ```
+//! One `redis-server` process: started on a free loopback port in its own directory, killed,
+//! paused, restarted, and reaped on drop.
 
 use std::{
     net::TcpListener,
-    ops::Index,
     path::PathBuf,
     process::{Child, Command, Stdio},
     sync::{
@@ -136,7 +117,7 @@ impl RedisServer {
     }
 
     /// `port`: picks a free port to try.
-    fn start_with(
+    pub(super) fn start_with(
         args: &[&str],
         tls: bool,
         sentinel_config: Option<&str>,
@@ -164,7 +145,7 @@ impl RedisServer {
             child: Mutex::new(None),
         };
         if tls {
-            server.make_certificates();
+            super::tls::make_certificates(&server.dir);
         }
         if let Some(config) = sentinel_config {
             std::fs::write(server.dir.join("sentinel.conf"), config).expect("write sentinel.conf");
@@ -325,69 +306,6 @@ impl RedisServer {
         assert!(status.success(), "kill -{signal} {pid} failed");
     }
 
-    /// A CA and a server certificate for 127.0.0.1 / localhost, in the server's directory.
-    fn make_certificates(&self) {
-        let openssl = |args: &[&str]| {
-            let status = Command::new("openssl")
-                .args(args)
-                .current_dir(&self.dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("run openssl (needed for TLS test servers)");
-            assert!(status.success(), "openssl {args:?} failed");
-        };
-        std::fs::write(
-            self.dir.join("san.cnf"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )
-        .expect("write san.cnf");
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=redlock-test-ca",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-        ]);
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ]);
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "san.cnf",
-            "-out",
-            "server.crt",
-        ]);
-    }
-
     fn log_path(&self) -> PathBuf {
         self.dir.join("redis.log")
     }
@@ -398,25 +316,21 @@ impl RedisServer {
 
     /// Spawns the process and waits until it answers; false if it exited first.
     fn spawn_and_wait(&self) -> bool {
-        let binary = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
         // A fresh log per start: readiness of a TLS server is read from it.
         let _ = std::fs::remove_file(self.log_path());
+        let binary = binary();
+        let child = self.command(&binary).spawn().unwrap_or_else(|err| {
+            panic!("cannot run `{binary}` ({err}): install redis-server or set REDIS_SERVER_BIN")
+        });
+        *self.child() = Some(child);
+        self.wait_until_answers()
+    }
+
+    /// The `redis-server` command line of this server.
+    fn command(&self, binary: &str) -> Command {
         let port = self.port.to_string();
-        let listen: Vec<&str> = if self.tls {
-            vec![
-                "--port",
-                "0",
-                "--tls-port",
-                &port,
-                "--tls-cert-file",
-                "server.crt",
-                "--tls-key-file",
-                "server.key",
-                "--tls-ca-cert-file",
-                "ca.crt",
-                "--tls-auth-clients",
-                "no",
-            ]
+        let listen = if self.tls {
+            super::tls::listen_args(&port)
         } else {
             vec!["--port", &port]
         };
@@ -432,7 +346,8 @@ impl RedisServer {
         } else {
             (&DURABLE, &["--repl-diskless-sync-delay", "0"])
         };
-        let child = Command::new(&binary)
+        let mut command = Command::new(binary);
+        command
             .current_dir(&self.dir)
             .args(mode)
             .args(&listen)
@@ -449,14 +364,15 @@ impl RedisServer {
             .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!(
-                    "cannot run `{binary}` ({err}): install redis-server or set REDIS_SERVER_BIN"
-                )
-            });
-        *self.child() = Some(child);
+            .stderr(Stdio::null());
+        command
+    }
+
+    /// Waits until the spawned server answers (true) or exits (false).
+    ///
+    /// # Panics
+    /// If it does neither within 10 s; the message carries its log.
+    fn wait_until_answers(&self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             let exited = self.child().as_mut().map(Child::try_wait);
@@ -464,22 +380,7 @@ impl RedisServer {
                 *self.child() = None;
                 return false;
             }
-            if self.tls {
-                // The harness's own client does not speak TLS: trust the server's log.
-                if self.log().contains("Ready to accept connections") {
-                    return true;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-                continue;
-            }
-            let pong = redis::Client::open(self.url())
-                .and_then(|client| client.get_connection_with_timeout(Duration::from_millis(200)))
-                .and_then(|mut connection| redis::cmd("PING").query::<String>(&mut connection));
-            // Any answer, `NOAUTH` included, means the server is up.
-            if pong
-                .as_ref()
-                .map_or_else(|err| !err.is_io_error(), |_| true)
-            {
+            if self.answers() {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -488,6 +389,18 @@ impl RedisServer {
             "redis-server did not answer within 10 s; its log:\n{}",
             self.log()
         );
+    }
+
+    /// Whether the server answers now. Any answer, `NOAUTH` included, means it is up; the
+    /// harness's own client does not speak TLS, so a TLS server's log is trusted instead.
+    fn answers(&self) -> bool {
+        if self.tls {
+            return self.log().contains("Ready to accept connections");
+        }
+        redis::Client::open(self.url())
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_millis(200)))
+            .and_then(|mut connection| redis::cmd("PING").query::<String>(&mut connection))
+            .map_or_else(|err| !err.is_io_error(), |_| true)
     }
 }
 
@@ -519,7 +432,7 @@ pub fn env_or_private_server() -> Result<(Vec<String>, Option<RedisServer>), Str
         let config = crate::Config::from_env().map_err(|error| error.to_string())?;
         return Ok((config.urls, None));
     }
-    let binary = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+    let binary = binary();
     if let Err(err) = Command::new(&binary).arg("--version").output() {
         return Err(format!(
             "cannot run `{binary}` ({err}): install Redis (Debian/Ubuntu: `apt-get install \
@@ -531,11 +444,16 @@ pub fn env_or_private_server() -> Result<(Vec<String>, Option<RedisServer>), Str
     Ok((vec![server.url()], Some(server)))
 }
 
+/// The server binary: `$REDIS_SERVER_BIN`, else `redis-server` from `PATH`.
+fn binary() -> String {
+    std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into())
+}
+
 /// The major version of the `redis-server` (or `valkey-server`) binary the harness runs.
-fn server_version() -> u32 {
+pub(super) fn server_version() -> u32 {
     static VERSION: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     *VERSION.get_or_init(|| {
-        let binary = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+        let binary = binary();
         let output = Command::new(&binary)
             .arg("--version")
             .output()
@@ -551,7 +469,7 @@ fn server_version() -> u32 {
 }
 
 /// A free port whose cluster bus port (+ 10000) is free too, for servers before 7.0.
-fn free_port_with_bus() -> u16 {
+pub(super) fn free_port_with_bus() -> u16 {
     loop {
         let port = 20_000 + fastrand_port();
         let both = TcpListener::bind(("127.0.0.1", port))
@@ -572,240 +490,9 @@ fn fastrand_port() -> u16 {
     ((seed / 1_000 + NEXT.fetch_add(7_919, Ordering::Relaxed)) % 25_000) as u16
 }
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .expect("find a free loopback port")
-}
-
-/// Several independent masters for quorum tests; index them to kill, pause or restart one.
-///
-/// ```no_run
-/// let masters = redlock_runtime::test_util::Masters::start(5);
-/// masters[0].kill();
-/// masters[1].pause();
-/// ```
-#[derive(Debug)]
-pub struct Masters(Vec<RedisServer>);
-
-impl Masters {
-    /// Starts `count` durable servers.
-    ///
-    /// ```no_run
-    /// let masters = redlock_runtime::test_util::Masters::start(3);
-    /// assert_eq!(masters.urls().len(), 3);
-    /// ```
-    pub fn start(count: usize) -> Self {
-        Self((0..count).map(|_| RedisServer::start()).collect())
-    }
-
-    /// Starts `count` servers without persistence (see [`RedisServer::start_volatile`]).
-    ///
-    /// ```no_run
-    /// let masters = redlock_runtime::test_util::Masters::start_volatile(3);
-    /// masters[0].restart(); // empty now
-    /// ```
-    pub fn start_volatile(count: usize) -> Self {
-        Self((0..count).map(|_| RedisServer::start_volatile()).collect())
-    }
-
-    /// Servers started by the caller (e.g. with extra arguments) as a set of masters.
-    ///
-    /// ```no_run
-    /// use redlock_runtime::test_util::{Masters, RedisServer};
-    ///
-    /// let small = ["--maxmemory", "64mb"];
-    /// let masters = Masters::from_servers((0..3).map(|_| RedisServer::start_with_args(&small)).collect());
-    /// ```
-    pub fn from_servers(servers: Vec<RedisServer>) -> Self {
-        Self(servers)
-    }
-
-    /// One URL per server, in order.
-    ///
-    /// ```no_run
-    /// let masters = redlock_runtime::test_util::Masters::start(3);
-    /// let redlock = redlock_runtime::Redlock::new(masters.urls())?;
-    /// # Ok::<(), redlock_runtime::LockError>(())
-    /// ```
-    pub fn urls(&self) -> Vec<String> {
-        self.0.iter().map(RedisServer::url).collect()
-    }
-
-    /// The servers.
-    ///
-    /// ```no_run
-    /// let masters = redlock_runtime::test_util::Masters::start(3);
-    /// assert_eq!(masters.servers().len(), 3);
-    /// ```
-    pub fn servers(&self) -> &[RedisServer] {
-        &self.0
-    }
-}
-
-/// A Redis Cluster of primaries without replicas, made with `redis-cli --cluster create`
-/// (`$REDIS_CLI_BIN` if set, else `redis-cli` from `PATH`). Each node is a [`RedisServer`] that
-/// can be killed, paused and restarted; a restarted node keeps its place in the cluster.
-///
-/// ```no_run
-/// let cluster = redlock_runtime::test_util::RedisCluster::start(3);
-/// let redlock = redlock_runtime::Redlock::new([cluster.url()])?;
-/// # Ok::<(), redlock_runtime::LockError>(())
-/// ```
-#[derive(Debug)]
-pub struct RedisCluster(Vec<RedisServer>);
-
-impl RedisCluster {
-    /// Starts `primaries` nodes (at least 3, as Redis requires), joins them into one cluster
-    /// that covers all slots, and waits until every node reports it healthy.
-    ///
-    /// # Panics
-    /// If the cluster is not healthy within 30 s.
-    ///
-    /// ```no_run
-    /// let cluster = redlock_runtime::test_util::RedisCluster::start(3);
-    /// assert_eq!(cluster.nodes().len(), 3);
-    /// ```
-    pub fn start(primaries: usize) -> Self {
-        Self::start_with_replicas(primaries, 0)
-    }
-
-    /// Like [`start`](Self::start), with `replicas` replicas per primary: a primary that
-    /// dies is replaced by its replica about 2 s later (`cluster-node-timeout` 2000).
-    ///
-    /// # Panics
-    /// If the cluster is not healthy within 30 s.
-    ///
-    /// ```no_run
-    /// let cluster = redlock_runtime::test_util::RedisCluster::start_with_replicas(3, 1);
-    /// assert_eq!(cluster.nodes().len(), 6);
-    /// ```
-    pub fn start_with_replicas(primaries: usize, replicas: usize) -> Self {
-        let nodes: Vec<RedisServer> = (0..primaries * (1 + replicas))
-            .map(|_| {
-                let node = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"];
-                if server_version() < 7 {
-                    // The bus port is always the port + 10000 (`--cluster-port` came with 7.0).
-                    return RedisServer::start_with(&node, false, None, free_port_with_bus);
-                }
-                // The bus port is chosen too: the default (port + 10000) may not exist.
-                let bus_port = free_port().to_string();
-                let mut args = node.to_vec();
-                args.extend(["--cluster-port", &bus_port]);
-                RedisServer::start_with_args(&args)
-            })
-            .collect();
-        let cli = std::env::var("REDIS_CLI_BIN").unwrap_or_else(|_| "redis-cli".into());
-        let created = Command::new(&cli)
-            .args(["--cluster", "create"])
-            .args(nodes.iter().map(|node| format!("127.0.0.1:{}", node.port)))
-            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|err| panic!("cannot run `{cli}` ({err}): install redis-tools"));
-        assert!(
-            created.status.success(),
-            "redis-cli --cluster create failed:\n{}",
-            String::from_utf8_lossy(&created.stdout)
-        );
-        let cluster = Self(nodes);
-        cluster.wait_until_healthy();
-        cluster
-    }
-
-    /// Waits until every running node reports `cluster_state:ok` (e.g. after a restart) and
-    /// every running replica is in sync with its primary.
-    ///
-    /// # Panics
-    /// If that takes more than 30 s.
-    ///
-    /// ```no_run
-    /// let cluster = redlock_runtime::test_util::RedisCluster::start(3);
-    /// cluster.nodes()[0].restart();
-    /// cluster.wait_until_healthy();
-    /// ```
-    pub fn wait_until_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let healthy = |node: &RedisServer| {
-            redis::Client::open(node.url())
-                .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(1)))
-                .and_then(|mut connection| {
-                    redis::cmd("CLUSTER")
-                        .arg("INFO")
-                        .query::<String>(&mut connection)
-                })
-                .is_ok_and(|info| info.contains("cluster_state:ok"))
-        };
-        while !self
-            .0
-            .iter()
-            .filter(|node| node.pid().is_some())
-            .all(healthy)
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the cluster is not healthy after 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        for node in self.0.iter().filter(|node| node.pid().is_some()) {
-            node.wait_until_synced();
-        }
-    }
-
-    /// `redis+cluster://127.0.0.1:<port>,...`: every node as a seed.
-    ///
-    /// ```no_run
-    /// let cluster = redlock_runtime::test_util::RedisCluster::start(3);
-    /// assert!(cluster.url().starts_with("redis+cluster://127.0.0.1:"));
-    /// ```
-    pub fn url(&self) -> String {
-        let seeds: Vec<String> = self
-            .0
-            .iter()
-            .map(|node| format!("127.0.0.1:{}", node.port))
-            .collect();
-        format!("redis+cluster://{}", seeds.join(","))
-    }
-
-    /// The nodes, to kill, pause or restart one.
-    ///
-    /// ```no_run
-    /// let cluster = redlock_runtime::test_util::RedisCluster::start(3);
-    /// cluster.nodes()[1].pause();
-    /// ```
-    pub fn nodes(&self) -> &[RedisServer] {
-        &self.0
-    }
-
-    /// A synchronous cluster connection through the running nodes, to arrange and inspect data.
-    ///
-    /// # Panics
-    /// If the cluster cannot be reached.
-    ///
-    /// ```no_run
-    /// let cluster = redlock_runtime::test_util::RedisCluster::start(3);
-    /// let mut connection = cluster.connection();
-    /// ```
-    pub fn connection(&self) -> redis::cluster::ClusterConnection {
-        // Running nodes only: a dead seed fails the synchronous client.
-        let seeds: Vec<String> = self
-            .0
-            .iter()
-            .filter(|node| node.pid().is_some())
-            .map(RedisServer::url)
-            .collect();
-        redis::cluster::ClusterClient::new(seeds)
-            .and_then(|client| client.get_connection())
-            .unwrap_or_else(|err| panic!("connect to the cluster: {err}"))
-    }
-}
-
-impl Index<usize> for Masters {
-    type Output = RedisServer;
-
-    fn index(&self, index: usize) -> &RedisServer {
-        &self.0[index]
-    }
 }
