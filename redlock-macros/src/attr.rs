@@ -3,24 +3,10 @@
 use proc_macro2::Span;
 use syn::{
     Expr, ExprLit, ExprUnary, Ident, Lit, LitBool, LitStr, Path, Token, UnOp,
+    ext::IdentExt,
     parse::{Parse, ParseStream},
     spanned::Spanned,
 };
-
-mod kw {
-    syn::custom_keyword!(name);
-    syn::custom_keyword!(timeout);
-    syn::custom_keyword!(auto_release_time);
-    syn::custom_keyword!(silent);
-    syn::custom_keyword!(stats_name);
-    syn::custom_keyword!(client);
-    syn::custom_keyword!(auto_extend);
-    syn::custom_keyword!(stats);
-    syn::custom_keyword!(guard);
-    syn::custom_keyword!(abort_on_lost);
-    syn::custom_keyword!(reentrant);
-    syn::custom_keyword!(min_hold);
-}
 
 /// A number of seconds: its value, and the literal as written (sign included) for errors.
 pub(crate) struct Seconds {
@@ -58,98 +44,79 @@ impl Parse for Args {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let mut args = Args::default();
         while !input.is_empty() {
-            let lookahead = input.lookahead1();
-            if lookahead.peek(kw::name) {
-                let key = input.parse::<kw::name>()?;
-                let value = text(value_of(input)?, "name")?;
-                set_once(&mut args.name, value, key.span, "name")?;
-            } else if lookahead.peek(kw::timeout) {
-                let key = input.parse::<kw::timeout>()?;
-                let value = seconds(value_of(input)?, "timeout", TIMEOUT_CHOICES)?;
-                set_once(&mut args.timeout, value, key.span, "timeout")?;
-            } else if lookahead.peek(kw::auto_release_time) {
-                let key = input.parse::<kw::auto_release_time>()?;
-                let value = seconds(value_of(input)?, "auto_release_time", TTL_CHOICES)?;
-                set_once(
-                    &mut args.auto_release_time,
-                    value,
-                    key.span,
-                    "auto_release_time",
-                )?;
-            } else if lookahead.peek(kw::min_hold) {
-                let key = input.parse::<kw::min_hold>()?;
-                let value = seconds(value_of(input)?, "min_hold", MIN_HOLD_CHOICES)?;
-                set_once(&mut args.min_hold, value, key.span, "min_hold")?;
-            } else if lookahead.peek(kw::silent) {
-                let key = input.parse::<kw::silent>()?;
-                flag(input, "silent")?;
-                set_once(&mut args.silent, key.span, key.span, "silent")?;
-            } else if lookahead.peek(kw::reentrant) {
-                let key = input.parse::<kw::reentrant>()?;
-                flag(input, "reentrant")?;
-                set_once(&mut args.reentrant, key.span, key.span, "reentrant")?;
-            } else if lookahead.peek(kw::abort_on_lost) {
-                let key = input.parse::<kw::abort_on_lost>()?;
-                flag(input, "abort_on_lost")?;
-                set_once(&mut args.abort_on_lost, key.span, key.span, "abort_on_lost")?;
-            } else if lookahead.peek(kw::stats_name) {
-                let key = input.parse::<kw::stats_name>()?;
-                let value = text(value_of(input)?, "stats_name")?;
-                set_once(&mut args.stats_name, value, key.span, "stats_name")?;
-            } else if lookahead.peek(kw::client) {
-                let key = input.parse::<kw::client>()?;
-                let value = value_of(input)?;
-                set_once(&mut args.client, value, key.span, "client")?;
-            } else if lookahead.peek(kw::auto_extend) {
-                let key = input.parse::<kw::auto_extend>()?;
-                let value = boolean(value_of(input)?, "auto_extend")?;
-                set_once(&mut args.auto_extend, value, key.span, "auto_extend")?;
-            } else if lookahead.peek(kw::stats) {
-                let key = input.parse::<kw::stats>()?;
-                let value = boolean(value_of(input)?, "stats")?;
-                set_once(&mut args.stats, value, key.span, "stats")?;
-            } else if lookahead.peek(kw::guard) {
-                let key = input.parse::<kw::guard>()?;
-                let value = match value_of(input)? {
-                    Expr::Path(path) if path.qself.is_none() && path.path.get_ident().is_some() => {
-                        path.path.get_ident().cloned().expect("checked above")
-                    }
-                    other => {
-                        return Err(syn::Error::new_spanned(
-                            other,
-                            "`guard` must be an identifier to bind the lock guard to, e.g. `guard = lock`",
-                        ));
-                    }
-                };
-                set_once(&mut args.guard, value, key.span, "guard")?;
-            } else if lookahead.peek(Token![crate]) {
-                let key = input.parse::<Token![crate]>()?;
-                let value = string(value_of(input)?, "crate", "\"::redlock_runtime\"")?;
-                let path = value.parse::<Path>().map_err(|_| {
-                    syn::Error::new_spanned(
-                        &value,
-                        "`crate` must be a path in a string, e.g. `crate = \"::redlock_runtime\"`",
-                    )
-                })?;
-                set_once(&mut args.krate, path, key.span, "crate")?;
-            } else if input.peek(Ident) {
-                let unknown: Ident = input.parse()?;
-                let hint = closest_option(&unknown.to_string())
-                    .map(|option| format!("did you mean `{option}`? "))
-                    .unwrap_or_default();
-                return Err(syn::Error::new_spanned(
-                    &unknown,
-                    format!("unknown option `{unknown}`: {hint}expected one of {OPTIONS}"),
-                ));
-            } else {
-                return Err(lookahead.error());
+            if !input.peek(Ident::peek_any) {
+                return Err(input.error(format!("expected an option: one of {OPTIONS}")));
             }
+            // `crate` too, a keyword.
+            let key = input.call(Ident::parse_any)?;
+            args.set(&key, input)?;
             if !input.is_empty() {
                 input.parse::<Token![,]>()?;
             }
         }
         Ok(args)
     }
+}
+
+impl Args {
+    /// Parses the value of the option `key` (a flag has none) and sets it, once.
+    fn set(&mut self, key: &Ident, input: ParseStream<'_>) -> syn::Result<()> {
+        let option = key.to_string();
+        let seconds_of = |choices| seconds(value_of(input)?, &option, choices);
+        let text_of = || text(value_of(input)?, &option);
+        let boolean_of = || boolean(value_of(input)?, &option);
+        let flag_of = || flag(input, &option).map(|()| key.span());
+        match option.as_str() {
+            "name" => set_once(&mut self.name, text_of()?, key),
+            "stats_name" => set_once(&mut self.stats_name, text_of()?, key),
+            "timeout" => set_once(&mut self.timeout, seconds_of(TIMEOUT_CHOICES)?, key),
+            "auto_release_time" => {
+                set_once(&mut self.auto_release_time, seconds_of(TTL_CHOICES)?, key)
+            }
+            "min_hold" => set_once(&mut self.min_hold, seconds_of(MIN_HOLD_CHOICES)?, key),
+            "silent" => set_once(&mut self.silent, flag_of()?, key),
+            "reentrant" => set_once(&mut self.reentrant, flag_of()?, key),
+            "abort_on_lost" => set_once(&mut self.abort_on_lost, flag_of()?, key),
+            "client" => set_once(&mut self.client, value_of(input)?, key),
+            "auto_extend" => set_once(&mut self.auto_extend, boolean_of()?, key),
+            "stats" => set_once(&mut self.stats, boolean_of()?, key),
+            "guard" => set_once(&mut self.guard, identifier(value_of(input)?)?, key),
+            "crate" => set_once(&mut self.krate, crate_path(value_of(input)?)?, key),
+            _ => {
+                let hint = closest_option(&option)
+                    .map(|option| format!("did you mean `{option}`? "))
+                    .unwrap_or_default();
+                Err(syn::Error::new_spanned(
+                    key,
+                    format!("unknown option `{option}`: {hint}expected one of {OPTIONS}"),
+                ))
+            }
+        }
+    }
+}
+
+/// The value of `guard`: the identifier to bind the lock guard to.
+fn identifier(value: Expr) -> syn::Result<Ident> {
+    match value {
+        Expr::Path(path) if path.qself.is_none() && path.path.get_ident().is_some() => {
+            Ok(path.path.get_ident().cloned().expect("checked above"))
+        }
+        other => Err(syn::Error::new_spanned(
+            other,
+            "`guard` must be an identifier to bind the lock guard to, e.g. `guard = lock`",
+        )),
+    }
+}
+
+/// The value of `crate`: a path in a string.
+fn crate_path(value: Expr) -> syn::Result<Path> {
+    let value = string(value, "crate", "\"::redlock_runtime\"")?;
+    value.parse::<Path>().map_err(|_| {
+        syn::Error::new_spanned(
+            &value,
+            "`crate` must be a path in a string, e.g. `crate = \"::redlock_runtime\"`",
+        )
+    })
 }
 
 const OPTIONS: &str = "`name`, `timeout`, `auto_release_time`, `min_hold`, `silent`, `stats_name`, `stats`, `client`, `auto_extend`, `guard`, `abort_on_lost`, `reentrant`, `crate`";
@@ -231,11 +198,11 @@ fn flag(input: ParseStream<'_>, name: &str) -> syn::Result<()> {
 }
 
 /// Rejects a second occurrence of an option.
-fn set_once<T>(slot: &mut Option<T>, value: T, key: Span, name: &str) -> syn::Result<()> {
+fn set_once<T>(slot: &mut Option<T>, value: T, key: &Ident) -> syn::Result<()> {
     if slot.is_some() {
-        return Err(syn::Error::new(
+        return Err(syn::Error::new_spanned(
             key,
-            format!("duplicate option `{name}`: give each option once"),
+            format!("duplicate option `{key}`: give each option once"),
         ));
     }
     *slot = Some(value);

@@ -84,25 +84,23 @@ impl Errors {
             None => self.0 = Some(error),
         }
     }
+
+    /// The value, or else `fallback` with the error kept.
+    fn or<T>(&mut self, result: syn::Result<T>, fallback: T) -> T {
+        result.unwrap_or_else(|error| {
+            self.push(error);
+            fallback
+        })
+    }
 }
 
 impl Plan {
     pub(crate) fn new(args: Args, function: &ItemFn) -> syn::Result<Self> {
         let mut errors = Errors::default();
-        let name = match args.name {
-            Some(Text::Format(name)) if name.value().is_empty() => {
-                errors.push(syn::Error::new_spanned(&name, "`name` must not be empty: it names the lock key `redlock:ConfigurableLock.<name>`"));
-                Text::Format(name)
-            }
-            Some(name) => name,
-            None => {
-                errors.push(syn::Error::new(
-                    Span::call_site(),
-                    "missing `name`: write `#[redlock(name = \"…\")]`; it may capture arguments, e.g. `name = \"job:{id}\"`, or be an expression, e.g. `name = job.lock_key()`",
-                ));
-                Text::Format(LitStr::new("", Span::call_site()))
-            }
-        };
+        let name = errors.or(
+            name_of(args.name),
+            Text::Format(LitStr::new("", Span::call_site())),
+        );
         if let Some(Text::Format(stats_name)) = &args.stats_name
             && stats_name.value().is_empty()
         {
@@ -111,39 +109,17 @@ impl Plan {
                 "`stats_name` must not be empty; leave it out to use the lock name",
             ));
         }
-        let wait = args
-            .timeout
-            .as_ref()
-            .map_or(Ok(Wait::Forever), wait_of)
-            .unwrap_or_else(|error| {
-                errors.push(error);
-                Wait::Forever
-            });
-        let ttl_nanos = args
-            .auto_release_time
-            .as_ref()
-            .map(ttl_of)
-            .transpose()
-            .unwrap_or_else(|error| {
-                errors.push(error);
-                None
-            });
-        let min_hold_nanos = args
-            .min_hold
-            .as_ref()
-            .map(min_hold_of)
-            .transpose()
-            .unwrap_or_else(|error| {
-                errors.push(error);
-                None
-            });
+        let wait = args.timeout.as_ref().map_or(Ok(Wait::Forever), wait_of);
+        let wait = errors.or(wait, Wait::Forever);
+        let ttl_nanos = errors.or(
+            args.auto_release_time.as_ref().map(ttl_of).transpose(),
+            None,
+        );
+        let min_hold_nanos = errors.or(args.min_hold.as_ref().map(min_hold_of).transpose(), None);
         if let Some(constness) = &function.sig.constness {
             errors.push(syn::Error::new_spanned(constness, "`#[redlock]` cannot wrap a `const fn`: taking a lock needs I/O at run time; remove `const`"));
         }
-        let (shape, output) = shape_of(function).unwrap_or_else(|error| {
-            errors.push(error);
-            (Shape::Async, None)
-        });
+        let (shape, output) = errors.or(shape_of(function), (Shape::Async, None));
         if let Some(abort_on_lost) = args.abort_on_lost
             && matches!(shape, Shape::Blocking)
         {
@@ -185,6 +161,21 @@ impl Plan {
             spelled_result: output.as_ref().is_some_and(is_result),
             body_type,
         })
+    }
+}
+
+/// The lock's name: given, and not empty.
+fn name_of(name: Option<Text>) -> syn::Result<Text> {
+    match name {
+        Some(Text::Format(name)) if name.value().is_empty() => Err(syn::Error::new_spanned(
+            &name,
+            "`name` must not be empty: it names the lock key `redlock:ConfigurableLock.<name>`",
+        )),
+        Some(name) => Ok(name),
+        None => Err(syn::Error::new(
+            Span::call_site(),
+            "missing `name`: write `#[redlock(name = \"…\")]`; it may capture arguments, e.g. `name = \"job:{id}\"`, or be an expression, e.g. `name = job.lock_key()`",
+        )),
     }
 }
 

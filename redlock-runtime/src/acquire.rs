@@ -169,28 +169,7 @@ impl Round<'_> {
                 false,
             ));
         }
-        // Failed: undo every master that may hold our value, including late replies.
-        for (master, _) in masters.iter().zip(&maybe_set).filter(|(_, set)| **set) {
-            spawn_undo(backend.background.start(&keys.lock), master, keys, value);
-        }
-        // The stragglers are issued: our next attempt cannot overtake them on any master. Until
-        // a late grant's undo lands, our own old value refuses that attempt on that master only
-        // (a slow master's vote), rather than every next attempt waiting for a paused master.
-        let late = Late {
-            masters: masters.to_vec(),
-            keys: Arc::clone(keys),
-            value: Arc::clone(value),
-            background: Arc::clone(&backend.background),
-        };
-        stragglers.finish_in_background(move |index, reply| {
-            let maybe_set = match reply {
-                Ok(answer) => matches!(answer, Answer::Granted | Answer::Unreplicated { .. }),
-                Err(error) => error.maybe_applied(),
-            };
-            if maybe_set {
-                late.undo(index);
-            }
-        });
+        undo_everywhere(backend, masters, &maybe_set, keys, value, stragglers);
         if tally.granted() || tally.impossible_by_failures() {
             let votes_at = (!tally.granted())
                 .then(|| tally.votes_again_at(grace_ends))
@@ -220,6 +199,39 @@ impl Round<'_> {
             },
         }
     }
+}
+
+/// After a failed round: undoes every master that may hold our `value`, those that replied
+/// (`maybe_set`) at once and the stragglers when they reply.
+fn undo_everywhere(
+    backend: &Backend,
+    masters: &[Arc<Master>],
+    maybe_set: &[bool],
+    keys: &Arc<LockKeys>,
+    value: &Arc<str>,
+    stragglers: Stragglers<Answer>,
+) {
+    for (master, _) in masters.iter().zip(maybe_set).filter(|(_, set)| **set) {
+        spawn_undo(backend.background.start(&keys.lock), master, keys, value);
+    }
+    // The stragglers are issued: our next attempt cannot overtake them on any master. Until
+    // a late grant's undo lands, our own old value refuses that attempt on that master only
+    // (a slow master's vote), rather than every next attempt waiting for a paused master.
+    let late = Late {
+        masters: masters.to_vec(),
+        keys: Arc::clone(keys),
+        value: Arc::clone(value),
+        background: Arc::clone(&backend.background),
+    };
+    stragglers.finish_in_background(move |index, reply| {
+        let maybe_set = match reply {
+            Ok(answer) => matches!(answer, Answer::Granted | Answer::Unreplicated { .. }),
+            Err(error) => error.maybe_applied(),
+        };
+        if maybe_set {
+            late.undo(index);
+        }
+    });
 }
 
 /// What one attempt asks of each master.

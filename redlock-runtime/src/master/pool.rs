@@ -77,82 +77,90 @@ impl Pool {
         target: Target,
         connect_timeout: Duration,
     ) -> Result<(Self, Subscriptions), String> {
-        let text = |err: &dyn std::fmt::Display| err.to_string();
-        let built = |err: deadpool_redis::BuildError| err.to_string();
-        Ok(match target {
-            Target::Server(url) => {
-                // Time bounds are ours (see `call`), so the client's own response timeout is off.
-                let connection_config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(connect_timeout))
-                    .set_response_timeout(None);
-                let client = redis::Client::open(url.as_str()).map_err(|e| text(&e))?;
-                let manager = deadpool_redis::Manager::new_with_config(url, connection_config)
-                    .map_err(|e| text(&e))?;
-                let pool = deadpool_redis::Pool::builder(manager)
-                    .max_size(1)
-                    .runtime(Runtime::Tokio1)
-                    .build()
-                    .map_err(built)?;
-                (Self::Server(pool), Subscriptions::Server(client))
-            }
-            Target::Cluster(seeds) => {
-                let clients = seeds
-                    .iter()
-                    .map(|seed| redis::Client::open(seed.as_str()))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| text(&e))?;
-                let manager = cluster::Manager::new(seeds, false).map_err(|e| text(&e))?;
-                let pool = cluster::Pool::builder(manager)
-                    .max_size(1)
-                    .runtime(Runtime::Tokio1)
-                    .build()
-                    .map_err(built)?;
-                let subscriptions = Subscriptions::Cluster(clients, AtomicUsize::new(0));
-                (Self::Cluster(pool), subscriptions)
-            }
+        match target {
+            Target::Server(url) => Self::server(url, connect_timeout),
+            Target::Cluster(seeds) => Self::cluster(seeds),
             Target::Sentinel {
                 sentinels,
                 service,
                 master,
                 tls,
-            } => {
-                // The pool's copy of the master's settings, in deadpool's own types.
-                let for_pool = sentinel::SentinelNodeConnectionInfo {
-                    tls_mode: tls.then_some(sentinel::TlsMode::Secure),
-                    redis_connection_info: Some(master.clone().into()),
-                };
-                let mut node =
-                    SentinelNodeConnectionInfo::default().set_redis_connection_info(master);
-                if tls {
-                    node = node.set_tls_mode(redis::TlsMode::Secure);
-                }
-                let client = SentinelClient::build(
-                    sentinels.clone(),
-                    service.clone(),
-                    Some(node),
-                    SentinelServerType::Master,
-                )
-                .map_err(|e| text(&e))?;
-                let manager = sentinel::Manager::new(
-                    sentinels,
-                    service.clone(),
-                    Some(for_pool),
-                    sentinel::SentinelServerType::Master,
-                )
-                .map_err(|e| text(&e))?;
-                let pool = sentinel::Pool::builder(manager)
-                    .max_size(1)
-                    .runtime(Runtime::Tokio1)
-                    .build()
-                    .map_err(built)?;
-                let subscriptions = Subscriptions::Sentinel {
-                    client: tokio::sync::Mutex::new(client),
-                    service: service.clone(),
-                    following: AtomicBool::new(false),
-                };
-                (Self::Sentinel(pool), subscriptions)
-            }
-        })
+            } => Self::sentinel(sentinels, service, master, tls),
+        }
+    }
+
+    fn server(url: String, connect_timeout: Duration) -> Result<(Self, Subscriptions), String> {
+        // Time bounds are ours (see `call`), so the client's own response timeout is off.
+        let connection_config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(None);
+        let client = redis::Client::open(url.as_str()).map_err(message)?;
+        let manager =
+            deadpool_redis::Manager::new_with_config(url, connection_config).map_err(message)?;
+        let pool = deadpool_redis::Pool::builder(manager)
+            .max_size(1)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(message)?;
+        Ok((Self::Server(pool), Subscriptions::Server(client)))
+    }
+
+    fn cluster(seeds: Vec<String>) -> Result<(Self, Subscriptions), String> {
+        let clients = seeds
+            .iter()
+            .map(|seed| redis::Client::open(seed.as_str()))
+            .collect::<Result<_, _>>()
+            .map_err(message)?;
+        let manager = cluster::Manager::new(seeds, false).map_err(message)?;
+        let pool = cluster::Pool::builder(manager)
+            .max_size(1)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(message)?;
+        let subscriptions = Subscriptions::Cluster(clients, AtomicUsize::new(0));
+        Ok((Self::Cluster(pool), subscriptions))
+    }
+
+    fn sentinel(
+        sentinels: Vec<String>,
+        service: String,
+        master: redis::RedisConnectionInfo,
+        tls: bool,
+    ) -> Result<(Self, Subscriptions), String> {
+        // The pool's copy of the master's settings, in deadpool's own types.
+        let for_pool = sentinel::SentinelNodeConnectionInfo {
+            tls_mode: tls.then_some(sentinel::TlsMode::Secure),
+            redis_connection_info: Some(master.clone().into()),
+        };
+        let mut node = SentinelNodeConnectionInfo::default().set_redis_connection_info(master);
+        if tls {
+            node = node.set_tls_mode(redis::TlsMode::Secure);
+        }
+        let client = SentinelClient::build(
+            sentinels.clone(),
+            service.clone(),
+            Some(node),
+            SentinelServerType::Master,
+        )
+        .map_err(message)?;
+        let manager = sentinel::Manager::new(
+            sentinels,
+            service.clone(),
+            Some(for_pool),
+            sentinel::SentinelServerType::Master,
+        )
+        .map_err(message)?;
+        let pool = sentinel::Pool::builder(manager)
+            .max_size(1)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(message)?;
+        let subscriptions = Subscriptions::Sentinel {
+            client: tokio::sync::Mutex::new(client),
+            service,
+            following: AtomicBool::new(false),
+        };
+        Ok((Self::Sentinel(pool), subscriptions))
     }
 
     /// A new connection, taken out of the pool for good, with what it learned of the master's
@@ -252,4 +260,9 @@ impl Subscriptions {
             }
         }
     }
+}
+
+/// A client or pool building error, as the message the link reports.
+fn message(error: impl std::fmt::Display) -> String {
+    error.to_string()
 }
