@@ -391,8 +391,10 @@ impl RedisServer {
         );
     }
 
-    /// Whether the server answers now. Any answer, `NOAUTH` included, means it is up; the
-    /// harness's own client does not speak TLS, so a TLS server's log is trusted instead.
+    /// Whether the server answers now. Any answer, `NOAUTH` included, means it is up, except
+    /// `LOADING`: a restarted server still reading its append-only file is not serving yet
+    /// (and may not report its persistence yet). The harness's own client does not speak TLS,
+    /// so a TLS server's log is trusted instead.
     fn answers(&self) -> bool {
         if self.tls {
             return self.log().contains("Ready to accept connections");
@@ -400,7 +402,10 @@ impl RedisServer {
         redis::Client::open(self.url())
             .and_then(|client| client.get_connection_with_timeout(Duration::from_millis(200)))
             .and_then(|mut connection| redis::cmd("PING").query::<String>(&mut connection))
-            .map_or_else(|err| !err.is_io_error(), |_| true)
+            .map_or_else(
+                |err| !err.is_io_error() && err.code() != Some("LOADING"),
+                |_| true,
+            )
     }
 }
 
