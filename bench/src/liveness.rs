@@ -174,7 +174,23 @@ fn python() -> Option<PathBuf> {
     python.exists().then_some(python)
 }
 
-pub(crate) async fn mixed_fleet(report: &mut Report, plan: &Plan) {
+/// The mixed-fleet section (`--mixed-fleet` alone).
+pub(crate) async fn mixed_fleet_section(report: &mut Report, plan: &Plan) {
+    report.section(
+        "mixed fleet: 1 Python worker (timeout=0) + 2 worker processes of ours, one lock, 5 ms holds, 1 master",
+        vec![
+            "run",
+            "throughput",
+            "Python acquisitions (share)",
+            "Python longest wait",
+            "ours per worker (shares)",
+            "our wait p99 / max",
+        ],
+    );
+    mixed_fleet(report, plan).await;
+}
+
+async fn mixed_fleet(report: &mut Report, plan: &Plan) {
     let Some(python) = python() else {
         println!("(mixed fleet: no target/interop-venv; `.ci/run` creates it)");
         return;
@@ -223,7 +239,14 @@ pub(crate) async fn mixed_fleet(report: &mut Report, plan: &Plan) {
         format!("{:.0}/s", total / run_for.as_secs_f64()),
         format!("{python_count:.0} ({:.1}%)", python_count * 100.0 / total),
         format!("{python_longest:.0} ms"),
-        format!("{counts:?}"),
+        format!(
+            "{counts:?} ({})",
+            counts
+                .iter()
+                .map(|count| format!("{:.1}%", count * 100.0 / total))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         format!(
             "{} / {}",
             ms(percentile(&mut waits, 0.99)),
@@ -377,18 +400,7 @@ pub(crate) async fn sections(report: &mut Report, plan: &Plan) {
     for busy_loops in [0, 2] {
         cold_start(report, plan, busy_loops).await;
     }
-    report.section(
-        "mixed fleet: 1 Python worker (timeout=0) + 2 worker processes of ours, one lock, 5 ms holds, 1 master",
-        vec![
-            "run",
-            "throughput",
-            "Python acquisitions (share)",
-            "Python longest wait",
-            "ours per worker",
-            "our wait p99 / max",
-        ],
-    );
-    mixed_fleet(report, plan).await;
+    mixed_fleet_section(report, plan).await;
     report.section(
         "a dead head of the queue: release -> the next waiter (another process) holds the lock",
         vec!["masters", "head", "p50", "max"],

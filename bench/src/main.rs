@@ -95,6 +95,8 @@ enum Mode {
     Waiting,
     /// `--liveness`: cold start, mixed fleet, dead head, paused master.
     Liveness,
+    /// `--mixed-fleet`: one Python worker beside two processes of ours.
+    MixedFleet,
     /// `--paused`: one master of three paused.
     Paused,
     /// `--replicas`: the price of `wait_for_replicas`.
@@ -130,6 +132,7 @@ impl Mode {
             ("--profile-distinct", Self::ProfileDistinct),
             ("--replicas", Self::Replicas),
             ("--paused", Self::Paused),
+            ("--mixed-fleet", Self::MixedFleet),
             ("--liveness", Self::Liveness),
             ("--waiting", Self::Waiting),
             ("--scale", Self::Scale),
@@ -163,6 +166,7 @@ async fn main() {
         Mode::ProfileDistinct => return scale::profile_distinct().await,
         Mode::Replicas => uncontended::replica_wait_section(report, &plan).await,
         Mode::Paused => liveness::paused_master_section(report, &plan).await,
+        Mode::MixedFleet => liveness::mixed_fleet_section(report, &plan).await,
         Mode::Liveness => liveness::sections(report, &plan).await,
         Mode::Uncontended => uncontended::sections(report, &plan).await,
         Mode::Waiting => contention::sections(report, &plan, quick).await,

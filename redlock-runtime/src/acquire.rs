@@ -43,6 +43,11 @@ pub(crate) struct Standing {
     /// Whether the next grant goes to the waiter just ahead of us: if that waiter lets it
     /// lapse (killed, paused), the lock is ours.
     pub(crate) next_in_line: bool,
+    /// Digests of the holder's value on the masters that refused, combined (0: free there):
+    /// see `scripts::QueuedReply`.
+    pub(crate) holder: u64,
+    /// Whether a script took the holder for a foreign one, which may release unannounced.
+    pub(crate) foreign: bool,
 }
 
 /// The result of one attempt round over all masters.
@@ -287,11 +292,15 @@ impl Ask {
                 wait_ms,
                 releases,
                 next_in_line,
+                holder,
+                foreign,
             } => Answer::Refused {
                 standing: Some(Standing {
                     expires_in: Duration::from_millis(wait_ms),
                     releases,
                     next_in_line,
+                    holder,
+                    foreign,
                 }),
                 holder: Holder::Unnamed,
             },
@@ -455,6 +464,8 @@ fn most_hopeful(known: Option<Standing>, learned: Option<Standing>) -> Option<St
             expires_in: known.expires_in.min(learned.expires_in),
             releases: known.releases.min(learned.releases),
             next_in_line: known.next_in_line || learned.next_in_line,
+            holder: known.holder ^ learned.holder,
+            foreign: known.foreign || learned.foreign,
         }),
         (known, learned) => known.or(learned),
     }

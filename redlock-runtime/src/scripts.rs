@@ -156,13 +156,25 @@ pub(crate) enum QueuedReply {
         releases: u64,
         /// Whether the next grant goes to the waiter just ahead of us (ours if it lapses).
         next_in_line: bool,
+        /// A digest of the holder's value (0: free): a holder that changed with no release
+        /// announced in between released unannounced (see `wait::queued`).
+        holder: u64,
+        /// Whether the script takes the holder for a foreign one (foreign waiters wait, or one
+        /// of them took the lock last): the head watches the key (see `wake.rs`).
+        foreign: bool,
     },
 }
 
 impl FromRedisValue for QueuedReply {
     fn from_redis_value(value: redis::Value) -> Result<Self, redis::ParsingError> {
-        let (granted, wait_ms, releases, next_in_line): (u8, u64, u64, u8) =
-            FromRedisValue::from_redis_value(value)?;
+        let (granted, wait_ms, releases, next_in_line, holder, foreign): (
+            u8,
+            u64,
+            u64,
+            u8,
+            Option<Vec<u8>>,
+            Option<u8>,
+        ) = FromRedisValue::from_redis_value(value)?;
         Ok(if granted == 1 {
             Self::Granted
         } else {
@@ -170,9 +182,19 @@ impl FromRedisValue for QueuedReply {
                 wait_ms,
                 releases,
                 next_in_line: next_in_line == 1,
+                holder: holder.map_or(0, |value| digest(&value)),
+                foreign: foreign == Some(1),
             }
         })
     }
+}
+
+/// A digest of a lock's value, never 0 (which stands for "free"); stable within the process.
+pub(crate) fn digest(value: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default()
+        .hash_one(value)
+        .max(1)
 }
 
 /// The waiter `waiter` leaves the lock's queue (see [`LEAVE_QUEUE`]); unless it

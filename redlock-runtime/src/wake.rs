@@ -5,6 +5,15 @@
 //! while someone in the process waits for it, so memory stays flat however many distinct
 //! names are locked. Each waiter learns how many releases were announced, and which masters
 //! granted it the lock.
+//!
+//! A holder that never announces (the Python library's, which releases with a plain `DEL`; a
+//! crashed process, whose key expires) is seen through client-side caching instead: the head
+//! of the queue, when the holder may be foreign (see `wait::queued`), asks its process's key
+//! tracker (one RESP3 connection per master, `CLIENT TRACKING ON`) to read the lock's key, and
+//! Redis sends an invalidation as soon as the key is deleted, expires or changes: counted in
+//! [`Seen::unannounced`], it wakes the head at once rather than at its fallback timer. A Redis
+//! Cluster, or a server that speaks no RESP3 (before Redis 6), has no tracker: the timers and
+//! the head's polling remain.
 
 use std::{
     collections::HashMap,
@@ -13,6 +22,9 @@ use std::{
 };
 
 use futures_util::StreamExt;
+use redis::{
+    AsyncConnectionConfig, PushInfo, PushKind, RedisError, Value, aio::MultiplexedConnection,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{backoff::Backoff, master::Master, rt};
@@ -32,6 +44,9 @@ pub(crate) struct Seen {
     /// Those that granted the lock to nobody: left free for foreign waiters, or with nobody
     /// left in the queue.
     pub(crate) to_nobody: u64,
+    /// Changes of the lock's key that the key tracker saw (a release nobody announced, an
+    /// expiry, any write), on keys a waiter asked it to watch.
+    pub(crate) unannounced: u64,
 }
 
 /// The channels some waiter of this process watches, each with a count of releases seen.
@@ -65,7 +80,17 @@ pub(crate) struct ReleaseNotices {
     masters: Vec<Arc<Master>>,
     registry: Arc<Registry>,
     subscribers: OnceLock<Vec<mpsc::UnboundedSender<Command>>>,
+    trackers: OnceLock<Vec<mpsc::UnboundedSender<Track>>>,
     confirm_within: Duration,
+}
+
+/// A key for the tracker to watch until its next change: the lock's key, its release channel,
+/// and the digest of the value the waiter saw (see `scripts::QueuedReply`).
+#[derive(Debug)]
+struct Track {
+    key: Arc<str>,
+    channel: Arc<str>,
+    seen: u64,
 }
 
 /// One waiter's interest in a lock's releases; dropping it ends the interest.
@@ -85,6 +110,7 @@ impl ReleaseNotices {
             masters,
             registry: Arc::default(),
             subscribers: OnceLock::new(),
+            trackers: OnceLock::new(),
             confirm_within,
         }
     }
@@ -146,6 +172,37 @@ impl ReleaseNotices {
     }
 }
 
+impl ReleaseNotices {
+    /// Asks every master's key tracker to watch `key` (whose value had the digest `seen`) until
+    /// it changes, and then to count an unannounced change on `channel` (see the module docs).
+    fn track(&self, key: &Arc<str>, channel: &Arc<str>, seen: u64) {
+        for tracker in self.trackers() {
+            let _ = tracker.send(Track {
+                key: Arc::clone(key),
+                channel: Arc::clone(channel),
+                seen,
+            });
+        }
+    }
+
+    fn trackers(&self) -> &[mpsc::UnboundedSender<Track>] {
+        self.trackers.get_or_init(|| {
+            self.masters
+                .iter()
+                .map(|master| {
+                    let (commands, received) = mpsc::unbounded_channel();
+                    crate::rt::spawn(tracker(
+                        Arc::clone(master),
+                        received,
+                        Arc::clone(&self.registry),
+                    ));
+                    commands
+                })
+                .collect()
+        })
+    }
+}
+
 impl ReleaseWatch {
     /// The releases announced so far (see [`Seen`]).
     pub(crate) fn releases_seen(&self) -> Seen {
@@ -159,6 +216,12 @@ impl ReleaseWatch {
             .get(&self.channel)
             .and_then(|interest| interest.waiters.iter().find(|(to, _)| *to == self.waiter))
             .map_or(0, |&(_, masters)| masters)
+    }
+
+    /// Watches the lock's `key`, whose holder had the digest `holder`, for a change that no
+    /// release announces (see the module docs).
+    pub(crate) fn watch_key(&self, key: &Arc<str>, holder: u64) {
+        self.notices.track(key, &self.channel, holder);
     }
 
     /// Resolves at the next announced release.
@@ -307,6 +370,131 @@ async fn subscriber(
             }
         }
         tracing::debug!(master = %master.label, "redlock: release subscriber disconnected; reconnecting");
+    }
+}
+
+/// One master's key tracker: reads the keys it is asked to watch on its RESP3 connection with
+/// `CLIENT TRACKING ON`, and counts the invalidations Redis sends for them as unannounced
+/// changes of their locks; reconnects when the connection breaks. Ends (and the waiters keep
+/// their timers) where the master has no tracking: a Redis Cluster, a server before Redis 6.
+async fn tracker(
+    master: Arc<Master>,
+    mut tracks: mpsc::UnboundedReceiver<Track>,
+    registry: Arc<Registry>,
+) {
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+    loop {
+        let Some(client) = master.tracking_client().await else {
+            return;
+        };
+        let (connection, mut pushes) = match connect_tracking(client).await {
+            Ok(connected) => connected,
+            Err(error) if error.is_io_error() || error.is_timeout() => {
+                tracing::debug!(master = %master.label, %error, "redlock: cannot open the key tracker; retrying");
+                // Keys asked for meanwhile are not watched: their waiters keep their timers.
+                let deadline = tokio::time::sleep(backoff.next());
+                tokio::pin!(deadline);
+                loop {
+                    tokio::select! {
+                        () = &mut deadline => break,
+                        track = tracks.recv() => if track.is_none() { return },
+                    }
+                }
+                continue;
+            }
+            Err(error) => {
+                tracing::debug!(master = %master.label, %error, "redlock: no key tracking on this master (RESP3 and CLIENT TRACKING need Redis 6); waiters of foreign holders poll");
+                return;
+            }
+        };
+        backoff.reset();
+        // The keys watched, each with the release channel of its lock.
+        let mut watched: HashMap<Arc<str>, Arc<str>> = HashMap::new();
+        loop {
+            tokio::select! {
+                track = tracks.recv() => {
+                    let Some(track) = track else { return };
+                    watched.insert(Arc::clone(&track.key), Arc::clone(&track.channel));
+                    crate::rt::spawn(read_tracked(connection.clone(), track, Arc::clone(&registry)));
+                }
+                push = pushes.recv() => match push {
+                    Some(PushInfo { kind: PushKind::Invalidate, data }) => {
+                        for key in invalidated_keys(&data, &watched) {
+                            if let Some(channel) = watched.remove(&*key) {
+                                count_unannounced(&registry, &channel);
+                            }
+                        }
+                    }
+                    Some(PushInfo { kind: PushKind::Disconnection, .. }) | None => break,
+                    Some(_) => {}
+                },
+            }
+        }
+        // The changes made while no connection tracked them went unseen: every waiter that
+        // watched a key attempts once.
+        for (_, channel) in watched.drain() {
+            count_unannounced(&registry, &channel);
+        }
+        tracing::debug!(master = %master.label, "redlock: key tracker disconnected; reconnecting");
+    }
+}
+
+/// A RESP3 connection that tracks the keys it reads, and the invalidations it receives.
+async fn connect_tracking(
+    client: Result<redis::Client, RedisError>,
+) -> Result<(MultiplexedConnection, mpsc::UnboundedReceiver<PushInfo>), RedisError> {
+    let (pushed, pushes) = mpsc::unbounded_channel();
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(5)))
+        .set_push_sender(pushed);
+    let mut connection = client?
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    redis::cmd("CLIENT")
+        .arg("TRACKING")
+        .arg("ON")
+        .query_async::<()>(&mut connection)
+        .await?;
+    Ok((connection, pushes))
+}
+
+/// Reads `track`'s key, which tracks it until its next change; a value other than the one
+/// the waiter saw changed already, unannounced: counted at once.
+async fn read_tracked(
+    mut connection: MultiplexedConnection,
+    track: Track,
+    registry: Arc<Registry>,
+) {
+    let read: Result<Option<Vec<u8>>, _> = redis::cmd("GET")
+        .arg(&*track.key)
+        .query_async(&mut connection)
+        .await;
+    if let Ok(value) = read {
+        let now = value.map_or(0, |value| crate::scripts::digest(&value));
+        if now != track.seen {
+            count_unannounced(&registry, &track.channel);
+        }
+    }
+}
+
+/// The watched keys that an invalidation names: all of them for a flush (`null`).
+fn invalidated_keys(data: &[Value], watched: &HashMap<Arc<str>, Arc<str>>) -> Vec<Arc<str>> {
+    match data.first() {
+        Some(Value::Array(keys)) => keys
+            .iter()
+            .filter_map(|key| match key {
+                Value::BulkString(key) => std::str::from_utf8(key).ok().map(Arc::from),
+                _ => None,
+            })
+            .collect(),
+        _ => watched.keys().cloned().collect(),
+    }
+}
+
+fn count_unannounced(registry: &Registry, channel: &Arc<str>) {
+    if let Some(interest) = registry.lock().get(channel) {
+        interest.releases.send_modify(|seen| seen.unannounced += 1);
     }
 }
 

@@ -165,6 +165,11 @@ impl Master {
         self.subscriptions.pubsub().await
     }
 
+    /// A client for the key tracker (see `wake.rs`), if this kind of master has one.
+    pub(crate) async fn tracking_client(&self) -> Option<Result<redis::Client, RedisError>> {
+        self.subscriptions.tracking().await
+    }
+
     /// For a master found through Sentinel: starts, once, a task that drops the connection as
     /// soon as the sentinels announce a failover (`+switch-master`). The old master may accept
     /// writes until the sentinels reconfigure it, seconds later; locks taken or renewed there

@@ -262,6 +262,27 @@ impl Subscriptions {
     }
 }
 
+impl Subscriptions {
+    /// A client for the key tracker of `wake.rs`: RESP3, so that invalidations come on the
+    /// tracking connection itself. None for a Redis Cluster, whose keys live on several nodes.
+    pub(super) async fn tracking(&self) -> Option<Result<redis::Client, RedisError>> {
+        let client = match self {
+            Self::Server(client) => client.clone(),
+            Self::Cluster(..) => return None,
+            Self::Sentinel { client, .. } => match client.lock().await.async_get_client().await {
+                Ok(client) => client,
+                Err(error) => return Some(Err(error)),
+            },
+        };
+        let info = client.get_connection_info().clone();
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        Some(redis::Client::open(info.set_redis_settings(resp3)))
+    }
+}
+
 /// A client or pool building error, as the message the link reports.
 fn message(error: impl std::fmt::Display) -> String {
     error.to_string()

@@ -16,9 +16,10 @@
 -- ARGV[1]: value; ARGV[2]: TTL ms; ARGV[3]: waiter id; ARGV[4]: ticket (when the wait started,
 -- the same on every master); ARGV[5]: how long a place lasts without an attempt (ms);
 -- ARGV[6]: how often a waiter polls while foreign waiters wait (ms).
--- Returns {1, 0, 0, 0} when acquired, else {0, ms until the next attempt may succeed (0: when a
+-- Returns {1, 0, 0, 0, false, 0} when acquired, else {0, ms until the next attempt may succeed (0: when a
 -- release is announced), how many releases come before our turn, 1 if we are next in line
--- else 0} (see `turns` in mutex.lua).
+-- else 0 (see `turns` in mutex.lua), the holder's value or false if free, 1 if the holder may
+-- be foreign (it may release unannounced: the waiter watches the key, see `wake.rs`) else 0}.
 local waiter = ARGV[3]
 local now = now_ms()
 leave_expired(KEYS[2], KEYS[3], now)
@@ -35,7 +36,7 @@ if holder == ARGV[1] then
   -- Our own value: the attempt was sent twice (its connection broke), and the first took it.
   redis.call('ZREM', KEYS[2], waiter)
   redis.call('ZREM', KEYS[3], waiter)
-  return {1, 0, 0, 0}
+  return {1, 0, 0, 0, false, 0}
 end
 local state = redis.call('HMGET', KEYS[4], 'window', 'foreign_hold')
 local window, foreign_hold = tonumber(state[1]), state[2]
@@ -53,7 +54,7 @@ if window then
       wait = math.min(wait, poll)
     end
     local releases, next_in_line = turns(rank, 0)
-    return {0, wait, releases, next_in_line}
+    return {0, wait, releases, next_in_line, false, 0}
   else
     -- Nobody took it: perhaps nobody polls any more.
     redis.call('HDEL', KEYS[4], 'window')
@@ -74,13 +75,13 @@ if ours then
   if foreign_hold then
     redis.call('HDEL', KEYS[4], 'foreign_hold')
   end
-  return {1, 0, 0, 0}
+  return {1, 0, 0, 0, false, 0}
 end
 -- How long until an attempt may succeed: the holder's TTL (a grant to the waiter ahead: until
 -- it lapses unless extended), at most the polling interval for the head while foreign waiters
 -- wait or hold.
 local rank = redis.call('ZRANK', KEYS[2], waiter)
-local wait, held = 0, 0
+local wait, held, foreign = 0, 0, 0
 if holder then
   held = 1
   wait = redis.call('PTTL', KEYS[1])
@@ -94,10 +95,11 @@ if holder then
     -- behind it wait for the head's release only.
     if rank == 0 then
       wait = math.min(wait, poll)
+      foreign = 1
     else
       held = 0
     end
   end
 end
 local releases, next_in_line = turns(rank, held)
-return {0, wait, releases, next_in_line}
+return {0, wait, releases, next_in_line, holder or false, foreign}

@@ -31,7 +31,7 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
     local since = redis.call('HINCRBY', KEYS[4], 'since', 1)
     local missed = math.min(tonumber(redis.call('HGET', KEYS[4], 'missed') or '0'), 6)
     redis.call('PEXPIRE', KEYS[4], FOREIGN_STATE_TTL)
-    if since >= redis.call('ZCARD', KEYS[2]) * 2 ^ missed then
+    if since > redis.call('ZCARD', KEYS[2]) * 2 ^ missed then
       redis.call('HSET', KEYS[4], 'since', 0, 'window', now + tonumber(ARGV[4]))
       redis.call('PUBLISH', ARGV[2], '')
       return 2

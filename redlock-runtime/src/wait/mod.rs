@@ -275,6 +275,9 @@ impl<'a> Wait<'a> {
                 if !certain && self.retry_undecided(leads) {
                     return Ok(Step::Again);
                 }
+                if let (Some(queued), Some(standing)) = (&mut self.queued, &standing) {
+                    queued.refused_by(standing);
+                }
                 Step::Refused(self.held(votes), NextAttempt::after_refusal(standing, now))
             }
             Attempt::Split { leads, votes } => {

@@ -13,7 +13,7 @@ use super::{
     schedule::{NextAttempt, announcements_for, grant_validity},
 };
 use crate::{
-    acquire::{Place, spawn_leave_queue},
+    acquire::{Place, Standing, spawn_leave_queue},
     backend::Backend,
     keys::{GRANT, LockKeys},
     line::Turn,
@@ -38,6 +38,9 @@ pub(super) struct Queued {
     /// Held by the grants of these masters (bit `i`: master `i`), which took us out of their
     /// queue: the others keep a grant to us that comes after we leave their queue.
     pub(super) keep_grants: u64,
+    /// The holder that the last refusal showed (its digest, 0 if free) and the releases
+    /// announced by then: see [`Self::refused_by`].
+    last_holder: (u64, u64),
     /// Dropped after the queue is left (fields drop in order).
     _turn: Turn,
     /// `None` with statistics off.
@@ -84,6 +87,7 @@ impl Queued {
             first_attempt: None,
             attempts: 0,
             keep_grants: 0,
+            last_holder: (0, 0),
             _turn: turn,
             _counted: counted,
         })
@@ -97,6 +101,23 @@ impl Queued {
     pub(super) fn attempted(&mut self, now: Instant) {
         self.first_attempt.get_or_insert(now);
         self.attempts += 1;
+    }
+
+    /// A queued attempt was refused with `standing`. When the holder may release without
+    /// announcing it, the lock's key is watched for that release (see `wake.rs`): the script
+    /// says so (foreign waiters wait, or took the lock last), or the holder changed since the
+    /// last refusal with no release announced (a Python worker that released and took the
+    /// lock again, a holder whose key expired). Our holders announce every release to our
+    /// waiters, so a fleet of ours never watches.
+    pub(super) fn refused_by(&mut self, standing: &Standing) {
+        let announced = self.releases_seen().releases;
+        let (last, announced_then) =
+            std::mem::replace(&mut self.last_holder, (standing.holder, announced));
+        let changed_unannounced =
+            last != 0 && last != standing.holder && announced == announced_then;
+        if standing.holder != 0 && (standing.foreign || changed_unannounced) {
+            self.releases.watch_key(&self.keys.lock, standing.holder);
+        }
     }
 
     /// Whether announced grants may be trusted: see [`grant_validity`].
@@ -158,7 +179,7 @@ impl Queued {
                 seen.to_nobody > before.to_nobody
             } else {
                 seen.releases - before.releases >= enough
-            };
+            } || seen.unannounced > before.unannounced;
             if our_turn && !partly_granted {
                 return Woken::Attempt;
             }

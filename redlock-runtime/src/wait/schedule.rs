@@ -37,10 +37,13 @@ impl NextAttempt {
             expires_in,
             releases,
             next_in_line,
+            ..
         } = standing.unwrap_or(Standing {
             expires_in: Duration::ZERO,
             releases: 0,
             next_in_line: false,
+            holder: 0,
+            foreign: false,
         });
         Self::OnRelease {
             releases,
@@ -158,6 +161,8 @@ mod tests {
             expires_in: Duration::from_secs(5),
             releases: 3,
             next_in_line: false,
+            holder: 1,
+            foreign: false,
         };
         assert_eq!(
             NextAttempt::after_refusal(Some(held), now),
@@ -173,6 +178,8 @@ mod tests {
             expires_in: Duration::from_millis(200),
             releases: 1,
             next_in_line: true,
+            holder: 2,
+            foreign: false,
         };
         assert_eq!(
             NextAttempt::after_refusal(Some(granted), now),
