@@ -4,9 +4,10 @@
 -- for a window in which our waiters do not take it.
 -- Foreign waiters (the Python library's: they poll with `SET NX` and never join the queue, but
 -- count themselves in the waiting counter) take turns as one more process of the queue: the
--- release that completes a round of grants to our waiters (one per waiter queued, doubled for
--- each window that went unused in a row, up to 64 times: a crashed foreign waiter stays
--- counted) leaves the lock to them instead. The head of our queue then polls (acquire.lua).
+-- release that follows a round of grants to our waiters (one more than the waiters queued at
+-- that release, the releaser's next request among them; doubled for each window that went
+-- unused in a row, up to 64 times: a crashed foreign waiter stays counted) leaves the lock to
+-- them instead. The head of our queue then polls (acquire.lua).
 -- KEYS[1]: lock key; KEYS[2]: queue; KEYS[3]: expiries; KEYS[4]: foreign-waiter state (hash:
 -- since = grants since the last window, missed = unused windows in a row, window = end of the
 -- current window); KEYS[5..6]: the waiting counter and the sum of our processes' counts in it
