@@ -154,21 +154,33 @@ impl ReleaseNotices {
 
     fn subscribers(&self) -> &[mpsc::UnboundedSender<Command>] {
         self.subscribers.get_or_init(|| {
-            self.masters
-                .iter()
-                .enumerate()
-                .map(|(index, master)| {
-                    let (commands, received) = mpsc::unbounded_channel();
-                    crate::rt::spawn(subscriber(
-                        index,
-                        Arc::clone(master),
-                        received,
-                        Arc::clone(&self.registry),
-                    ));
-                    commands
-                })
-                .collect()
+            self.per_master(|index, master, commands, registry| {
+                subscriber(index, master, commands, registry)
+            })
         })
+    }
+
+    /// Starts one task per master, `task(index, master, commands, registry)`, and returns the
+    /// senders of their commands.
+    fn per_master<C, F, T>(&self, task: F) -> Vec<mpsc::UnboundedSender<C>>
+    where
+        F: Fn(usize, Arc<Master>, mpsc::UnboundedReceiver<C>, Arc<Registry>) -> T,
+        T: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.masters
+            .iter()
+            .enumerate()
+            .map(|(index, master)| {
+                let (commands, received) = mpsc::unbounded_channel();
+                crate::rt::spawn(task(
+                    index,
+                    Arc::clone(master),
+                    received,
+                    Arc::clone(&self.registry),
+                ));
+                commands
+            })
+            .collect()
     }
 }
 
@@ -187,18 +199,7 @@ impl ReleaseNotices {
 
     fn trackers(&self) -> &[mpsc::UnboundedSender<Track>] {
         self.trackers.get_or_init(|| {
-            self.masters
-                .iter()
-                .map(|master| {
-                    let (commands, received) = mpsc::unbounded_channel();
-                    crate::rt::spawn(tracker(
-                        Arc::clone(master),
-                        received,
-                        Arc::clone(&self.registry),
-                    ));
-                    commands
-                })
-                .collect()
+            self.per_master(|_, master, tracks, registry| tracker(master, tracks, registry))
         })
     }
 }
