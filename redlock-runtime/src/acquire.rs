@@ -262,8 +262,14 @@ impl Ask {
         // Borrowed by the request, which a broken connection may send twice.
         let sent = AtomicBool::new(false);
         let sent = &sent;
+        // Redis ends a blocked `WAIT` in its cron (`hz` 10 by default): up to a tick late.
+        let blocks = if self.replicas == 0 {
+            Duration::ZERO
+        } else {
+            self.replicas_wait + Duration::from_millis(100)
+        };
         master
-            .call_voting(grace, |mut connection| async move {
+            .call_voting(grace, blocks, |mut connection| async move {
                 self.once(&mut connection, sent, see_foreign).await
             })
             .await

@@ -91,7 +91,9 @@ pub struct Config {
     pub restart_grace: RestartGrace,
     /// How many replicas of a master must have a new lock before that master's vote counts:
     /// each granting master is asked `WAIT <replicas> <master_timeout / 2 ms>` on the same
-    /// connection, after the `SET` (as Redisson's `syncSlaves`). It narrows the window in
+    /// connection, after the `SET` (as Redisson's `syncSlaves`), and that call may take the
+    /// `WAIT` plus 100 ms (Redis ends a `WAIT` in its cron, up to one `hz` tick late) beyond
+    /// `master_timeout`. It narrows the window in
     /// which a failover to a replica that had not yet received the key loses the lock; a
     /// master whose replicas do not confirm in time counts as failed for that attempt (and
     /// its key is undone if the attempt fails). Renewals are not waited for: a replica may

@@ -254,12 +254,13 @@ impl Master {
         F: Fn(Handle) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        self.call_voting(None, request).await
+        self.call_voting(None, Duration::ZERO, request).await
     }
 
     /// [`call`](Self::call) for a request whose yes grants a new hold: unless `grace` is
     /// `None`, a master that restarted less than `grace` ago and may have lost its keys then
-    /// is not asked (`CallError::InGrace`).
+    /// is not asked (`CallError::InGrace`). A request that also blocks on the server (`WAIT`)
+    /// for up to `blocks` gets that much more than the per-master timeout.
     ///
     /// A request that meets a broken connection (a restart or a failover closes every
     /// connection, and the client learns it from the next command) is sent once more, on a
@@ -269,16 +270,18 @@ impl Master {
     pub(crate) async fn call_voting<T, F, Fut>(
         self: &Arc<Self>,
         grace: Option<Duration>,
+        blocks: Duration,
         request: F,
     ) -> Result<T, CallError>
     where
         F: Fn(Handle) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        match self.call_once(grace, &request).await {
+        let limit = self.call_timeout + blocks;
+        match self.call_once(grace, limit, &request).await {
             Err(CallError::Redis(err)) if err.is_io_error() || err.is_connection_dropped() => {
                 tracing::debug!(master = %self.label, %err, "redlock: the connection broke; sending again on a new one");
-                self.call_once(grace, &request).await
+                self.call_once(grace, limit, &request).await
             }
             other => other,
         }
@@ -287,6 +290,7 @@ impl Master {
     async fn call_once<T, F, Fut>(
         self: &Arc<Self>,
         grace: Option<Duration>,
+        limit: Duration,
         request: F,
     ) -> Result<T, CallError>
     where
@@ -296,7 +300,7 @@ impl Master {
         // Whether the command was sent: a timeout before that is a connection problem, and
         // the command cannot have been applied.
         let sent = AtomicBool::new(false);
-        let bounded = tokio::time::timeout(self.call_timeout, async {
+        let bounded = tokio::time::timeout(limit, async {
             // Uncontended, the turn is taken without a waiter node (tokio's mutex is fair:
             // `try_lock` fails while callers wait, so nobody is overtaken).
             let turn = match self.order.try_lock() {
@@ -342,11 +346,10 @@ impl Master {
         });
         bounded.await.unwrap_or_else(|_| {
             Err(if sent.load(Ordering::Relaxed) {
-                CallError::TimedOut(self.call_timeout)
+                CallError::TimedOut(limit)
             } else {
                 CallError::NotConnected(ConnectFailure::transient(format!(
-                    "no connection within {:?} (still trying)",
-                    self.call_timeout
+                    "no connection within {limit:?} (still trying)"
                 )))
             })
         })
