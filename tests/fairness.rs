@@ -1,5 +1,5 @@
 //! Fair handoff: with 4 workers looping on one lock, a worker that releases and comes back
-//! cannot barge ahead of those already waiting, so every worker gets its share.
+//! overtakes a waiter for `OVERTAKE_FOR` at most, so every worker gets its share.
 
 mod common;
 
@@ -69,14 +69,38 @@ async fn four_workers_share_one_lock_fairly() {
     }
 }
 
+/// Without holds, a looping worker takes the lock back while the head of the queue may still
+/// be overtaken (`OVERTAKE_FOR`), and then hands it over: every worker gets its share, and no
+/// wait is longer than that bound per waiter ahead, plus the handoffs (and the load margin).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_releasing_client_that_comes_back_at_once_cannot_barge() {
+async fn four_workers_without_holds_share_one_lock_and_wait_a_bounded_time() {
+    for count in [1, 3] {
+        let masters = Masters::start(count);
+        let (counts, longest_wait) =
+            run_workers(&masters, Duration::ZERO, Duration::from_secs(2)).await;
+
+        let index = jain(&counts);
+        assert!(
+            index >= 0.95,
+            "{count} masters: Jain index {index:.3} for {counts:?}"
+        );
+        let bound = configurable_redlock::OVERTAKE_FOR * 3 + common::SLACK;
+        assert!(
+            longest_wait < bound,
+            "{count} masters: longest wait {longest_wait:?} for {counts:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_releasing_client_cannot_barge_ahead_of_a_waiter_that_waited_long_enough() {
     for count in [1, 3] {
         let masters = Masters::start(count);
         let (releaser, waiting) = (common::redlock(&masters), common::redlock(&masters));
         let held = releaser.lock("turn").await.unwrap();
         let waiter = tokio::spawn(async move { waiting.lock("turn").timeout(5).await });
         common::until_queued(&masters, "turn", 1).await;
+        common::until_head_cannot_be_overtaken(&masters, "turn").await;
 
         held.release().await.unwrap();
         let barge = releaser.lock("turn").timeout(-1).await;

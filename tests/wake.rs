@@ -43,6 +43,55 @@ async fn a_release_wakes_the_waiter_long_before_its_fallback_timer() {
     }
 }
 
+/// A release that only offers the lock to the head (it may still be overtaken) and no other
+/// release after it: the head takes the lock once its time to be overtaken is over, not at its
+/// fallback timer (1 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offered_head_takes_the_lock_when_nobody_else_does() {
+    for count in [1, 3] {
+        let masters = Masters::start(count);
+        let redlock = redlock(&masters);
+        let held = redlock.lock("offered").await.unwrap();
+        let waiter = tokio::spawn({
+            let redlock = redlock.clone();
+            async move {
+                let guard = redlock.lock("offered").timeout(10).await.unwrap();
+                let acquired_at = Instant::now();
+                guard.release().await.unwrap();
+                acquired_at
+            }
+        });
+        common::until_queued(&masters, "offered", 1).await;
+        // The head's ticket a minute ahead (a client whose clock runs fast): the release can
+        // only offer it the lock.
+        for index in 0..count {
+            let mut connection = masters[index].connection();
+            let (id, ticket): (String, f64) = redis::cmd("ZRANGE")
+                .arg(common::queue_key("offered"))
+                .arg(0)
+                .arg(0)
+                .arg("WITHSCORES")
+                .query::<Vec<(String, f64)>>(&mut connection)
+                .unwrap()
+                .remove(0);
+            let _: () = redis::cmd("ZADD")
+                .arg(common::queue_key("offered"))
+                .arg("XX")
+                .arg(ticket + 60_000.0)
+                .arg(id)
+                .query(&mut connection)
+                .unwrap();
+        }
+        let released_at = Instant::now();
+        held.release().await.unwrap();
+        let latency = waiter.await.unwrap() - released_at;
+        assert!(
+            latency < configurable_redlock::OVERTAKE_FOR + common::SLACK,
+            "{count} masters: the offered head took {latency:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_that_never_announces_is_taken_over_when_its_key_expires() {
     let masters = Masters::start(1);

@@ -145,6 +145,22 @@ pub(crate) struct LockKeys {
 /// not its place.
 pub(crate) const GRANT: Duration = Duration::from_millis(250);
 
+/// How long the head of a lock's queue may be overtaken (bounded barging, as Go's
+/// `sync.Mutex`): while a waiter has been the head for less than this (since the grant that
+/// made it the head, or since it started waiting if that came later), a release leaves the
+/// lock free and offers it to the head, and the releaser's next request or a newcomer may take
+/// it at once: no handoff between processes per acquisition while the lock is hot. Once the
+/// head has waited this long, the next release hands the lock to it, and the others follow in
+/// queue order. So a waiter waits at most this much per waiter ahead of it, beyond their
+/// holds and handoffs; holds longer than this are handed over in strict order. Times are the
+/// releasers' and the waiters' wall clocks, as the queue's order is: a skewed client clock
+/// shifts this bound by the skew.
+///
+/// ```
+/// assert_eq!(redlock_runtime::OVERTAKE_FOR, std::time::Duration::from_millis(2));
+/// ```
+pub const OVERTAKE_FOR: Duration = Duration::from_millis(2);
+
 /// How long a release leaves the lock free for foreign waiters (the Python library's, which
 /// poll every 0–200 ms and never join our queue) when it is their turn (see `acquire.lua`).
 pub(crate) const FOREIGN_WINDOW: Duration = Duration::from_millis(250);
@@ -183,6 +199,12 @@ impl LockKeys {
     /// The state of the lock's foreign waiters: their turns and windows (see `acquire.lua`).
     pub(crate) fn foreign(&self) -> Companion<'_> {
         self.companion("foreign")
+    }
+
+    /// Who heads the queue and since when, while it may be overtaken (see [`OVERTAKE_FOR`]):
+    /// a hash that expires with that time.
+    pub(crate) fn head(&self) -> Companion<'_> {
+        self.companion("head")
     }
 
     /// The fencing-token counter (created only when a holder asks for a token).

@@ -85,7 +85,7 @@ pub mod test_util;
 pub use config::{Config, DEFAULT_OUTAGE_TIMEOUT, DEFAULT_URL, RestartGrace};
 pub use error::{LockError, MasterFailure, MasterVote, Vote};
 pub use guard::LockGuard;
-pub use keys::waiting_key;
+pub use keys::{OVERTAKE_FOR, waiting_key};
 pub use operate::{LockOnMaster, LockState, MasterReadiness, Readiness};
 pub use redlock::Redlock;
 pub use request::{DEFAULT_AUTO_RELEASE_TIME, LockRequest};

@@ -1,6 +1,9 @@
 //! The Lua scripts, each created once per process.
 
-use std::{sync::LazyLock, time::Duration};
+use std::{
+    sync::LazyLock,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use redis::{
     Arg, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisResult, Script, ServerErrorKind,
@@ -8,7 +11,7 @@ use redis::{
 };
 
 use crate::{
-    keys::{Counter, FOREIGN_POLL, FOREIGN_WINDOW, GRANT, LockKeys, PLACE_TTL},
+    keys::{Counter, FOREIGN_POLL, FOREIGN_WINDOW, GRANT, LockKeys, OVERTAKE_FOR, PLACE_TTL},
     master::Handle,
 };
 
@@ -64,12 +67,14 @@ pub(crate) static STATS: LazyLock<Lua> =
 pub(crate) static FENCE: LazyLock<Lua> = lock_script!("scripts/fence.lua");
 
 /// A call of a script that reads the lock's queue: `KEYS` = the lock, its queue, the expiries
-/// of the places in it and the state of its foreign waiters, then the waiting `counter` in
+/// of the places in it, the state of its foreign waiters and its head (see `OVERTAKE_FOR`),
+/// then the waiting `counter` in
 /// which foreign waiters count themselves and the sum of our processes' counts in it, when
 /// these may be read with the lock's keys (not in Redis Cluster: another slot).
 fn queue_call(lua: &'static Lua, keys: &LockKeys, counter: Option<Counter<'_>>) -> ScriptCall {
     let lock: &str = &keys.lock;
-    let (queue, expiries, foreign) = (keys.queue(), keys.expiries(), keys.foreign());
+    let (queue, expiries, foreign, head) =
+        (keys.queue(), keys.expiries(), keys.foreign(), keys.head());
     match counter {
         Some(counter) => ScriptCall::new(
             lua,
@@ -78,11 +83,12 @@ fn queue_call(lua: &'static Lua, keys: &LockKeys, counter: Option<Counter<'_>>) 
                 &queue,
                 &expiries,
                 &foreign,
+                &head,
                 &counter,
                 &counter.companion("ours"),
             ],
         ),
-        None => ScriptCall::new(lua, &[&lock, &queue, &expiries, &foreign]),
+        None => ScriptCall::new(lua, &[&lock, &queue, &expiries, &foreign, &head]),
     }
 }
 
@@ -96,12 +102,25 @@ pub(crate) fn release(
     counter: Option<Counter<'_>>,
     keep: Duration,
 ) -> ScriptCall {
+    release_at(keys, value, counter, keep, wall_clock_ms())
+}
+
+/// [`release`] at `clock` (this client's wall clock, ms: see [`OVERTAKE_FOR`]).
+fn release_at(
+    keys: &LockKeys,
+    value: &str,
+    counter: Option<Counter<'_>>,
+    keep: Duration,
+    clock: f64,
+) -> ScriptCall {
     queue_call(&RELEASE, keys, counter)
         .arg(value)
         .arg(keys.channel())
         .arg(millis(GRANT))
         .arg(millis(FOREIGN_WINDOW))
         .arg(millis(keep))
+        .arg(millis(OVERTAKE_FOR))
+        .arg(clock)
 }
 
 /// What a release did on a master that held our value (a reply of [`release`] that is not
@@ -234,6 +253,14 @@ pub(crate) fn fence(keys: &LockKeys, value: &str, op: Fence) -> ScriptCall {
 /// A duration as the whole milliseconds that scripts take (saturating).
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// This client's wall clock in ms: a waiter's ticket (its place in the queue, the same on every
+/// master), and a releaser's now against it (see [`OVERTAKE_FOR`]).
+pub(crate) fn wall_clock_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64() * 1000.0)
 }
 
 /// The code of every script, loaded on each new connection (see `Master`): a release issued
@@ -397,8 +424,13 @@ mod tests {
 
     use redis::Commands;
 
-    use super::{QueuedReply, Released, ScriptCall, queued_attempt, release};
-    use crate::{keys::LockKeys, test_util::RedisServer};
+    use super::{
+        QueuedReply, Released, ScriptCall, queued_attempt, release, release_at, wall_clock_ms,
+    };
+    use crate::{
+        keys::{LockKeys, OVERTAKE_FOR},
+        test_util::RedisServer,
+    };
 
     fn run<T: redis::FromRedisValue>(call: ScriptCall, connection: &mut redis::Connection) -> T {
         call.lua.eval_of(&call.cmd).query(connection).unwrap()
@@ -450,8 +482,11 @@ mod tests {
         assert_eq!(announced, "a");
         let value: String = connection.get(&*keys.lock).unwrap();
         assert_eq!(value, "a", "the release grants the lock to the head");
-
-        let code: u64 = run(release(&keys, "a", None, Duration::ZERO), &mut connection);
+        // The grant made B the head: until its time to be overtaken is over, a release would
+        // only offer it the lock (see the next test). Released once it is over:
+        let later = wall_clock_ms() + OVERTAKE_FOR.as_secs_f64() * 1000.0 + 1.0;
+        let release_a = release_at(&keys, "a", None, Duration::ZERO, later);
+        let code: u64 = run(release_a, &mut connection);
         assert_eq!(Released::from_code(code), Released::Done);
         let announced: String = pubsub.get_message().unwrap().get_payload().unwrap();
         assert_eq!(announced, "b");
@@ -463,5 +498,79 @@ mod tests {
         // A release that is not ours changes nothing.
         let code: i64 = run(release(&keys, "b", None, Duration::ZERO), &mut connection);
         assert_eq!(code, -1);
+    }
+
+    /// Bounded barging: a release while the head may still be overtaken leaves the lock free
+    /// for whoever asks first and offers it to the head, once per head; then it is the head's.
+    #[test]
+    fn a_release_offers_the_lock_to_a_head_that_may_still_be_overtaken() {
+        let server = RedisServer::start();
+        let mut connection = server.connection();
+        let keys = LockKeys::new("offer");
+        let hold = |value: &str, connection: &mut redis::Connection| {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&*keys.lock)
+                .arg(value)
+                .arg("NX")
+                .arg("PX")
+                .arg(5_000)
+                .query(connection)
+                .unwrap();
+            set.is_some()
+        };
+        let overtake = OVERTAKE_FOR.as_secs_f64() * 1000.0;
+        // The releases' clocks: the head queued just before the first.
+        let now = wall_clock_ms();
+        let (ticket, first, second, third) = (
+            now - overtake / 4.0,
+            now,
+            now + overtake / 2.0,
+            now + overtake,
+        );
+        assert!(hold("holder", &mut connection));
+        let call = queued_attempt(&keys, None, "young", 5_000, "young", ticket);
+        assert!(matches!(
+            run::<QueuedReply>(call, &mut connection),
+            QueuedReply::Refused { .. }
+        ));
+        let mut listener = server.connection();
+        let mut pubsub = listener.as_pubsub();
+        pubsub.subscribe(keys.channel().to_string()).unwrap();
+        pubsub
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut connection = server.connection();
+        let mut release = |value: &str, clock: f64| -> u64 {
+            run(
+                release_at(&keys, value, None, Duration::ZERO, clock),
+                &mut connection,
+            )
+        };
+
+        assert_eq!(release("holder", first), Released::Done as u64);
+        let announced: String = pubsub.get_message().unwrap().get_payload().unwrap();
+        assert_eq!(announced, "-young", "offered to the head");
+        let mut connection = server.connection();
+        assert!(
+            hold("newcomer", &mut connection),
+            "free for whoever asks first"
+        );
+
+        // Overtaken again, still within its time: no second announcement (a marker message
+        // shows what came next).
+        assert_eq!(release("newcomer", second), Released::Done as u64);
+        let _: () = connection
+            .publish(keys.channel().to_string(), "marker")
+            .unwrap();
+        let next: String = pubsub.get_message().unwrap().get_payload().unwrap();
+        assert_eq!(next, "marker", "one offer per head");
+        assert!(hold("again", &mut connection));
+
+        // Its time is over: the next release grants it the lock.
+        assert_eq!(release("again", third), Released::Done as u64);
+        let announced: String = pubsub.get_message().unwrap().get_payload().unwrap();
+        assert_eq!(announced, "young", "granted to the head");
+        let value: String = connection.get(&*keys.lock).unwrap();
+        assert_eq!(value, "young");
     }
 }

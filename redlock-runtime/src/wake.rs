@@ -44,6 +44,10 @@ pub(crate) struct Seen {
     /// Those that granted the lock to nobody: left free for foreign waiters, or with nobody
     /// left in the queue.
     pub(crate) to_nobody: u64,
+    /// Releases that left the lock free while our waiter at the head of the queue may still
+    /// be overtaken (see `OVERTAKE_FOR`): counted apart from `releases`, as they move nobody
+    /// else up.
+    pub(crate) offers: u64,
     /// Changes of the lock's key that the key tracker saw (a release nobody announced, an
     /// expiry, any write), on keys a waiter asked it to watch.
     pub(crate) unannounced: u64,
@@ -295,6 +299,29 @@ fn grantees(payload: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|id| !id.is_empty())
 }
 
+/// What master `index` announced on a channel that `interest` watches: the grantees of a
+/// release (none: left free), or an offer to the head of the queue (`-<id>`, see
+/// [`Seen::offers`]).
+fn announced(interest: &mut Interest, payload: &[u8], index: usize) {
+    if let Some(head) = payload.strip_prefix(b"-") {
+        if interest.waiters.iter().any(|(id, _)| id.as_bytes() == head) {
+            interest.releases.send_modify(|seen| seen.offers += 1);
+        }
+        return;
+    }
+    for grantee in grantees(payload) {
+        let mut waiters = interest.waiters.iter_mut();
+        if let Some((_, masters)) = waiters.find(|(to, _)| to.as_bytes() == grantee) {
+            *masters |= master_bit(index);
+        }
+    }
+    // After the grants are noted: the waiters they wake see them.
+    interest.releases.send_modify(|seen| {
+        seen.releases += 1;
+        seen.to_nobody += u64::from(payload.is_empty());
+    });
+}
+
 /// One master's subscriber connection (master `index` of the client): carries out the commands
 /// in order, routes each message to the waiters of its channel, and reconnects
 /// (resubscribing) when it breaks.
@@ -351,20 +378,7 @@ async fn subscriber(
                     Some(message) => {
                         let channel = message.get_channel_name();
                         if let Some(interest) = registry.lock().get_mut(channel) {
-                            let payload = message.get_payload_bytes();
-                            for grantee in grantees(payload) {
-                                let mut waiters = interest.waiters.iter_mut();
-                                if let Some((_, masters)) =
-                                    waiters.find(|(to, _)| to.as_bytes() == grantee)
-                                {
-                                    *masters |= master_bit(index);
-                                }
-                            }
-                            // After the grants are noted: the waiters they wake see them.
-                            interest.releases.send_modify(|seen| {
-                                seen.releases += 1;
-                                seen.to_nobody += u64::from(payload.is_empty());
-                            });
+                            announced(interest, message.get_payload_bytes(), index);
                         }
                     }
                 },

@@ -50,16 +50,43 @@ pub fn registry(masters: &Masters, index: usize) -> Vec<String> {
         .expect("LRANGE")
 }
 
+/// The key of lock `name`'s queue of waiters (waiter id -> ticket, the wall-clock ms when it
+/// started waiting).
+pub fn queue_key(name: &str) -> String {
+    format!("{{{}}}:queue", configurable_redlock::lock_key(name))
+}
+
 /// How many waiters stand in the queue of lock `name` on one server. A waiter enters the queue
 /// after it subscribed to release notifications, so a queued waiter is woken by a release.
 pub fn queued(masters: &Masters, index: usize, name: &str) -> usize {
     redis::cmd("ZCARD")
-        .arg(format!(
-            "{{{}}}:queue",
-            configurable_redlock::lock_key(name)
-        ))
+        .arg(queue_key(name))
         .query(&mut masters[index].connection())
         .expect("ZCARD")
+}
+
+/// Waits until the head of lock `name`'s queue (on every server) has waited
+/// [`configurable_redlock::OVERTAKE_FOR`] since its ticket: for a lock that no release granted
+/// yet, a release hands it the lock from then on, rather than leaving it free to be overtaken.
+pub async fn until_head_cannot_be_overtaken(masters: &Masters, name: &str) {
+    let mut latest = 0.0f64;
+    for index in 0..masters.servers().len() {
+        let head: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(queue_key(name))
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES")
+            .query(&mut masters[index].connection())
+            .expect("ZRANGE");
+        latest = latest.max(head.first().expect("a queued waiter").1);
+    }
+    let overtaken_until = std::time::UNIX_EPOCH
+        + Duration::from_secs_f64(latest / 1000.0)
+        + configurable_redlock::OVERTAKE_FOR
+        + Duration::from_millis(1);
+    if let Ok(left) = overtaken_until.duration_since(std::time::SystemTime::now()) {
+        tokio::time::sleep(left).await;
+    }
 }
 
 /// Waits until `count` waiters stand in the queue of lock `name` on every server.

@@ -10,7 +10,7 @@
 -- KEYS[1]: lock key; KEYS[2]: queue (zset waiter -> ticket); KEYS[3]: expiries (zset waiter ->
 -- when its place expires, ms); KEYS[4]: foreign-waiter state (hash: missed = unused windows in
 -- a row, window = end of the current window, foreign_hold = taken in the last window and not
--- ours since); KEYS[5..6]: the waiting counter and the sum of our processes' counts in it
+-- ours since); KEYS[5]: the head's state (see release.lua); KEYS[6..7]: the waiting counter and the sum of our processes' counts in it
 -- (see stats.lua; left out in Redis Cluster, where they lie in another slot: no foreign
 -- waiters are seen there).
 -- ARGV[1]: value; ARGV[2]: TTL ms; ARGV[3]: waiter id; ARGV[4]: ticket (when the wait started,
@@ -90,7 +90,7 @@ if holder then
   elseif wait < 0 then
     wait = 0
   end
-  if foreign_hold or foreign_waiters(KEYS[5], KEYS[6]) > 0 then
+  if foreign_hold or foreign_waiters(KEYS[6], KEYS[7]) > 0 then
     -- The holder may be foreign, and its release unannounced: the head polls, and those
     -- behind it wait for the head's release only.
     if rank == 0 then

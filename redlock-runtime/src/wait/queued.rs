@@ -3,7 +3,7 @@
 
 use std::{
     sync::Arc,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use uuid::Uuid;
@@ -15,8 +15,9 @@ use super::{
 use crate::{
     acquire::{Place, Standing, spawn_leave_queue},
     backend::Backend,
-    keys::{GRANT, LockKeys},
+    keys::{GRANT, LockKeys, OVERTAKE_FOR},
     line::Turn,
+    scripts::wall_clock_ms,
     stats::WaitingStats,
     wake::{ReleaseWatch, Seen},
 };
@@ -71,9 +72,7 @@ impl Queued {
         let channel: Arc<str> = keys.channel().to_string().into();
         let id: Arc<str> = Uuid::new_v4().hyphenated().to_string().into();
         let releases = waits.notices.watch(&channel, &id).await;
-        let ticket = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |since| since.as_secs_f64() * 1000.0);
+        let ticket = wall_clock_ms();
         Some(Self {
             place: Place {
                 id,
@@ -156,6 +155,7 @@ impl Queued {
         };
         let enough = announcements_for(releases, quorum);
         let mut partly_granted = false;
+        let mut offers = before.offers;
         tokio::pin!(sleep);
         loop {
             if self.trusts_grants() {
@@ -173,6 +173,15 @@ impl Queued {
                 }
             }
             let seen = self.releases.releases_seen();
+            if seen.offers > std::mem::replace(&mut offers, seen.offers) {
+                // Left free for whoever asks first, the releaser mostly (announced once per
+                // head): the first release once our time to be overtaken is over grants us the
+                // lock; if none comes by then (the lock went idle), we attempt.
+                let idle = Instant::now() + OVERTAKE_FOR + OFFER_IDLE;
+                if idle < until && !partly_granted {
+                    sleep.as_mut().reset(idle.into());
+                }
+            }
             let our_turn = if self.trusts_grants() {
                 // The releases that granted others did not make it our turn; one that granted
                 // nobody may have (or opened a window for foreign waiters).
@@ -195,6 +204,11 @@ impl Queued {
         }
     }
 }
+
+/// How long after its time to be overtaken (see `OVERTAKE_FOR`) a head that was offered the
+/// lock attempts, unless a release grants the lock first: time for a looping releaser's next
+/// release, which spares the head an attempt that the releaser's hold would refuse.
+const OFFER_IDLE: Duration = Duration::from_millis(1);
 
 /// What ends a pause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
