@@ -157,9 +157,9 @@ pub(crate) const GRANT: Duration = Duration::from_millis(250);
 /// shifts this bound by the skew.
 ///
 /// ```
-/// assert_eq!(redlock_runtime::OVERTAKE_FOR, std::time::Duration::from_millis(2));
+/// assert_eq!(redlock_runtime::OVERTAKE_FOR, std::time::Duration::from_millis(5));
 /// ```
-pub const OVERTAKE_FOR: Duration = Duration::from_millis(2);
+pub const OVERTAKE_FOR: Duration = Duration::from_millis(5);
 
 /// How long a release leaves the lock free for foreign waiters (the Python library's, which
 /// poll every 0–200 ms and never join our queue) when it is their turn (see `acquire.lua`).

@@ -220,7 +220,8 @@ pub(crate) fn digest(value: &[u8]) -> u64 {
 /// `keeps_its_grant` (it holds the lock by grants), a grant made to it is passed on.
 pub(crate) fn leave_queue(keys: &LockKeys, waiter: &str, keeps_its_grant: bool) -> ScriptCall {
     let lock: &str = &keys.lock;
-    ScriptCall::new(&LEAVE_QUEUE, &[&lock, &keys.queue(), &keys.expiries()])
+    let (queue, expiries, head) = (keys.queue(), keys.expiries(), keys.head());
+    ScriptCall::new(&LEAVE_QUEUE, &[&lock, &queue, &expiries, &head])
         .arg(waiter)
         .arg(keys.channel())
         .arg(millis(GRANT))

@@ -48,6 +48,9 @@ pub(crate) struct Seen {
     /// be overtaken (see `OVERTAKE_FOR`): counted apart from `releases`, as they move nobody
     /// else up.
     pub(crate) offers: u64,
+    /// Offers to another process's waiter: they wake a waiter next in line to it, which
+    /// attempts when the offer lapses (a head that never takes it, killed or paused).
+    pub(crate) offered_elsewhere: u64,
     /// Changes of the lock's key that the key tracker saw (a release nobody announced, an
     /// expiry, any write), on keys a waiter asked it to watch.
     pub(crate) unannounced: u64,
@@ -304,9 +307,14 @@ fn grantees(payload: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// [`Seen::offers`]).
 fn announced(interest: &mut Interest, payload: &[u8], index: usize) {
     if let Some(head) = payload.strip_prefix(b"-") {
-        if interest.waiters.iter().any(|(id, _)| id.as_bytes() == head) {
-            interest.releases.send_modify(|seen| seen.offers += 1);
-        }
+        let ours = interest.waiters.iter().any(|(id, _)| id.as_bytes() == head);
+        interest.releases.send_modify(|seen| {
+            if ours {
+                seen.offers += 1;
+            } else {
+                seen.offered_elsewhere += 1;
+            }
+        });
         return;
     }
     for grantee in grantees(payload) {

@@ -2,7 +2,7 @@
 -- first attempt of most requests, is a plain `SET key value NX PX ttl`.)
 -- Waiters queue by ticket; a free lock goes to the head of the queue only, and a release
 -- grants the lock to the head by writing its id as the value (see release.lua), so that a
--- client that just released cannot barge ahead of those waiting. An attempt of the grantee
+-- client that just released cannot barge ahead of a head that waited `OVERTAKE_FOR`. An attempt of the grantee
 -- (one that did not hear of the grant in time) claims it.
 -- While foreign waiters have their window (see release.lua), our waiters do not take the
 -- lock; the head of our queue polls rather than waits for an announcement, to see the window
@@ -100,6 +100,11 @@ if holder then
       held = 0
     end
   end
+end
+if rank == 0 and holder then
+  -- Offered the lock and overtaken meanwhile: the next release announces again, so that a
+  -- head whose attempt the overtaker refused is not left waiting for its fallback timer.
+  redis.call('HDEL', KEYS[5], 'offered')
 end
 local releases, next_in_line = turns(rank, held)
 return {0, wait, releases, next_in_line, holder or false, foreign}

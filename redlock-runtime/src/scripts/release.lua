@@ -1,6 +1,6 @@
 -- Release the lock only if it still holds our value, and grant it to the waiters whose turn
--- it is (see `grant` in mutex.lua), so that nobody barges ahead of those waiting and the
--- grantee needs no second round trip; or, while the head of the queue has waited less than
+-- it is (see `grant` in mutex.lua), so that nobody barges ahead of a waiter that waited
+-- `OVERTAKE_FOR` and the grantee needs no second round trip; or, while the head of the queue has waited less than
 -- `OVERTAKE_FOR` (keys.rs), leave it free and offer it to the head (announced as `-<head>`):
 -- whoever asks first takes it, the releaser's next request mostly; or, when foreign waiters
 -- have their turn, leave it free for a window in which our waiters do not take it.
@@ -12,8 +12,8 @@
 -- them instead. The head of our queue then polls (acquire.lua).
 -- KEYS[1]: lock key; KEYS[2]: queue; KEYS[3]: expiries; KEYS[4]: foreign-waiter state (hash:
 -- since = grants since the last window, missed = unused windows in a row, window = end of the
--- current window); KEYS[5]: the head's state while it may be overtaken (hash, expiring with
--- that time: since = when the last grant made the next waiter the head, on the releaser's
+-- current window); KEYS[5]: the head's state while it may be overtaken (hash, expiring as a
+-- grant does: since = when the last grant made the next waiter the head, on the releaser's
 -- clock; offered = the head last offered the lock); KEYS[6..7]: the waiting counter and the
 -- sum of our processes' counts in it (left out in Redis Cluster, where they lie in another
 -- slot).
@@ -56,7 +56,7 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
     -- release of a looping releaser would cost its process, and Redis, more than the barging
     -- saves).
     local state = redis.call('HMGET', KEYS[5], 'offered', 'since')
-    local since = tonumber(state[2]) or 0
+    local since = math.min(tonumber(state[2]) or 0, clock)
     local known = state[1] == head[1]
     if not known then
       since = math.max(since, math.min(tonumber(head[2]), clock))
@@ -64,7 +64,10 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
     if clock - since < overtake then
       if not known then
         redis.call('HSET', KEYS[5], 'offered', head[1], 'since', since)
-        redis.call('PEXPIRE', KEYS[5], 2 * overtake)
+        redis.call('PEXPIRE', KEYS[5], ARGV[3])
+        -- A head that never takes it (killed, paused) leaves the queue as a lapsed grant
+        -- would: the waiter behind it, woken by the offer, attempts when it lapses.
+        redis.call('ZADD', KEYS[3], 'XX', now + tonumber(ARGV[3]), head[1])
         redis.call('PUBLISH', ARGV[2], '-' .. head[1])
       end
       return 1
@@ -73,7 +76,7 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
   granted = grant(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[3]), now)
   if #granted > 0 and overtake > 0 then
     redis.call('HSET', KEYS[5], 'since', clock)
-    redis.call('PEXPIRE', KEYS[5], 2 * overtake)
+    redis.call('PEXPIRE', KEYS[5], ARGV[3])
   end
 end
 if #granted == 0 then
