@@ -230,6 +230,7 @@ mod tests {
             ("leases".into(), lock.expiries().to_string()),
             ("released".into(), lock.channel().to_string()),
             ("foreign".into(), lock.foreign().to_string()),
+            ("head".into(), lock.head().to_string()),
             ("fence".into(), lock.fence().to_string()),
             ("counter".into(), counter.clone()),
             ("inserted".into(), format!("Inserted.{counter}")),

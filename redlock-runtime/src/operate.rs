@@ -211,7 +211,7 @@ pub(crate) async fn inspect(backend: &Backend, name: &str) -> LockState {
 }
 
 /// Deletes the lock `name` on every master, whoever holds it, and hands it to the first waiter
-/// of our queue as a release does; the number of masters where it was held.
+/// of our queue (or offers it) as a release does; the number of masters where it was held.
 pub(crate) async fn force_release(backend: &Backend, name: &str) -> Result<usize, LockError> {
     let keys = LockKeys::new(name);
     let releases = backend.masters.iter().map(|master| {

@@ -14,7 +14,9 @@
 //!    per waiter ahead); the request sleeps until the release channel has announced them, or
 //!    until its fallback timer: the holder's TTL (a holder that never announces: the Python
 //!    library, a crashed process), capped by the heartbeat that keeps its queue place alive.
-//!    A release grants the lock to the head of the queue (its id becomes the lock's value for
+//!    A release grants the lock to the head of the queue, once the head has waited
+//!    `OVERTAKE_FOR` (before that it leaves the lock free and offers it to the head, which
+//!    attempts if nobody takes it: bounded barging), (its id becomes the lock's value for
 //!    `GRANT`) and announces the grantee: a quorum of grants announced, the waiter holds the
 //!    lock without another round trip, and extends it in the background (see
 //!    [`grant_validity`]).
