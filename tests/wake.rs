@@ -92,6 +92,64 @@ async fn an_offered_head_takes_the_lock_when_nobody_else_does() {
     }
 }
 
+/// A head that is offered the lock and never takes it (killed or paused; here a place with
+/// nobody behind it) lapses from the queue as a grant would (250 ms), and the waiter behind
+/// it, woken by the offer, takes the lock then: not when the dead head's 3 s place expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offered_head_that_never_takes_the_lock_stalls_nobody() {
+    let masters = Masters::start(1);
+    let redlock = redlock(&masters);
+    let held = redlock.lock("ghost").await.unwrap();
+    let queue = common::queue_key("ghost");
+    let mut connection = masters[0].connection();
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            * 1000.0
+    };
+    // The dead head: a place ahead of ours, alive for 3 s as a waiter's is.
+    let _: () = redis::cmd("ZADD")
+        .arg(&queue)
+        .arg(now_ms() - 1_000.0)
+        .arg("ghost")
+        .query(&mut connection)
+        .unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg(format!("{{{}}}:leases", lock_key("ghost")))
+        .arg(now_ms() + 3_000.0)
+        .arg("ghost")
+        .query(&mut connection)
+        .unwrap();
+    let waiter = tokio::spawn({
+        let redlock = redlock.clone();
+        async move {
+            let guard = redlock.lock("ghost").timeout(10).await.unwrap();
+            let acquired_at = Instant::now();
+            guard.release().await.unwrap();
+            acquired_at
+        }
+    });
+    common::until_queued(&masters, "ghost", 2).await;
+    // The head became the head just now (a grant's time, as a releaser's clock ahead would
+    // write it): the release can only offer it the lock.
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{{{}}}:head", lock_key("ghost")))
+        .arg("since")
+        .arg(now_ms() + 60_000.0)
+        .query(&mut connection)
+        .unwrap();
+    let released_at = Instant::now();
+    held.release().await.unwrap();
+    let latency = waiter.await.unwrap() - released_at;
+    // The lapse after 250 ms, with a margin for load; the dead head's place lasts 3 s.
+    assert!(
+        latency < Duration::from_secs(2),
+        "the waiter behind the offered head took {latency:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_that_never_announces_is_taken_over_when_its_key_expires() {
     let masters = Masters::start(1);
