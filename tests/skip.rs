@@ -105,6 +105,13 @@ async fn a_held_lock_is_skipped_after_one_round_trip_with_every_vote_named() {
         .auto_release_time(Duration::from_secs(300))
         .await
         .unwrap();
+    // Granted by a quorum; a slow third `SET` (a loaded machine) must land before the
+    // commands are counted.
+    let everywhere = common::eventually(common::READY, || {
+        (0..3).all(|index| get(&masters, index, &lock_key("held")).as_deref() == Some(held.value()))
+    })
+    .await;
+    assert!(everywhere, "the holder's key never reached every master");
     let skipper = redlock(&masters);
     warm_up(&masters).await;
     for server in masters.servers() {
