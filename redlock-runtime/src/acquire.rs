@@ -174,7 +174,10 @@ impl Round<'_> {
                 false,
             ));
         }
-        undo_everywhere(backend, masters, &maybe_set, keys, value, stragglers);
+        // A holder that won the round announces its release; when none did, the head of the
+        // queue is offered the lock by the undo.
+        let offer = tally.granted() || tally.refusal() != Refusal::Held;
+        undo_everywhere(backend, masters, &maybe_set, keys, value, offer, stragglers);
         if tally.granted() || tally.impossible_by_failures() {
             let votes_at = (!tally.granted())
                 .then(|| tally.votes_again_at(grace_ends))
@@ -207,17 +210,24 @@ impl Round<'_> {
 }
 
 /// After a failed round: undoes every master that may hold our `value`, those that replied
-/// (`maybe_set`) at once and the stragglers when they reply.
+/// (`maybe_set`) at once and the stragglers when they reply; see `undo.lua` for `offer`.
 fn undo_everywhere(
     backend: &Backend,
     masters: &[Arc<Master>],
     maybe_set: &[bool],
     keys: &Arc<LockKeys>,
     value: &Arc<str>,
+    offer: bool,
     stragglers: Stragglers<Answer>,
 ) {
     for (master, _) in masters.iter().zip(maybe_set).filter(|(_, set)| **set) {
-        spawn_undo(backend.background.start(&keys.lock), master, keys, value);
+        spawn_undo(
+            backend.background.start(&keys.lock),
+            master,
+            keys,
+            value,
+            offer,
+        );
     }
     // The stragglers are issued: our next attempt cannot overtake them on any master. Until
     // a late grant's undo lands, our own old value refuses that attempt on that master only
@@ -227,6 +237,7 @@ fn undo_everywhere(
         keys: Arc::clone(keys),
         value: Arc::clone(value),
         background: Arc::clone(&backend.background),
+        offer,
     };
     stragglers.finish_in_background(move |index, reply| {
         let maybe_set = match reply {
@@ -483,24 +494,32 @@ struct Late {
     keys: Arc<LockKeys>,
     value: Arc<str>,
     background: Arc<BackgroundReleases>,
+    offer: bool,
 }
 
 impl Late {
     fn undo(&self, index: usize) {
         let ticket = self.background.start(&self.keys.lock);
-        spawn_undo(ticket, &self.masters[index], &self.keys, &self.value);
+        let master = &self.masters[index];
+        spawn_undo(ticket, master, &self.keys, &self.value, self.offer);
     }
 }
 
 /// Deletes our value from one master in the background: the undo of a failed attempt. It rides
 /// the same connection as the `SET`, so it cannot overtake it.
-fn spawn_undo(ticket: Ticket, master: &Arc<Master>, keys: &Arc<LockKeys>, value: &Arc<str>) {
+fn spawn_undo(
+    ticket: Ticket,
+    master: &Arc<Master>,
+    keys: &Arc<LockKeys>,
+    value: &Arc<str>,
+    offer: bool,
+) {
     let (master, keys, value) = (Arc::clone(master), Arc::clone(keys), Arc::clone(value));
     BackgroundReleases::spawn(ticket, async move {
         let (keys, value) = (&keys, &value);
         let undone = master
             .call(|mut connection| async move {
-                scripts::release(keys, value, None, Duration::ZERO)
+                scripts::undo(keys, value, offer)
                     .invoke::<i64>(&mut connection)
                     .await
             })

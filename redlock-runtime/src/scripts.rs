@@ -56,6 +56,9 @@ pub(crate) static LEAVE_QUEUE: LazyLock<Lua> = lock_script!("scripts/leave_queue
 /// waiters.
 pub(crate) static RELEASE: LazyLock<Lua> = lock_script!("scripts/release.lua");
 
+/// The undo of a failed attempt: compare-and-delete, granting nobody (see `undo.lua`).
+pub(crate) static UNDO: LazyLock<Lua> = lock_script!("scripts/undo.lua");
+
 /// Compare-and-extend: resets the TTL only if the lock still holds our value.
 pub(crate) static EXTEND: LazyLock<Lua> = lock_script!("scripts/extend.lua");
 
@@ -121,6 +124,16 @@ fn release_at(
         .arg(millis(keep))
         .arg(millis(OVERTAKE_FOR))
         .arg(clock)
+}
+
+/// The undo of a failed attempt that set `value` (see [`UNDO`]): `offer` when no other client
+/// won the round, so that the head of the queue attempts. Replies 1, or -1 if not ours.
+pub(crate) fn undo(keys: &LockKeys, value: &str, offer: bool) -> ScriptCall {
+    let lock: &str = &keys.lock;
+    ScriptCall::new(&UNDO, &[&lock, &keys.queue(), &keys.expiries()])
+        .arg(value)
+        .arg(keys.channel())
+        .arg(u8::from(offer))
 }
 
 /// What a release did on a master that held our value (a reply of [`release`] that is not
@@ -268,10 +281,18 @@ pub(crate) fn wall_clock_ms() -> f64 {
 /// in the background then runs as the one command it was issued as, never as a second `EVAL`
 /// after a `NOSCRIPT` reply, which a later `SET` of ours could overtake.
 pub(crate) fn codes() -> Vec<&'static str> {
-    [&ACQUIRE, &LEAVE_QUEUE, &RELEASE, &EXTEND, &STATS, &FENCE]
-        .into_iter()
-        .map(|lua| lua.code)
-        .collect()
+    [
+        &ACQUIRE,
+        &LEAVE_QUEUE,
+        &RELEASE,
+        &UNDO,
+        &EXTEND,
+        &STATS,
+        &FENCE,
+    ]
+    .into_iter()
+    .map(|lua| lua.code)
+    .collect()
 }
 
 /// A key of a script call, written as one argument (a trait object, so that one slice holds
@@ -426,7 +447,7 @@ mod tests {
     use redis::Commands;
 
     use super::{
-        QueuedReply, Released, ScriptCall, queued_attempt, release, release_at, wall_clock_ms,
+        QueuedReply, Released, ScriptCall, queued_attempt, release, release_at, undo, wall_clock_ms,
     };
     use crate::{
         keys::{LockKeys, OVERTAKE_FOR},
@@ -435,6 +456,62 @@ mod tests {
 
     fn run<T: redis::FromRedisValue>(call: ScriptCall, connection: &mut redis::Connection) -> T {
         call.lua.eval_of(&call.cmd).query(connection).unwrap()
+    }
+
+    /// `listener` subscribed to the lock's release channel.
+    fn listen<'a>(listener: &'a mut redis::Connection, keys: &LockKeys) -> redis::PubSub<'a> {
+        let mut pubsub = listener.as_pubsub();
+        pubsub.subscribe(keys.channel().to_string()).unwrap();
+        pubsub
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        pubsub
+    }
+
+    /// The undo of a failed attempt grants nobody (a grant on one master would leave its
+    /// grantee partly granted): the lock is left free, and the head of the queue is offered it
+    /// only when nobody won the round.
+    #[test]
+    fn an_undo_leaves_the_lock_free_and_offers_it_only_when_asked() {
+        let server = RedisServer::start();
+        let mut connection = server.connection();
+        let keys = LockKeys::new("undo");
+        let set_ours = |connection: &mut redis::Connection| {
+            let _: () = connection.set(&*keys.lock, "ours").unwrap();
+        };
+        set_ours(&mut connection);
+        let call = queued_attempt(&keys, None, "head", 5_000, "head", 1.0);
+        assert!(matches!(
+            run::<QueuedReply>(call, &mut connection),
+            QueuedReply::Refused { .. }
+        ));
+        let mut listener = server.connection();
+        let mut pubsub = listen(&mut listener, &keys);
+        let mut connection = server.connection();
+
+        // A holder won the round: silent, and nobody is granted the lock.
+        assert_eq!(run::<i64>(undo(&keys, "ours", false), &mut connection), 1);
+        let exists: bool = connection.exists(&*keys.lock).unwrap();
+        assert!(!exists, "left free, granted to nobody");
+        let _: () = connection
+            .publish(keys.channel().to_string(), "marker")
+            .unwrap();
+        let next: String = pubsub.get_message().unwrap().get_payload().unwrap();
+        assert_eq!(next, "marker", "nothing announced");
+
+        // Nobody won it: the head is offered the free lock.
+        set_ours(&mut connection);
+        assert_eq!(run::<i64>(undo(&keys, "ours", true), &mut connection), 1);
+        let announced: String = pubsub.get_message().unwrap().get_payload().unwrap();
+        assert_eq!(announced, "-head");
+        let exists: bool = connection.exists(&*keys.lock).unwrap();
+        assert!(!exists, "offered, not granted");
+
+        // Another value is not ours to undo.
+        let _: () = connection.set(&*keys.lock, "theirs").unwrap();
+        assert_eq!(run::<i64>(undo(&keys, "ours", true), &mut connection), -1);
+        let value: String = connection.get(&*keys.lock).unwrap();
+        assert_eq!(value, "theirs");
     }
 
     /// The lock kind's seam as the waits see it: a refusal counts the releases before each
@@ -468,11 +545,7 @@ mod tests {
         assert_eq!(refused(attempt("b", 2.0)), (2, true));
 
         let mut listener = server.connection();
-        let mut pubsub = listener.as_pubsub();
-        pubsub.subscribe(keys.channel().to_string()).unwrap();
-        pubsub
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        let mut pubsub = listen(&mut listener, &keys);
         let mut connection = server.connection();
         let code: u64 = run(
             release(&keys, "holder", None, Duration::ZERO),
@@ -535,11 +608,7 @@ mod tests {
             QueuedReply::Refused { .. }
         ));
         let mut listener = server.connection();
-        let mut pubsub = listener.as_pubsub();
-        pubsub.subscribe(keys.channel().to_string()).unwrap();
-        pubsub
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        let mut pubsub = listen(&mut listener, &keys);
         let mut connection = server.connection();
         let mut release = |value: &str, clock: f64| -> u64 {
             run(

@@ -56,6 +56,13 @@ pub(crate) struct Seen {
     pub(crate) unannounced: u64,
 }
 
+impl Seen {
+    /// Every announcement counted: releases and offers, to us or to others.
+    pub(crate) fn heard(&self) -> u64 {
+        self.releases + self.offers + self.offered_elsewhere
+    }
+}
+
 /// The channels some waiter of this process watches, each with a count of releases seen.
 #[derive(Debug, Default)]
 struct Registry(Mutex<HashMap<Arc<str>, Interest>>);

@@ -154,25 +154,43 @@ impl Queued {
             return Woken::Attempt;
         };
         let enough = announcements_for(releases, quorum);
-        let mut partly_granted = false;
+        let masters = self.backend.masters.len();
+        let mut partly_granted = None;
         let mut offers = before.offers;
         tokio::pin!(sleep);
         loop {
-            if self.trusts_grants() {
-                let granted = self.releases.grants();
-                if granted.count_ones() as usize >= quorum {
+            // Read after the grants: every grant noted is counted in it.
+            let granted = if self.trusts_grants() {
+                self.releases.grants()
+            } else {
+                0
+            };
+            let seen = self.releases.releases_seen();
+            if granted != 0 {
+                let count = granted.count_ones() as usize;
+                if count >= quorum {
                     return Woken::Granted(granted);
                 }
-                if granted != 0 && !std::mem::replace(&mut partly_granted, true) {
+                let heard_then = *partly_granted.get_or_insert_with(|| {
                     // The other masters' announcements are on their way; if they granted
                     // other waiters (queues out of step), the next attempt sorts it out.
                     let settle = Instant::now() + GRANT / 5;
                     if settle < until {
                         sleep.as_mut().reset(settle.into());
                     }
+                    seen.heard()
+                });
+                // No more grants are coming when the masters that did not grant offered us
+                // the lock (it is free there: an attempt takes it) or every one of them
+                // announced something else since: attempt now rather than at the settle.
+                let offered = (seen.offers - before.offers) as usize;
+                if count + offered >= quorum
+                    || seen.heard() - heard_then >= (masters - count) as u64
+                {
+                    return Woken::Attempt;
                 }
             }
-            let seen = self.releases.releases_seen();
+            let partly_granted = partly_granted.is_some();
             if seen.offers > std::mem::replace(&mut offers, seen.offers) {
                 // Left free for whoever asks first, the releaser mostly (announced once per
                 // head): the first release once our time to be overtaken is over grants us the
