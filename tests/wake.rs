@@ -6,21 +6,25 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::redlock;
-use configurable_redlock::lock_key;
+use configurable_redlock::{Redlock, lock_key};
 use redlock_runtime::test_util::Masters;
+use tokio::task::JoinHandle;
+
+/// A task that waits for lock `name`, then releases it: when it acquired it.
+fn spawn_timed_waiter(redlock: &Redlock, name: &'static str) -> JoinHandle<Instant> {
+    let redlock = redlock.clone();
+    tokio::spawn(async move {
+        let guard = redlock.lock(name).timeout(10).await.unwrap();
+        let acquired_at = Instant::now();
+        guard.release().await.unwrap();
+        acquired_at
+    })
+}
 
 async fn handoff_latency(masters: &Masters) -> Duration {
     let redlock = redlock(masters);
     let held = redlock.lock("handoff").await.unwrap();
-    let waiter = tokio::spawn({
-        let redlock = redlock.clone();
-        async move {
-            let guard = redlock.lock("handoff").timeout(10).await.unwrap();
-            let acquired_at = Instant::now();
-            guard.release().await.unwrap();
-            acquired_at
-        }
-    });
+    let waiter = spawn_timed_waiter(&redlock, "handoff");
     // The waiter is queued and subscribed; its fallback timer is the heartbeat (1 s after it
     // queued) because the holder's TTL is 10 s.
     common::until_queued(masters, "handoff", 1).await;
@@ -52,34 +56,18 @@ async fn an_offered_head_takes_the_lock_when_nobody_else_does() {
         let masters = Masters::start(count);
         let redlock = redlock(&masters);
         let held = redlock.lock("offered").await.unwrap();
-        let waiter = tokio::spawn({
-            let redlock = redlock.clone();
-            async move {
-                let guard = redlock.lock("offered").timeout(10).await.unwrap();
-                let acquired_at = Instant::now();
-                guard.release().await.unwrap();
-                acquired_at
-            }
-        });
+        let waiter = spawn_timed_waiter(&redlock, "offered");
         common::until_queued(&masters, "offered", 1).await;
         // The head's ticket a minute ahead (a client whose clock runs fast): the release can
         // only offer it the lock.
         for index in 0..count {
-            let mut connection = masters[index].connection();
-            let (id, ticket): (String, f64) = redis::cmd("ZRANGE")
-                .arg(common::queue_key("offered"))
-                .arg(0)
-                .arg(0)
-                .arg("WITHSCORES")
-                .query::<Vec<(String, f64)>>(&mut connection)
-                .unwrap()
-                .remove(0);
+            let (id, ticket) = common::head(&masters, index, "offered");
             let _: () = redis::cmd("ZADD")
                 .arg(common::queue_key("offered"))
                 .arg("XX")
                 .arg(ticket + 60_000.0)
                 .arg(id)
-                .query(&mut connection)
+                .query(&mut masters[index].connection())
                 .unwrap();
         }
         let released_at = Instant::now();
@@ -122,15 +110,7 @@ async fn an_offered_head_that_never_takes_the_lock_stalls_nobody() {
         .arg("ghost")
         .query(&mut connection)
         .unwrap();
-    let waiter = tokio::spawn({
-        let redlock = redlock.clone();
-        async move {
-            let guard = redlock.lock("ghost").timeout(10).await.unwrap();
-            let acquired_at = Instant::now();
-            guard.release().await.unwrap();
-            acquired_at
-        }
-    });
+    let waiter = spawn_timed_waiter(&redlock, "ghost");
     common::until_queued(&masters, "ghost", 2).await;
     // The head became the head just now (a grant's time, as a releaser's clock ahead would
     // write it): the release can only offer it the lock.

@@ -2,8 +2,6 @@
 //! on one lock (throughput, fairness, waits, the commands and Redis CPU per acquisition).
 
 use std::{
-    future::Future,
-    pin::Pin,
     process::{Command, Stdio},
     sync::{
         Arc,
@@ -12,13 +10,12 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use configurable_redlock::Redlock;
 use redlock_runtime::test_util::Masters;
-use rslock::LockManager;
 
 use crate::{
     Plan, chart,
-    probes::{TTL, monitor, ping_p50, raw_connections, redis_cpu_us, uncontended_redis_cpu},
+    peers::{Client, Implementation},
+    probes::{monitor, ping_p50, raw_connections, redis_cpu_us, uncontended_redis_cpu},
     report::{Report, ms, percentile, us},
 };
 
@@ -99,19 +96,24 @@ pub(crate) async fn handoff(report: &mut Report, plan: &Plan, count: usize) {
     // The handoff starts after 5 ms of idling (the waiter queues meanwhile), when the threads
     // and the server sleep: the same round trip after the same idling is the fair reference.
     let idle_ping = ping_p50(&mut connection, 200, Duration::from_millis(5)).await;
-    for (name, rslock, samples) in [
-        ("API", false, plan.handoffs),
-        ("rslock", true, plan.peer_handoffs),
-    ] {
-        let _ = handoffs(&masters, rslock, 3).await; // warm-up
-        let mut latencies = handoffs(&masters, rslock, samples).await;
+    for implementation in Implementation::ALL {
+        if !implementation.runs_on(count) {
+            continue;
+        }
+        let samples = if implementation == Implementation::Api {
+            plan.handoffs
+        } else {
+            plan.peer_handoffs
+        };
+        let _ = handoffs(&masters, implementation, 3).await; // warm-up
+        let mut latencies = handoffs(&masters, implementation, samples).await;
         let (p50, p99) = (
             percentile(&mut latencies, 0.5),
             percentile(&mut latencies, 0.99),
         );
         report.row(vec![
             count.to_string(),
-            name.to_owned(),
+            implementation.name().to_owned(),
             format!("{} / {}", us(ping), us(idle_ping)),
             us(p50),
             us(p99),
@@ -126,44 +128,29 @@ pub(crate) async fn handoff(report: &mut Report, plan: &Plan, count: usize) {
     }
 }
 
-/// Holder releases -> a waiting task holds the lock, `samples` times, for either library.
-pub(crate) async fn handoffs(masters: &Masters, rslock: bool, samples: usize) -> Vec<Duration> {
-    let redlock = Redlock::new(masters.urls()).unwrap();
-    let manager = LockManager::new(masters.urls());
+/// Holder releases -> a waiting task holds the lock, `samples` times.
+pub(crate) async fn handoffs(
+    masters: &Masters,
+    implementation: Implementation,
+    samples: usize,
+) -> Vec<Duration> {
+    let client = Client::new(implementation, &masters.urls()).await;
     let mut latencies = Vec::with_capacity(samples);
     for _ in 0..samples {
-        let latency = if rslock {
-            let lock = manager.lock("bench:handoff", TTL).await.unwrap();
-            let waiter = tokio::spawn({
-                let manager = manager.clone();
-                async move {
-                    let guard = manager.acquire("bench:handoff", TTL).await.unwrap();
-                    let at = Instant::now();
-                    guard.release().await;
-                    at
-                }
-            });
-            tokio::time::sleep(Duration::from_millis(5)).await; // the waiter is waiting
-            let released = Instant::now();
-            manager.unlock(&lock).await;
-            waiter.await.unwrap().saturating_duration_since(released)
-        } else {
-            let guard = redlock.lock("bench:handoff").await.unwrap();
-            let waiter = tokio::spawn({
-                let redlock = redlock.clone();
-                async move {
-                    let guard = redlock.lock("bench:handoff").timeout(10).await.unwrap();
-                    let at = Instant::now();
-                    guard.release().await.unwrap();
-                    at
-                }
-            });
-            tokio::time::sleep(Duration::from_millis(5)).await; // queued and subscribed
-            let released = Instant::now();
-            guard.release().await.unwrap();
-            waiter.await.unwrap().saturating_duration_since(released)
-        };
-        latencies.push(latency);
+        let release = client.acquire("bench:handoff").await;
+        let waiter = tokio::spawn({
+            let client = client.clone();
+            async move {
+                let release = client.acquire("bench:handoff").await;
+                let at = Instant::now();
+                release().await;
+                at
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await; // queued and subscribed
+        let released = Instant::now();
+        release().await;
+        latencies.push(waiter.await.unwrap().saturating_duration_since(released));
     }
     latencies
 }
@@ -176,7 +163,11 @@ pub(crate) async fn contention(
     count: usize,
 ) -> Vec<(String, Duration, Vec<Duration>)> {
     let mut charted = Vec::new();
-    for (name, rslock) in [("API", false), ("rslock", true)] {
+    for implementation in Implementation::ALL {
+        if !implementation.runs_on(count) {
+            continue;
+        }
+        let name = implementation.name();
         for hold in [Duration::from_millis(5), Duration::ZERO] {
             let masters = Masters::start(count);
             let reference = uncontended_redis_cpu(&masters, plan.cycles).await;
@@ -186,7 +177,7 @@ pub(crate) async fn contention(
                 mut waits,
                 held,
                 streak,
-            } = four_workers(&masters, rslock, hold, plan.contention).await;
+            } = four_workers(&masters, implementation, hold, plan.contention).await;
             let total: f64 = counts.iter().sum();
             let redis_cpu = (redis_cpu_us(&masters) - cpu_before) / total.max(1.0);
             let jain =
@@ -207,7 +198,7 @@ pub(crate) async fn contention(
             // the server, so it stays out of the figures above).
             let stop = Arc::new(AtomicBool::new(false));
             let counting = monitor(masters[0].port(), Arc::clone(&stop));
-            let counted = four_workers(&masters, rslock, hold, Duration::from_secs(1))
+            let counted = four_workers(&masters, implementation, hold, Duration::from_secs(1))
                 .await
                 .counts;
             stop.store(true, Ordering::Relaxed);
@@ -250,13 +241,13 @@ pub(crate) async fn contention(
 /// hold. Each is this executable with `--contention-worker` (see `worker_main`).
 pub(crate) async fn four_workers(
     masters: &Masters,
-    rslock: bool,
+    implementation: Implementation,
     hold: Duration,
     run_for: Duration,
 ) -> Workers {
     // One start on the wall clock, shared by the processes (late enough for all to be ready).
     let start_at = SystemTime::now() + Duration::from_millis(500);
-    worker_processes(masters, 4, rslock, hold, start_at, run_for).await
+    worker_processes(masters, 4, implementation, hold, start_at, run_for).await
 }
 
 /// What the worker processes on one lock did.
@@ -277,7 +268,7 @@ pub(crate) struct Workers {
 pub(crate) async fn worker_processes(
     masters: &Masters,
     count: usize,
-    rslock: bool,
+    implementation: Implementation,
     hold: Duration,
     start_at: SystemTime,
     run_for: Duration,
@@ -288,7 +279,7 @@ pub(crate) async fn worker_processes(
         .map(|_| {
             Command::new(std::env::current_exe().unwrap())
                 .arg("--contention-worker")
-                .arg(if rslock { "rslock" } else { "api" })
+                .arg(implementation.name())
                 .arg(hold.as_micros().to_string())
                 .arg(start_ms.to_string())
                 .arg(stop_ms.to_string())
@@ -330,7 +321,7 @@ pub(crate) async fn worker_processes(
 /// The worker process: loops on the lock from the shared start to the shared deadline, then
 /// prints its total hold and, per acquisition, `wait,acquired at`, in microseconds.
 pub(crate) async fn worker_main(args: &[String]) {
-    let rslock = args[0] == "rslock";
+    let implementation = Implementation::named(&args[0]);
     let hold = Duration::from_micros(args[1].parse().unwrap());
     let from_now = |arg: &String| {
         let at = UNIX_EPOCH + Duration::from_millis(arg.parse().unwrap());
@@ -339,7 +330,7 @@ pub(crate) async fn worker_main(args: &[String]) {
     let (start_at, stop_at) = (from_now(&args[2]), from_now(&args[3]));
     let urls: Vec<String> = args[4].split(',').map(str::to_owned).collect();
     tokio::time::sleep_until(start_at.into()).await;
-    let (waits, held) = worker(urls, rslock, hold, stop_at).await;
+    let (waits, held) = worker(&urls, implementation, hold, stop_at).await;
     let mut line = held.as_micros().to_string();
     for (wait, at) in waits {
         line.push_str(&format!(" {},{at}", wait.as_micros()));
@@ -347,28 +338,19 @@ pub(crate) async fn worker_main(args: &[String]) {
     println!("{line}");
 }
 
-pub(crate) type Release = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
-
 /// One worker's loop on the shared lock: its waits with when each ended (µs since the epoch),
 /// and its total hold time.
 pub(crate) async fn worker(
-    masters: Vec<String>,
-    rslock: bool,
+    masters: &[String],
+    implementation: Implementation,
     hold: Duration,
     stop_at: Instant,
 ) -> (Vec<(Duration, u128)>, Duration) {
-    let redlock = Redlock::new(&masters).unwrap();
-    let manager = LockManager::new(masters);
+    let client = Client::new(implementation, masters).await;
     let (mut waits, mut held) = (Vec::new(), Duration::ZERO);
     while Instant::now() < stop_at {
         let asked = Instant::now();
-        let release: Release = if rslock {
-            let guard = manager.acquire("bench:fair", TTL).await.unwrap();
-            Box::new(move || Box::pin(guard.release()))
-        } else {
-            let guard = redlock.lock("bench:fair").timeout(60).await.unwrap();
-            Box::new(move || Box::pin(async move { guard.release().await.unwrap() }))
-        };
+        let release = client.acquire("bench:fair").await;
         let acquired_at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
         waits.push((asked.elapsed(), acquired_at.as_micros()));
         let holding = Instant::now();

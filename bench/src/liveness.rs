@@ -25,6 +25,7 @@ use redlock_runtime::test_util::Masters;
 use crate::{
     Plan,
     contention::{Workers, worker_processes},
+    peers::Implementation,
     report::{Report, ms, percentile},
 };
 
@@ -229,7 +230,7 @@ async fn mixed_fleet(report: &mut Report, plan: &Plan) {
     });
     let Workers {
         counts, mut waits, ..
-    } = worker_processes(&masters, 2, false, HOLD, start_at, run_for).await;
+    } = worker_processes(&masters, 2, Implementation::Api, HOLD, start_at, run_for).await;
     let text = python_output.await.unwrap();
     let mut numbers = text.split_whitespace().map(|n| n.parse::<f64>().unwrap());
     let (python_count, python_longest) = (numbers.next().unwrap(), numbers.next().unwrap());

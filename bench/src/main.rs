@@ -34,6 +34,7 @@ use report::Report;
 mod chart;
 mod contention;
 mod liveness;
+mod peers;
 mod probes;
 mod report;
 mod scale;

@@ -16,7 +16,6 @@ use configurable_redlock::{LockError, Redlock, Timeout, redlock};
 use futures_util::future::join_all;
 use redis::{Script, aio::MultiplexedConnection};
 use redlock_runtime::test_util::Masters;
-use rslock::LockManager;
 
 use crate::report::percentile;
 
@@ -81,11 +80,6 @@ pub(crate) async fn api_cycle(redlock: &Redlock, name: &str) {
             Err(other) => panic!("{other}"),
         }
     }
-}
-
-pub(crate) async fn rslock_cycle(manager: &LockManager) {
-    let lock = manager.lock("bench:rslock", TTL).await.unwrap();
-    manager.unlock(&lock).await;
 }
 
 pub(crate) async fn timed(samples: &mut Vec<Duration>, cycle: impl Future<Output = ()>) {

@@ -14,6 +14,7 @@ use redlock_runtime::test_util::Masters;
 
 use crate::{
     Plan,
+    peers::{Client, Implementation},
     probes::{RELEASE, api_cycle, floor_cycle, process_cpu, raw_connections, rss_kib, server_stat},
     report::Report,
 };
@@ -25,12 +26,11 @@ pub(crate) async fn sections(report: &mut Report, plan: &Plan, memory: bool) {
         "1,000 tasks on distinct names, each looping acquire + release",
         vec![
             "masters",
-            "floor",
-            "API",
-            "API / floor",
-            "floor CPU/cycle",
-            "API CPU/cycle",
-            "API / floor CPU",
+            "implementation",
+            "cycles/s",
+            "/ floor",
+            "client CPU/cycle",
+            "/ floor CPU",
         ],
     );
     scale(report, plan).await;
@@ -72,28 +72,36 @@ pub(crate) async fn profile_distinct() {
 async fn scale(report: &mut Report, plan: &Plan) {
     for count in [1, 3] {
         let masters = Masters::start(count);
-        let redlock = Redlock::new(masters.urls()).unwrap();
         let connections = Arc::new(raw_connections(&masters).await);
         let script = Arc::new(Script::new(RELEASE));
-        let (floor, floor_cpu) = distinct_names_cpu(plan.scale, move |name| {
+        let floor = distinct_names_cpu(plan.scale, move |name| {
             let (connections, script) = (Arc::clone(&connections), Arc::clone(&script));
             async move { floor_cycle(&connections, &script, &name).await }
         })
         .await;
-        let (ours, ours_cpu) = distinct_names_cpu(plan.scale, move |name| {
-            let redlock = redlock.clone();
-            async move { api_cycle(&redlock, &name).await }
-        })
-        .await;
-        report.row(vec![
-            count.to_string(),
-            format!("{floor:.0}/s"),
-            format!("{ours:.0}/s"),
-            format!("{:.3}", ours / floor),
-            format!("{:.1} µs", floor_cpu.as_secs_f64() * 1e6),
-            format!("{:.1} µs", ours_cpu.as_secs_f64() * 1e6),
-            format!("{:.2}", ours_cpu.as_secs_f64() / floor_cpu.as_secs_f64()),
-        ]);
+        let mut row = |name: &str, (rate, cpu): (f64, Duration)| {
+            report.row(vec![
+                count.to_string(),
+                name.to_owned(),
+                format!("{rate:.0}/s"),
+                format!("{:.3}", rate / floor.0),
+                format!("{:.1} µs", cpu.as_secs_f64() * 1e6),
+                format!("{:.2}", cpu.as_secs_f64() / floor.1.as_secs_f64()),
+            ]);
+        };
+        row("floor", floor);
+        for implementation in Implementation::ALL {
+            if !implementation.runs_on(count) {
+                continue;
+            }
+            let client = Arc::new(Client::new(implementation, &masters.urls()).await);
+            let measured = distinct_names_cpu(plan.scale, move |name| {
+                let client = Arc::clone(&client);
+                async move { client.cycle(&name).await }
+            })
+            .await;
+            row(implementation.name(), measured);
+        }
     }
 }
 

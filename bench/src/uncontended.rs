@@ -14,9 +14,8 @@ use rslock::LockManager;
 
 use crate::{
     Plan,
-    probes::{
-        RELEASE, TTL, api_cycle, floor_cycle, raw_connections, rslock_cycle, timed, with_macro,
-    },
+    peers::{Client, Implementation},
+    probes::{RELEASE, TTL, api_cycle, floor_cycle, raw_connections, timed, with_macro},
     report::{Report, median, ms, percentile, us},
 };
 
@@ -70,10 +69,18 @@ pub(crate) async fn sections(report: &mut Report, plan: &Plan) {
 pub(crate) async fn uncontended(report: &mut Report, plan: &Plan, count: usize) {
     let masters = Masters::start(count);
     let redlock = Redlock::new(masters.urls()).unwrap();
-    let manager = LockManager::new(masters.urls());
+    let mut peers = Vec::new();
+    for peer in Implementation::ALL {
+        if peer != Implementation::Api && peer.runs_on(count) {
+            peers.push((peer.name(), Client::new(peer, &masters.urls()).await));
+        }
+    }
     let connections = raw_connections(&masters).await;
     let script = Script::new(RELEASE);
-    let names = ["floor", "API", "#[redlock]", "rslock"];
+    let names: Vec<&str> = ["floor", "API", "#[redlock]"]
+        .into_iter()
+        .chain(peers.iter().map(|(name, _)| *name))
+        .collect();
     let mut per_rep: Vec<Vec<(Duration, Duration, f64)>> = vec![Vec::new(); names.len()];
     for rep in 0..=plan.reps {
         let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(plan.cycles); names.len()];
@@ -86,7 +93,7 @@ pub(crate) async fn uncontended(report: &mut Report, plan: &Plan, count: usize) 
                     0 => timed(into, floor_cycle(&connections, &script, "bench:floor")).await,
                     1 => timed(into, api_cycle(&redlock, "bench:api")).await,
                     2 => timed(into, async { assert!(with_macro(&redlock).await) }).await,
-                    _ => timed(into, rslock_cycle(&manager)).await,
+                    peer => timed(into, peers[peer - 3].1.cycle("bench:peer")).await,
                 }
             }
         }

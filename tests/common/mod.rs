@@ -65,20 +65,28 @@ pub fn queued(masters: &Masters, index: usize, name: &str) -> usize {
         .expect("ZCARD")
 }
 
+/// The head of lock `name`'s queue on server `index`: its id and its ticket.
+///
+/// # Panics
+/// If nobody is queued there.
+pub fn head(masters: &Masters, index: usize, name: &str) -> (String, f64) {
+    let head: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg(queue_key(name))
+        .arg(0)
+        .arg(0)
+        .arg("WITHSCORES")
+        .query(&mut masters[index].connection())
+        .expect("ZRANGE");
+    head.into_iter().next().expect("a queued waiter")
+}
+
 /// Waits until the head of lock `name`'s queue (on every server) has waited
 /// [`configurable_redlock::OVERTAKE_FOR`] since its ticket: for a lock that no release granted
 /// yet, a release hands it the lock from then on, rather than leaving it free to be overtaken.
 pub async fn until_head_cannot_be_overtaken(masters: &Masters, name: &str) {
     let mut latest = 0.0f64;
     for index in 0..masters.servers().len() {
-        let head: Vec<(String, f64)> = redis::cmd("ZRANGE")
-            .arg(queue_key(name))
-            .arg(0)
-            .arg(0)
-            .arg("WITHSCORES")
-            .query(&mut masters[index].connection())
-            .expect("ZRANGE");
-        latest = latest.max(head.first().expect("a queued waiter").1);
+        latest = latest.max(head(masters, index, name).1);
     }
     let overtaken_until = std::time::UNIX_EPOCH
         + Duration::from_secs_f64(latest / 1000.0)
