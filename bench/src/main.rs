@@ -1,6 +1,7 @@
-//! This crate against the raw Redis floor and against `rslock`, side by side in one run, on
-//! private `redis-server`s started here:
-//! - uncontended acquire + release, 1 and 3 masters: floor, API, `#[redlock]`, rslock,
+//! This crate against the raw Redis floor and against its Rust peers (rslock, distkit,
+//! distributed-lock-redis: see `peers.rs`), side by side in one run, on private
+//! `redis-server`s started here:
+//! - uncontended acquire + release, 1 and 3 masters: floor, API, `#[redlock]`, the peers,
 //!   interleaved cycle by cycle;
 //! - skip when held (`timeout = -1`) against one raw `SET NX` per master, 1 and 3 masters;
 //!   split votes: 3 clients trying one fresh name at once, with a master down or paused;
@@ -19,13 +20,14 @@
 //!   only these and the row above);
 //! - memory: RSS over 100,000 cycles on 100,000 distinct names.
 //!
-//! `cargo run --release -p redlock-bench [-- --quick] [-- --uncontended] [-- --waiting] [-- --liveness] [-- --paused] [-- --replicas] [-- --scale]
+//! `cargo run --release --manifest-path bench/Cargo.toml [-- --quick] [-- --uncontended] [-- --waiting] [-- --liveness] [-- --paused] [-- --replicas] [-- --scale]
 //! [-- --json PATH]`; `-- --profile-distinct` runs only the API's distinct-names loop (1 master,
 //! 8 s) and prints its rate and CPU per cycle, for A/B runs and `perf record`.
 //!
 //! The floor is what any Redlock must send: `SET NX PX`, then an `EVALSHA` compare-and-delete,
-//! on one multiplexed connection per master, masters in parallel. rslock runs with its
-//! defaults (3 retries, retry delay up to 200 ms) except where a row says otherwise.
+//! on one multiplexed connection per master, masters in parallel. The peers run with their
+//! defaults (rslock: 3 retries, retry delay up to 200 ms) except where `peers.rs` or a row
+//! says otherwise.
 
 use std::time::Duration;
 

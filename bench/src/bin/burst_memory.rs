@@ -2,7 +2,7 @@
 //! process's resident memory and its live heap (every allocation counted by a wrapping global
 //! allocator) are printed before, while waiting and after.
 //!
-//! `cargo run --release -p redlock-bench --bin burst_memory [-- N]` (N = 100,000 by default).
+//! `cargo run --release --manifest-path bench/Cargo.toml --bin burst_memory [-- N]` (N = 100,000 by default).
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
