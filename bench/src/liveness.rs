@@ -4,7 +4,8 @@
 //! - a mixed fleet: 1 worker of the Python library (`timeout=0`) and 2 of ours on one lock,
 //!   5 ms holds;
 //! - the head of the queue killed (or paused) while the holder holds: how long after the
-//!   release the next waiter holds the lock.
+//!   release the next waiter holds the lock;
+//! - a crashed holder: how long after its key expires the waiter holds the lock.
 
 use std::{
     io::{BufRead, BufReader, Read},
@@ -331,6 +332,42 @@ pub(crate) async fn dead_head(report: &mut Report, plan: &Plan, count: usize, pa
     ]);
 }
 
+/// How long after a crashed holder's key expires the waiter holds the lock: nobody announces
+/// an expiry, so it is the waiter's timer (the key's `PTTL`) or the key tracker that wakes it.
+/// The expiry is taken after the last master's `SET`: the latest one.
+pub(crate) async fn expired_holder(report: &mut Report, plan: &Plan, count: usize) {
+    let masters = Masters::start(count);
+    let redlock = Redlock::new(masters.urls()).unwrap();
+    let mut connections: Vec<_> = (0..count)
+        .map(|index| masters[index].connection())
+        .collect();
+    let ttl = Duration::from_millis(300);
+    let mut after_expiry = Vec::new();
+    for round in 0..plan.reps * 2 {
+        let name = format!("bench:expired:{round}");
+        for connection in &mut connections {
+            let _: () = redis::cmd("SET")
+                .arg(redlock_runtime::lock_key(&name))
+                .arg("a-crashed-holder")
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl.as_millis() as u64)
+                .query(connection)
+                .unwrap();
+        }
+        let expires = Instant::now() + ttl;
+        let guard = redlock.lock(name.as_str()).timeout(10).await.unwrap();
+        after_expiry.push(Instant::now().saturating_duration_since(expires));
+        guard.release().await.unwrap();
+    }
+    let max = after_expiry.iter().max().copied().unwrap_or_default();
+    report.row(vec![
+        count.to_string(),
+        ms(percentile(&mut after_expiry, 0.5)),
+        ms(max),
+    ]);
+}
+
 /// 3 clients x 4 tasks loop on one lock (5 ms holds, timeout 5 s, the default per-master
 /// timeout of 200 ms) over 3 masters, for `span` with all up, then for `span` with one master
 /// paused (SIGSTOP): holds per second, failed requests, and the paused phase against the
@@ -410,6 +447,13 @@ pub(crate) async fn sections(report: &mut Report, plan: &Plan) {
         for pause in [false, true] {
             dead_head(report, plan, count, pause).await;
         }
+    }
+    report.section(
+        "a crashed holder: its key (PX 300, never released) expires -> the waiting task holds the lock",
+        vec!["masters", "after the expiry p50", "max"],
+    );
+    for count in [1, 3] {
+        expired_holder(report, plan, count).await;
     }
     paused_master_section(report, plan).await;
 }
