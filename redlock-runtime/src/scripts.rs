@@ -458,6 +458,20 @@ mod tests {
         call.lua.eval_of(&call.cmd).query(connection).unwrap()
     }
 
+    /// Queues `waiter` with `ticket` by a queued attempt that the lock, held, refuses.
+    fn queue_refused(
+        keys: &LockKeys,
+        waiter: &str,
+        ticket: f64,
+        connection: &mut redis::Connection,
+    ) {
+        let call = queued_attempt(keys, None, waiter, 5_000, waiter, ticket);
+        assert!(matches!(
+            run::<QueuedReply>(call, connection),
+            QueuedReply::Refused { .. }
+        ));
+    }
+
     /// `listener` subscribed to the lock's release channel.
     fn listen<'a>(listener: &'a mut redis::Connection, keys: &LockKeys) -> redis::PubSub<'a> {
         let mut pubsub = listener.as_pubsub();
@@ -480,11 +494,7 @@ mod tests {
             let _: () = connection.set(&*keys.lock, "ours").unwrap();
         };
         set_ours(&mut connection);
-        let call = queued_attempt(&keys, None, "head", 5_000, "head", 1.0);
-        assert!(matches!(
-            run::<QueuedReply>(call, &mut connection),
-            QueuedReply::Refused { .. }
-        ));
+        queue_refused(&keys, "head", 1.0, &mut connection);
         let mut listener = server.connection();
         let mut pubsub = listen(&mut listener, &keys);
         let mut connection = server.connection();
@@ -602,11 +612,7 @@ mod tests {
             now + overtake,
         );
         assert!(hold("holder", &mut connection));
-        let call = queued_attempt(&keys, None, "young", 5_000, "young", ticket);
-        assert!(matches!(
-            run::<QueuedReply>(call, &mut connection),
-            QueuedReply::Refused { .. }
-        ));
+        queue_refused(&keys, "young", ticket, &mut connection);
         let mut listener = server.connection();
         let mut pubsub = listen(&mut listener, &keys);
         let mut connection = server.connection();
