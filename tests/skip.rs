@@ -12,7 +12,7 @@ use std::{
 use common::{get, redlock};
 use configurable_redlock::{Config, LockError, Redlock, Vote, lock_key, redlock};
 use futures_util::future::join_all;
-use redlock_runtime::test_util::Masters;
+use redlock_runtime::test_util::{Masters, RedisServer};
 
 /// Three clients (three processes, as far as Redis can tell) try a fresh name together,
 /// `rounds` times: returns the rounds won by nobody and those won by several.
@@ -114,6 +114,19 @@ async fn a_held_lock_is_skipped_after_one_round_trip_with_every_vote_named() {
     assert!(everywhere, "the holder's key never reached every master");
     let skipper = redlock(&masters);
     warm_up(&masters).await;
+    // The warm-up returned once a quorum released: its last command (the release's
+    // `EVALSHA`) must have run on every master before the commands are counted.
+    let released_everywhere = common::eventually(common::READY, || {
+        masters
+            .servers()
+            .iter()
+            .all(|server| command_stats(server).contains("cmdstat_evalsha:"))
+    })
+    .await;
+    assert!(
+        released_everywhere,
+        "the warm-up's release never reached every master"
+    );
     for server in masters.servers() {
         let _: () = redis::cmd("CONFIG")
             .arg("RESETSTAT")
@@ -143,19 +156,21 @@ async fn a_held_lock_is_skipped_after_one_round_trip_with_every_vote_named() {
     );
     // One attempt: one `SET` and one `GET` on each master, no retry.
     for server in masters.servers() {
-        let stats = || -> String {
-            redis::cmd("INFO")
-                .arg("commandstats")
-                .query(&mut server.connection())
-                .unwrap()
-        };
         let once = |stats: &str| {
             stats.contains("cmdstat_set:calls=1,") && stats.contains("cmdstat_get:calls=1,")
         };
-        common::eventually(common::READY, || once(&stats())).await;
-        assert!(once(&stats()), "{}", stats());
+        common::eventually(common::READY, || once(&command_stats(server))).await;
+        assert!(once(&command_stats(server)), "{}", command_stats(server));
     }
     held.release().await.unwrap();
+}
+
+/// `INFO commandstats` of `server`: the commands it ran since its last `CONFIG RESETSTAT`.
+fn command_stats(server: &RedisServer) -> String {
+    redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut server.connection())
+        .unwrap()
 }
 
 /// Another client's value on masters `holders` (one value each: `x0`, `x1`…).
