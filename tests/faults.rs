@@ -192,6 +192,51 @@ async fn a_durable_master_votes_at_once_and_keeps_its_locks_across_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_master_met_while_it_loads_votes_once_it_has_loaded() {
+    // A slow load (0.75 ms a key, 4,000 uncompressed keys of 2 KiB in the append-only
+    // file's RDB base; a loading server answers clients every 2 MiB read, so every 0.75 s):
+    // while loading, it reports `aof_enabled:0`, which must not pass for a master without one.
+    let masters = Masters::from_servers(vec![RedisServer::start_with_args(&[
+        "--key-load-delay",
+        "750",
+        "--rdbcompression",
+        "no",
+    ])]);
+    {
+        let mut connection = masters[0].connection();
+        let mut fill = redis::pipe();
+        for key in 0..4_000 {
+            fill.set(format!("filler:{key}"), "x".repeat(2048)).ignore();
+        }
+        let _: () = fill.query(&mut connection).unwrap();
+        let _: () = redis::cmd("BGREWRITEAOF").query(&mut connection).unwrap();
+    }
+    let rewritten = common::eventually(common::READY, || {
+        let info: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query(&mut masters[0].connection())
+            .unwrap();
+        info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0")
+    })
+    .await;
+    assert!(rewritten, "the append-only file was never rewritten");
+    // Answers while loading come up to 0.75 s apart.
+    let redlock = common::redlock_with_master_timeout(&masters, Duration::from_secs(3));
+    masters[0].restart_loading();
+
+    // Met while loading: an outage, as the commands' `LOADING` would be.
+    let err = redlock.lock("loading").timeout(-1).await.unwrap_err();
+    assert!(
+        matches!(err, LockError::Unavailable { .. }) && err.to_string().contains("loading"),
+        "{err}"
+    );
+    masters[0].wait_until_loaded();
+    // Loaded, it votes at once: no restart grace for a master that keeps every write.
+    let after = redlock.lock("loading").timeout(-1).await;
+    assert!(after.is_ok(), "{after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_whose_uptime_cannot_be_read_counts_as_just_restarted() {
     // An ACL without INFO: the client cannot tell when the master restarted, so it takes the
     // safe side: restarted when we connected.

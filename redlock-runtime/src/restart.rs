@@ -116,6 +116,16 @@ async fn durable(connection: &mut impl ConnectionLike) -> Result<Result<(), Stri
         Ok(persistence) => persistence,
         Err(err) => return Ok(Err(format!("its persistence cannot be read ({err})"))),
     };
+    // While it loads its data a server may report no append-only file yet (`aof_enabled:0`
+    // next to `loading:1`): the connection fails as the commands would (`LOADING`, an
+    // outage), and the next one reads the settings the server runs with.
+    if field(&persistence, "loading").any(|loading| loading != 0) {
+        return Err(RedisError::from((
+            ErrorKind::Server(ServerErrorKind::BusyLoading),
+            "LOADING",
+            "the master is loading its data set after a start".to_owned(),
+        )));
+    }
     let aof: Vec<u64> = field(&persistence, "aof_enabled").collect();
     if aof.is_empty() || aof.contains(&0) {
         return Ok(Err("it has no append-only file".into()));

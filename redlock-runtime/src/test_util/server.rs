@@ -296,6 +296,63 @@ impl RedisServer {
         }
     }
 
+    /// Kills the server and starts it again on the same port and data, returning as soon as
+    /// it answers `LOADING` (still reading its data: give it a slow load, e.g.
+    /// `--key-load-delay`, and enough keys). Use [`wait_until_loaded`](Self::wait_until_loaded)
+    /// to wait for the rest.
+    ///
+    /// # Panics
+    /// If it does not answer `LOADING` within 10 s (it loaded too fast, or did not start).
+    ///
+    /// ```no_run
+    /// let server = redlock_runtime::test_util::RedisServer::start_with_args(&["--key-load-delay", "750"]);
+    /// // ... write a few thousand keys and rewrite the append-only file ...
+    /// server.restart_loading();
+    /// server.wait_until_loaded();
+    /// ```
+    pub fn restart_loading(&self) {
+        self.kill();
+        let _ = std::fs::remove_file(self.log_path());
+        *self.child() = Some(self.command(&binary()).spawn().expect("run redis-server"));
+        let loading = (0..500).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            matches!(self.ping(), Err(err) if err.code() == Some("LOADING"))
+        });
+        assert!(
+            loading,
+            "redis-server never answered LOADING; its log:\n{}",
+            self.log()
+        );
+    }
+
+    /// Waits until a restarted server has loaded its data and answers.
+    ///
+    /// # Panics
+    /// If it does not within 30 s.
+    ///
+    /// ```no_run
+    /// # let server = redlock_runtime::test_util::RedisServer::start();
+    /// server.restart_loading();
+    /// server.wait_until_loaded();
+    /// ```
+    pub fn wait_until_loaded(&self) {
+        let loaded = (0..1500).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            self.ping().is_ok()
+        });
+        assert!(
+            loaded,
+            "redis-server did not load within 30 s; its log:\n{}",
+            self.log()
+        );
+    }
+
+    fn ping(&self) -> redis::RedisResult<String> {
+        redis::Client::open(self.url())
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_millis(200)))
+            .and_then(|mut connection| redis::cmd("PING").query::<String>(&mut connection))
+    }
+
     fn signal(&self, signal: &str) {
         let pid = self.pid().expect("the server is not running");
         let status = Command::new("kill")
@@ -399,13 +456,10 @@ impl RedisServer {
         if self.tls {
             return self.log().contains("Ready to accept connections");
         }
-        redis::Client::open(self.url())
-            .and_then(|client| client.get_connection_with_timeout(Duration::from_millis(200)))
-            .and_then(|mut connection| redis::cmd("PING").query::<String>(&mut connection))
-            .map_or_else(
-                |err| !err.is_io_error() && err.code() != Some("LOADING"),
-                |_| true,
-            )
+        self.ping().map_or_else(
+            |err| !err.is_io_error() && err.code() != Some("LOADING"),
+            |_| true,
+        )
     }
 }
 
