@@ -57,6 +57,10 @@ async fn main() -> Result<(), LockError> {
     println!("4. free again after the drop");
     again.release().await?;
 
+    // The client before its server: what it sends in the background (releases, waiting
+    // statistics) lands, and its connections close without a word.
+    redlock.shutdown().await;
+    drop(redlock);
     drop(private_server);
     println!("done");
     Ok(())

@@ -1,12 +1,13 @@
 //! What the log says when masters come and go: each connection failure of a master once per
 //! 10 s at WARN, not once per attempt; a master in its restart grace warned about once per
-//! restart, with the ways out, and never under `RestartGrace::Off`.
+//! restart, with the ways out, and never under `RestartGrace::Off`; a skipped job called in a
+//! loop during an outage logs its failure once per 10 s, not once per call.
 
 mod common;
 
 use std::time::Duration;
 
-use configurable_redlock::{Config, LockError, Redlock, RestartGrace};
+use configurable_redlock::{Config, LockError, Redlock, RestartGrace, redlock};
 use redlock_runtime::test_util::RedisServer;
 
 /// The WARN lines about the master on `port` that contain `what`.
@@ -109,4 +110,27 @@ async fn a_master_that_refuses_writes_is_warned_about_once() {
     let warned = warnings(server.port(), "refuses writes");
     assert_eq!(warned.len(), 1, "{warned:#?}");
     assert!(warned[0].contains("NOREPLICAS"), "{}", warned[0]);
+}
+
+#[redlock(name = "looped-during-an-outage", timeout = -1, silent, client = client)]
+async fn looped_job(client: &Redlock) {}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_job_looped_during_an_outage_logs_its_failure_once() {
+    common::logs();
+    let client = Redlock::new([common::nobody_listening()]).unwrap();
+    for _ in 0..200 {
+        looped_job(&client).await;
+    }
+    let errors: Vec<String> = common::logs()
+        .lines_with("looped-during-an-outage")
+        .into_iter()
+        .filter(|line| line.contains("ERROR") && line.contains("the body is skipped"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].contains("Redis masters can answer"),
+        "{}",
+        errors[0]
+    );
 }

@@ -1,8 +1,12 @@
 //! What `#[redlock]` expansions call: every decision lives here, so expansions stay thin.
 
-use std::{marker::PhantomData, sync::OnceLock, time::Duration};
+use std::{marker::PhantomData, panic::Location, sync::OnceLock, time::Duration};
 
-use crate::{LockError, LockGuard, Redlock, Timeout, blocking, guard::log_failed_release};
+use crate::{
+    LockError, LockGuard, Redlock, Timeout, blocking,
+    guard::log_failed_release,
+    throttle::{Throttle, Verdict},
+};
 
 pub use crate::Timeout::{After, Forever, Skip};
 
@@ -280,10 +284,27 @@ pub fn skip_or_fail<T: SilentDefault, E: From<LockError>>(error: LockError) -> R
 }
 
 /// Not acquired, other return type, `silent`: `T::default()`; failures other than "held by
-/// another client" are reported as `tracing` errors, and the body never runs unlocked.
+/// another client" are reported as `tracing` errors, and the body never runs unlocked. A
+/// function called in a loop during an outage fails on every call: each of its call sites
+/// (one per attributed function) logs each distinct failure once per 10 s, with how many were
+/// not logged meanwhile (DEBUG in between).
+#[track_caller]
 pub fn skip<T: SilentDefault>(error: LockError) -> T {
+    static LOGGED: Throttle<(&Location<'static>, String)> = Throttle::new();
     if !matches!(error, LockError::Timeout { .. }) {
-        tracing::error!(%error, "redlock: lock not acquired; the body is skipped");
+        // The error's kind and lock, without the details that change with every attempt.
+        let what = format!("{:?}", std::mem::discriminant(&error));
+        match LOGGED.admit((Location::caller(), what)) {
+            Verdict::First => {
+                tracing::error!(%error, "redlock: lock not acquired; the body is skipped");
+            }
+            Verdict::Again { repeats } => {
+                tracing::error!(%error, skipped_since_last_error = repeats, "redlock: lock not acquired; the body is skipped");
+            }
+            Verdict::Quiet => {
+                tracing::debug!(%error, "redlock: lock not acquired; the body is skipped");
+            }
+        }
     }
     T::silent_default()
 }

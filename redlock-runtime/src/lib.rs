@@ -49,6 +49,7 @@ mod target;
 mod config;
 mod keys;
 mod rt;
+mod throttle;
 mod backoff;
 mod restart;
 // One connection per master; the Lua scripts; fan-out and tally; release notifications;

@@ -267,10 +267,13 @@ impl Drop for ReleaseWatch {
         interest.idle_epoch += 1;
         let epoch = interest.idle_epoch;
         drop(registry);
-        let (notices, channel) = (Arc::clone(&self.notices), Arc::clone(&self.channel));
+        // Weak: a client dropped meanwhile ends its subscribers now, not after the linger.
+        let (notices, channel) = (Arc::downgrade(&self.notices), Arc::clone(&self.channel));
         crate::rt::spawn(async move {
             tokio::time::sleep(LINGER).await;
-            notices.unsubscribe_if_idle(&channel, epoch);
+            if let Some(notices) = notices.upgrade() {
+                notices.unsubscribe_if_idle(&channel, epoch);
+            }
         });
     }
 }
@@ -347,11 +350,15 @@ async fn subscriber(
     registry: Arc<Registry>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
-    loop {
+    // Once the client is gone nobody waits: no reconnection (its server may be gone too).
+    while !commands.is_closed() {
         let pubsub = match master.pubsub().await {
             Ok(pubsub) => pubsub,
             Err(error) => {
-                tracing::warn!(master = %master.label, %error, "redlock: cannot open the release subscriber; waiters fall back to timers");
+                master.warn(
+                    "cannot open the release subscriber; waiters fall back to timers",
+                    &error.to_string(),
+                );
                 // Keep the queue moving: a waiter must never wait on a subscription that cannot happen.
                 let deadline = tokio::time::sleep(backoff.next());
                 tokio::pin!(deadline);
@@ -413,7 +420,7 @@ async fn tracker(
     registry: Arc<Registry>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
-    loop {
+    while !tracks.is_closed() {
         let Some(client) = master.tracking_client().await else {
             return;
         };

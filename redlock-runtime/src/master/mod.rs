@@ -42,6 +42,7 @@ use crate::{
     restart::Restart,
     rt,
     target::{Secret, Target, redact_url},
+    throttle::{Throttle, Verdict},
 };
 
 /// The state of a master's connection, shared by all callers.
@@ -55,19 +56,6 @@ enum Link {
     /// The last connection attempt failed.
     Failed(ConnectFailure),
 }
-
-/// A failure warned about, and its repeats since (see `Master::warn`).
-#[derive(Debug)]
-struct Warned {
-    what: &'static str,
-    reason: String,
-    at: Instant,
-    repeats: u32,
-}
-
-/// How often one failure of a master is warned about: an outage retried every few
-/// milliseconds by every waiter would otherwise fill the log.
-const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Which server each master of one client reached, by `run_id`: a server that two URLs name
 /// (`127.0.0.1` and `localhost`, an IP and a name) must cast one vote, not two.
@@ -103,8 +91,8 @@ pub(crate) struct Master {
     /// Whether a connection was ever made: a sentinel that then names no master for the
     /// service is in a failover (the master died, no replica promoted yet), not misconfigured.
     was_up: AtomicBool,
-    /// The failures warned about lately: when, and how often each came again since.
-    warned: std::sync::Mutex<Vec<Warned>>,
+    /// The failures warned about lately, by what happened and why.
+    warned: Throttle<(&'static str, String)>,
     /// The code of the scripts, loaded on each new connection.
     scripts: Arc<[&'static str]>,
     /// The last restart whose grace refused a new lock, warned about once.
@@ -147,7 +135,7 @@ impl Master {
             secret,
             server_ids,
             was_up: AtomicBool::new(false),
-            warned: std::sync::Mutex::default(),
+            warned: Throttle::new(),
             grace_warned: std::sync::Mutex::new(None),
             scripts,
             is_cluster,
@@ -184,37 +172,16 @@ impl Master {
         rt::spawn(sentinel::follow_failovers(Arc::downgrade(self)));
     }
 
-    /// Warns that `what` happened on this master for `reason`: each distinct pair at once, the
-    /// same one at most every `WARN_EVERY`, with how often it came again meanwhile (DEBUG in
+    /// Warns that `what` happened on this master for `reason` (see [`Throttle`]; DEBUG in
     /// between). An outage or a paused master meets every attempt of every waiter.
     pub(crate) fn warn(&self, what: &'static str, reason: &str) {
-        let mut warned = rt::lock(&self.warned);
-        let now = Instant::now();
-        let last = warned
-            .iter_mut()
-            .find(|last| last.what == what && last.reason == reason);
-        if let Some(last) = last {
-            if now.duration_since(last.at) < WARN_EVERY {
-                last.repeats += 1;
-                tracing::debug!(master = %self.label, %reason, "redlock: {what}");
-            } else {
-                tracing::warn!(master = %self.label, %reason, repeats_since_last_warning = last.repeats, "redlock: {what}");
-                (last.at, last.repeats) = (now, 0);
+        match self.warned.admit((what, reason.to_owned())) {
+            Verdict::First => tracing::warn!(master = %self.label, %reason, "redlock: {what}"),
+            Verdict::Again { repeats } => {
+                tracing::warn!(master = %self.label, %reason, repeats_since_last_warning = repeats, "redlock: {what}");
             }
-            return;
+            Verdict::Quiet => tracing::debug!(master = %self.label, %reason, "redlock: {what}"),
         }
-        tracing::warn!(master = %self.label, %reason, "redlock: {what}");
-        // A few kinds of failure at a time; the oldest warned is forgotten first.
-        if warned.len() >= 8 {
-            warned.sort_by_key(|last| last.at);
-            warned.remove(0);
-        }
-        warned.push(Warned {
-            what,
-            reason: reason.to_owned(),
-            at: now,
-            repeats: 0,
-        });
     }
 
     /// Warns, once per restart of this master, that it refused its first new lock: the moment
