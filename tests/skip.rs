@@ -221,6 +221,27 @@ async fn a_vote_that_stays_split_is_a_split_vote_error_not_a_skip() {
     ));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_master_taken_by_contenders_is_a_skip_at_once() {
+    let masters = Masters::start(3);
+    // Three other clients hold one master each (mid-handoff under plain contention): none
+    // has a quorum, but we have no vote anywhere; they decide among themselves.
+    hold_by_others(&masters, "taken", &[0, 1, 2]);
+    let client = redlock(&masters);
+
+    let err = client.lock("taken").timeout(-1).await.unwrap_err();
+
+    let LockError::Timeout { votes, .. } = &err else {
+        panic!("{err}")
+    };
+    assert!(votes.iter().all(|vote| vote.vote == Vote::Held), "{err}");
+    assert!(
+        err.to_string()
+            .contains("held by another client: 3 of 3 masters refused"),
+        "{err}"
+    );
+}
+
 #[redlock(name = "split", timeout = -1, silent, client = client)]
 async fn split_job(client: &Redlock) -> Result<bool, LockError> {
     Ok(true)

@@ -67,7 +67,10 @@ pub(crate) enum Holder {
 /// Why a round that did not grant the lock refused it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
-    /// One value stands on a quorum: another client holds the lock.
+    /// One value stands on a quorum: another client holds the lock. Or every master refused
+    /// us, split among other values: the contenders that took them decide among themselves
+    /// (each retries a split round, and reports one that stays split), so for us the lock is
+    /// taken, as for a skip under plain contention it is.
     Held,
     /// One value (perhaps one unseen), with the masters that failed or were not heard, could
     /// stand on a quorum: another client may hold the lock.
@@ -151,7 +154,7 @@ impl Tally {
         let largest = self.largest_refusal();
         // Failed or not heard: they may hold any value.
         let unknown = self.masters - self.yes - self.no;
-        if largest >= self.quorum {
+        if largest >= self.quorum || self.no == self.masters {
             Refusal::Held
         } else if largest + unknown >= self.quorum {
             Refusal::MaybeHeld
@@ -354,6 +357,13 @@ mod tests {
         held_by(&mut tally, "b");
         tally.failed(failure());
         assert_eq!(tally.refusal(), Refusal::MaybeHeld);
+
+        // Every master refused us, split among others: taken, by contenders who decide.
+        let mut tally = Tally::new(3);
+        for other in ["a", "b", "c"] {
+            held_by(&mut tally, other);
+        }
+        assert_eq!(tally.refusal(), Refusal::Held);
 
         // A key that expired before it was read is nobody's.
         let mut tally = Tally::new(3);
