@@ -73,6 +73,31 @@ async fn a_panic_in_the_critical_section_releases_and_propagates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_short_of_a_quorum_names_the_master_down_and_the_one_not_ours() {
+    let masters = Masters::start(3);
+    let redlock = redlock(&masters);
+    let guard = redlock.lock("half-stolen").await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(lock_key("half-stolen"))
+        .arg("someone-else")
+        .query(&mut masters[1].connection())
+        .unwrap();
+    masters[0].kill();
+
+    let err = guard.release().await.unwrap_err();
+
+    let LockError::Unavailable { failures, .. } = &err else {
+        panic!("{err}")
+    };
+    let named: Vec<&str> = failures
+        .iter()
+        .map(|failure| failure.master.as_str())
+        .collect();
+    assert_eq!(named, [masters[0].url(), masters[1].url()], "{err}");
+    assert!(err.to_string().contains("not ours there"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn releasing_a_lock_no_longer_ours_is_lost_within_a_round_trip() {
     let masters = Masters::start(3);
     let redlock = redlock(&masters);

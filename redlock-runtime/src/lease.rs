@@ -122,7 +122,7 @@ pub(crate) async fn renew_many(backend: &Backend, holds: &[Hold]) -> Vec<Result<
                     for (tally, reply) in tallies.iter_mut().zip(replies) {
                         match reply {
                             Ok(reply) if reply >= 0 => tally.yes(),
-                            Ok(_) => tally.no(),
+                            Ok(_) => tally.not_ours(&masters[index].label),
                             Err(error) => {
                                 tally.failed(masters[index].failure(&CallError::Redis(error)));
                             }
@@ -277,7 +277,7 @@ async fn round_if_ours(lease: &Lease, call: ScriptCall) -> Result<u64, LockError
                     tally.yes();
                     highest = highest.max(reply.unsigned_abs());
                 }
-                Ok(_) => tally.no(),
+                Ok(_) => tally.not_ours(&masters[index].label),
                 Err(error) => tally.failed(masters[index].failure(&error)),
             }
             tally.verdict()

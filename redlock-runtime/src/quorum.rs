@@ -51,6 +51,8 @@ pub(crate) struct Tally {
     /// holder's, the cautious reading.
     unnamed: usize,
     failures: Vec<MasterFailure>,
+    /// The masters where a lock of ours is ours no more (see [`Tally::not_ours`]).
+    not_ours: Vec<String>,
 }
 
 /// Who a refusal found holding the lock.
@@ -89,7 +91,15 @@ impl Tally {
             holders: Vec::new(),
             unnamed: 0,
             failures: Vec::new(),
+            not_ours: Vec::new(),
         }
+    }
+
+    /// A master answered that the lock of ours (extended or released) is not ours there:
+    /// a refusal, named in the failures when too few answered for a quorum either way.
+    pub(crate) fn not_ours(&mut self, master: &str) {
+        self.no();
+        self.not_ours.push(master.to_owned());
     }
 
     pub(crate) fn yes(&mut self) {
@@ -195,7 +205,16 @@ impl Tally {
         grace_ends.get(needed.checked_sub(1)?).copied()
     }
 
-    pub(crate) fn into_failures(self) -> Vec<MasterFailure> {
+    /// The failures, then the masters where the lock was not ours, so that an `Unavailable`
+    /// error names every master that kept the round from a quorum.
+    pub(crate) fn into_failures(mut self) -> Vec<MasterFailure> {
+        for master in self.not_ours {
+            self.failures.push(MasterFailure::new(
+                master,
+                "answered that the lock is not ours there (it expired or another client took it)",
+                false,
+            ));
+        }
         self.failures
     }
 }
