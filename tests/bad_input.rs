@@ -174,6 +174,16 @@ async fn bad_input_matrix() {
             "at least one URL",
         ),
         (
+            "zero master_timeout",
+            Redlock::with_config(Config {
+                master_timeout: Duration::ZERO,
+                ..Config::new(["redis://127.0.0.1"])
+            })
+            .map(drop),
+            |e| matches!(e, LockError::InvalidSetting { .. }),
+            "invalid Config::master_timeout 0ns: it must be more than zero",
+        ),
+        (
             "URL without scheme",
             Redlock::new(["127.0.0.1:6379"]).map(drop),
             |e| matches!(e, LockError::InvalidUrl { .. }),

@@ -179,10 +179,8 @@ fn boolean(value: Expr, option: &str) -> syn::Result<LitBool> {
 }
 pub(crate) const TIMEOUT_CHOICES: &str =
     "-1 (skip if locked), 0 (wait forever) or a positive number of seconds (wait up to N s)";
-pub(crate) const MIN_HOLD_CHOICES: &str =
-    "a positive number of seconds (the lock is kept at least this long after it is taken)";
-pub(crate) const TTL_CHOICES: &str =
-    "a positive number of seconds, at least 0.003 (the default is 10)";
+pub(crate) const MIN_HOLD_CHOICES: &str = "a positive number of seconds below 1e9 (the lock is kept at least this long after it is taken)";
+pub(crate) const TTL_CHOICES: &str = "a number of seconds from 0.003 (more than the clock-drift allowance) to below 1e9 (the default is 10)";
 
 /// A flag takes no value.
 fn flag(input: ParseStream<'_>, name: &str) -> syn::Result<()> {

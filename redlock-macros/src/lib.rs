@@ -27,7 +27,7 @@ use proc_macro::TokenStream;
 /// |---|---|---|
 /// | `name` | a format string that may capture arguments (`"job:{id}"`; a literal brace is doubled, so the hash tag of `job:{17}` is written `"job:{{17}}"`), or any expression whose value is displayed: a constant (`name = REPORT_LOCK`), `job.lock_key()`, `format!(…)` | required |
 /// | `timeout` | `-1` (one attempt, skip if held), `0` (wait forever), `N` seconds (integer or float) | `0` |
-/// | `auto_release_time` | the lock's TTL in seconds, integer or float, at least `0.003` | `10` |
+/// | `auto_release_time` | the lock's TTL in seconds, integer or float, from `0.003` to below `1e9` | `10` |
 /// | `min_hold` | seconds, integer or float: keep the lock at least this long after it is taken, even when the body ends sooner (ShedLock's `lockAtLeastFor`), so that replicas of a scheduled job whose timers fire within it skip | none |
 /// | `silent` | flag: return `Default::default()` (or `Ok(Default::default())`) when the lock is held elsewhere | off |
 /// | `stats_name` | string literal (format string allowed): the waiting-statistics name; each stats name keeps its keys in Redis forever, as in the Python library | the name; for a name that captures arguments, its template (`"job:{id}"` is counted under `job:{id}`, not under each id) |

@@ -202,9 +202,7 @@ fn ttl_of(ttl: &Seconds) -> syn::Result<u64> {
     } else {
         Err(syn::Error::new_spanned(
             &ttl.literal,
-            format!(
-                "`auto_release_time` must be {TTL_CHOICES}: the lock must outlive the clock-drift allowance"
-            ),
+            format!("`auto_release_time` must be {TTL_CHOICES}"),
         ))
     }
 }

@@ -26,6 +26,18 @@ impl Backend {
         if config.urls.is_empty() {
             return Err(LockError::NoMasters);
         }
+        for (setting, value) in [
+            ("master_timeout", config.master_timeout),
+            ("connect_timeout", config.connect_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(LockError::InvalidSetting {
+                    setting,
+                    value: format!("{value:?}"),
+                    reason: "it must be more than zero (every call would time out unsent)",
+                });
+            }
+        }
         // A server listed twice would cast two votes: one server could make a quorum.
         let same = |url: &str| url.trim().trim_end_matches('/').to_owned();
         for (index, url) in config.urls.iter().enumerate() {

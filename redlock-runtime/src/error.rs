@@ -259,6 +259,17 @@ pub enum LockError {
         /// What it may hold.
         expected: &'static str,
     },
+    /// A [`Config`](crate::Config) setting that cannot work, such as a zero `master_timeout`
+    /// (every call would time out before it is sent).
+    #[error("invalid Config::{setting} {value}: {reason}")]
+    InvalidSetting {
+        /// The setting's field name.
+        setting: &'static str,
+        /// The value as given.
+        value: String,
+        /// What it must be.
+        reason: &'static str,
+    },
     /// No master URL was given.
     #[error("no Redis master given: pass at least one URL (e.g. \"redis://127.0.0.1:6379\")")]
     NoMasters,
