@@ -352,6 +352,31 @@ async fn a_wait_shorter_than_the_restart_grace_is_refused_at_once() {
     assert!(started.elapsed() < common::SLACK, "{:?}", started.elapsed());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_rides_out_a_paused_master_beside_one_in_its_restart_grace() {
+    // Master 0 is fresh without persistence (no vote for 10 s), master 1 paused: no quorum
+    // until master 1 is back, which is an outage that may end at any time, not a wait for
+    // the grace.
+    let masters = Masters::from_servers(vec![
+        RedisServer::start_volatile(),
+        RedisServer::start(),
+        RedisServer::start(),
+    ]);
+    let redlock = common::redlock(&masters);
+    masters[1].pause();
+    let waiter = tokio::spawn({
+        let redlock = redlock.clone();
+        async move { redlock.lock("grace-and-pause").timeout(8).await }
+    });
+    // Master 1 stays paused for a while: the waiter keeps trying (it gave up after one
+    // per-master timeout, as if the grace's end were the first chance of a quorum).
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!waiter.is_finished(), "gave up while the pause may end");
+    masters[1].resume();
+    let guard = waiter.await.unwrap();
+    assert!(guard.is_ok(), "{guard:?}");
+}
+
 /// Holds per second of 2 clients x 3 tasks looping on one lock (2 ms holds) for `span`, and
 /// the requests that failed.
 async fn loop_holds(clients: &[Redlock], span: Duration) -> (f64, usize) {

@@ -191,16 +191,14 @@ impl Tally {
         }
     }
 
-    /// When a quorum becomes possible again, if only masters inside their restart grace
-    /// (voting again at `grace_ends`, one instant per such failure) make it impossible now.
+    /// When a quorum becomes possible again, if the masters inside their restart grace
+    /// (voting again at `grace_ends`, one instant per such failure) alone make it impossible
+    /// now; `None` otherwise. The other failures (down, paused, refusing for now) may heal at
+    /// any moment, so they are an outage to retry, not a known time to wait for.
     pub(crate) fn votes_again_at(&self, mut grace_ends: Vec<Instant>) -> Option<Instant> {
         let spare = self.masters - self.quorum;
-        let other_failures = self.failures.len() - grace_ends.len();
-        if other_failures > spare {
-            return None;
-        }
-        // Enough of them must come back for the failures to leave a quorum possible.
-        let needed = self.failures.len().checked_sub(spare)?;
+        // Enough of them must come back for the graces to leave a quorum possible.
+        let needed = grace_ends.len().checked_sub(spare)?;
         grace_ends.sort_unstable();
         grace_ends.get(needed.checked_sub(1)?).copied()
     }
@@ -428,14 +426,18 @@ mod tests {
         let mut tally = Tally::new(5);
         (0..3).for_each(|_| tally.failed(failure()));
         assert_eq!(tally.votes_again_at(vec![at(9), at(4), at(7)]), Some(at(4)));
-        // One more failure that is no grace: two graces must end.
+        // Failures that are no grace may heal any time: still the earliest.
         tally.failed(failure());
-        assert_eq!(tally.votes_again_at(vec![at(9), at(4), at(7)]), Some(at(7)));
-        // Two failures that are no grace: all three graces must end.
+        assert_eq!(tally.votes_again_at(vec![at(9), at(4), at(7)]), Some(at(4)));
         tally.failed(failure());
-        assert_eq!(tally.votes_again_at(vec![at(9), at(4), at(7)]), Some(at(9)));
-        // Three: waiting for graces cannot make a quorum.
+        assert_eq!(tally.votes_again_at(vec![at(9), at(4), at(7)]), Some(at(4)));
+        // Two graces of five masters leave a quorum possible: the rest is an outage.
         assert_eq!(tally.votes_again_at(vec![at(9), at(4)]), None);
+        // 3 masters, one in its grace and one paused: an outage that ends when the paused
+        // one comes back, not at the end of the grace.
+        let mut tally = Tally::new(3);
+        (0..2).for_each(|_| tally.failed(failure()));
+        assert_eq!(tally.votes_again_at(vec![at(9)]), None);
     }
 
     #[test]
