@@ -193,9 +193,10 @@ async fn a_durable_master_votes_at_once_and_keeps_its_locks_across_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_durable_master_met_while_it_loads_votes_once_it_has_loaded() {
-    // A slow load (0.75 ms a key, 4,000 uncompressed keys of 2 KiB in the append-only
-    // file's RDB base; a loading server answers clients every 2 MiB read, so every 0.75 s):
-    // while loading, it reports `aof_enabled:0`, which must not pass for a master without one.
+    // A slow load (0.75 ms a key, 8,000 uncompressed keys of 2 KiB in the append-only
+    // file's RDB base: 6 s; a loading server answers clients every 2 MiB read, so every
+    // 0.75 s): while loading, it reports `aof_enabled:0`, which must not pass for a master
+    // without one. The load outlasts the first attempt by seconds, also on a loaded machine.
     let masters = Masters::from_servers(vec![RedisServer::start_with_args(&[
         "--key-load-delay",
         "750",
@@ -205,7 +206,7 @@ async fn a_durable_master_met_while_it_loads_votes_once_it_has_loaded() {
     {
         let mut connection = masters[0].connection();
         let mut fill = redis::pipe();
-        for key in 0..4_000 {
+        for key in 0..8_000 {
             fill.set(format!("filler:{key}"), "x".repeat(2048)).ignore();
         }
         let _: () = fill.query(&mut connection).unwrap();

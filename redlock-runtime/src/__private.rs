@@ -292,7 +292,7 @@ pub fn skip_or_fail<T: SilentDefault, E: From<LockError>>(error: LockError) -> R
 pub fn skip<T: SilentDefault>(error: LockError) -> T {
     static LOGGED: Throttle<(&Location<'static>, String)> = Throttle::new();
     if !matches!(error, LockError::Timeout { .. }) {
-        // The error's kind and lock, without the details that change with every attempt.
+        // The error's kind: its details (masters, durations) change with every attempt.
         let what = format!("{:?}", std::mem::discriminant(&error));
         match LOGGED.admit((Location::caller(), what)) {
             Verdict::First => {
