@@ -312,8 +312,7 @@ impl RedisServer {
     /// ```
     pub fn restart_loading(&self) {
         self.kill();
-        let _ = std::fs::remove_file(self.log_path());
-        *self.child() = Some(self.command(&binary()).spawn().expect("run redis-server"));
+        self.spawn();
         let loading = (0..500).any(|_| {
             std::thread::sleep(Duration::from_millis(20));
             matches!(self.ping(), Err(err) if err.code() == Some("LOADING"))
@@ -336,13 +335,9 @@ impl RedisServer {
     /// server.wait_until_loaded();
     /// ```
     pub fn wait_until_loaded(&self) {
-        let loaded = (0..1500).any(|_| {
-            std::thread::sleep(Duration::from_millis(20));
-            self.ping().is_ok()
-        });
         assert!(
-            loaded,
-            "redis-server did not load within 30 s; its log:\n{}",
+            self.wait_until_answers(Duration::from_secs(30)),
+            "redis-server exited while loading; its log:\n{}",
             self.log()
         );
     }
@@ -373,6 +368,12 @@ impl RedisServer {
 
     /// Spawns the process and waits until it answers; false if it exited first.
     fn spawn_and_wait(&self) -> bool {
+        self.spawn();
+        self.wait_until_answers(Duration::from_secs(10))
+    }
+
+    /// Spawns the process.
+    fn spawn(&self) {
         // A fresh log per start: readiness of a TLS server is read from it.
         let _ = std::fs::remove_file(self.log_path());
         let binary = binary();
@@ -380,7 +381,6 @@ impl RedisServer {
             panic!("cannot run `{binary}` ({err}): install redis-server or set REDIS_SERVER_BIN")
         });
         *self.child() = Some(child);
-        self.wait_until_answers()
     }
 
     /// The `redis-server` command line of this server.
@@ -428,9 +428,9 @@ impl RedisServer {
     /// Waits until the spawned server answers (true) or exits (false).
     ///
     /// # Panics
-    /// If it does neither within 10 s; the message carries its log.
-    fn wait_until_answers(&self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
+    /// If it does neither `within`; the message carries its log.
+    fn wait_until_answers(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             let exited = self.child().as_mut().map(Child::try_wait);
             if let Some(Ok(Some(_exited))) = exited {
@@ -443,7 +443,7 @@ impl RedisServer {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!(
-            "redis-server did not answer within 10 s; its log:\n{}",
+            "redis-server did not answer within {within:?}; its log:\n{}",
             self.log()
         );
     }
