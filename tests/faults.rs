@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use configurable_redlock::{LockError, Redlock, lock_key};
+use configurable_redlock::{Config, LockError, Redlock, lock_key};
 use redlock_runtime::test_util::{Masters, RedisServer};
 
 const HOLDER_ENV: &str = "REDLOCK_FAULTS_HOLDER_URLS";
@@ -221,8 +221,14 @@ async fn a_durable_master_met_while_it_loads_votes_once_it_has_loaded() {
     })
     .await;
     assert!(rewritten, "the append-only file was never rewritten");
-    // Answers while loading come up to 0.75 s apart.
-    let redlock = common::redlock_with_master_timeout(&masters, Duration::from_secs(3));
+    // Answers while loading come up to 0.75 s apart: the connection (its `INFO`) and each
+    // call may wait that long, more on a loaded machine.
+    let redlock = Redlock::with_config(Config {
+        master_timeout: Duration::from_secs(3),
+        connect_timeout: Duration::from_secs(3),
+        ..Config::new(masters.urls())
+    })
+    .unwrap();
     masters[0].restart_loading();
 
     // Met while loading: an outage, as the commands' `LOADING` would be.
