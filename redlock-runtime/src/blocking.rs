@@ -79,6 +79,18 @@ impl Redlock {
         LockRequest::from(self.inner.lock(name))
     }
 
+    /// Starts a request for one of the `permits` of the semaphore `name`; see
+    /// [`crate::Redlock::semaphore`].
+    ///
+    /// ```no_run
+    /// # let redlock = redlock_runtime::blocking::Redlock::from_env()?;
+    /// let permit = redlock.semaphore("encoder", 3).timeout(30).acquire()?;
+    /// # Ok::<(), redlock_runtime::LockError>(())
+    /// ```
+    pub fn semaphore(&self, name: impl Into<String>, permits: usize) -> LockRequest {
+        LockRequest::from(self.inner.semaphore(name, permits))
+    }
+
     /// The async client sharing this one's connections.
     ///
     /// ```

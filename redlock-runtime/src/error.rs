@@ -241,6 +241,16 @@ pub enum LockError {
         /// The value as given.
         value: Duration,
     },
+    /// A semaphore with no permits, more than 64, or asked for re-entrantly.
+    #[error("invalid semaphore `{name}` of {permits} permits: {reason}")]
+    InvalidPermits {
+        /// The semaphore name.
+        name: String,
+        /// The permits as given.
+        permits: usize,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A master URL that cannot be used.
     #[error("invalid Redis URL `{url}`: {reason}")]
     InvalidUrl {

@@ -132,9 +132,13 @@ pub(crate) const PLACE_TTL: Duration = Duration::from_secs(3);
 
 /// The keys of one lock: the Python library's lock key, and ours beside it (see
 /// [`Companion`]: `{<lock key>}:<suffix>` for names without a hash tag), made when used.
+/// A permit of a semaphore is a lock of its own (see [`LockKeys::permit`]).
 #[derive(Debug)]
 pub(crate) struct LockKeys {
     pub(crate) lock: Arc<str>,
+    /// For a semaphore's permit after the first: the semaphore's lock key, whose fencing
+    /// counter every permit shares.
+    semaphore: Option<Arc<str>>,
 }
 
 /// How long a release grants the lock to the first waiter of the queue before the grantee
@@ -173,6 +177,26 @@ impl LockKeys {
     pub(crate) fn new(name: &str) -> Arc<Self> {
         Arc::new(Self {
             lock: lock_key(name).into(),
+            semaphore: None,
+        })
+    }
+
+    /// The keys of permit `index` of the semaphore `name`: each permit is a lock, so that no
+    /// more than one client holds it on a quorum (see README "Semaphores"). The first permit is
+    /// the lock `name` itself (a semaphore of 1 is that lock); permit `i` is the lock key
+    /// `{<lock key>}:permit:<i>`, in the lock key's Redis Cluster slot, beginning with `{` and
+    /// ending with the index, so that no lock name and no other permit reaches it. A permit's
+    /// key does not depend on how many permits there are: while a fleet changes `permits`
+    /// from 3 to 2, at most 3 hold.
+    pub(crate) fn permit(name: &str, index: usize) -> Arc<Self> {
+        if index == 0 {
+            return Self::new(name);
+        }
+        let semaphore: Arc<str> = lock_key(name).into();
+        let lock = format!("{}:{index}", companion_key(&semaphore, "permit"));
+        Arc::new(Self {
+            lock: lock.into(),
+            semaphore: Some(semaphore),
         })
     }
 
@@ -207,9 +231,10 @@ impl LockKeys {
         self.companion("head")
     }
 
-    /// The fencing-token counter (created only when a holder asks for a token).
+    /// The fencing-token counter (created only when a holder asks for a token); one per
+    /// semaphore, so that its tokens increase across the holders of all its permits.
     pub(crate) fn fence(&self) -> Companion<'_> {
-        self.companion("fence")
+        companion_key(self.semaphore.as_deref().unwrap_or(&self.lock), "fence")
     }
 }
 
@@ -238,13 +263,26 @@ mod tests {
         for suffix in ["live", "weights", "ours"] {
             keys.push((suffix.into(), companion_key(&counter, suffix).to_string()));
         }
+        // The keys of a semaphore's permits (the first is the lock's), but its shared
+        // fencing counter (the lock's, above).
+        for index in [1, 2, 12] {
+            let permit = LockKeys::permit(name, index);
+            let kind = |what: &str| format!("permit {index} {what}");
+            keys.push((kind("lock"), permit.lock.to_string()));
+            keys.push((kind("queue"), permit.queue().to_string()));
+            keys.push((kind("leases"), permit.expiries().to_string()));
+            keys.push((kind("released"), permit.channel().to_string()));
+            keys.push((kind("foreign"), permit.foreign().to_string()));
+            keys.push((kind("head"), permit.head().to_string()));
+            assert_eq!(permit.fence().to_string(), lock.fence().to_string());
+        }
         keys
     }
 
     #[test]
     fn distinct_names_never_share_a_key() {
         // Names made of the pieces that could make one key look like another.
-        const PIECES: [&str; 16] = [
+        const PIECES: [&str; 19] = [
             "{",
             "}",
             ":",
@@ -261,6 +299,9 @@ mod tests {
             "é",
             "\0",
             "ConfigurableLockKeys",
+            "permit",
+            "1",
+            "2",
         ];
         let mut rng = fastrand::Rng::with_seed(26);
         let mut owners: HashMap<String, (String, String)> = HashMap::new();
@@ -269,9 +310,18 @@ mod tests {
             "ConfigurableLockKeys".to_owned(),
             ("registry".into(), String::new()),
         );
-        let mut names: Vec<String> = ["j{1}", "j{1}:queue", "j{1}:fence", "s{t}", "s{t}:ours"]
-            .map(str::to_owned)
-            .to_vec();
+        let mut names: Vec<String> = [
+            "j{1}",
+            "j{1}:queue",
+            "j{1}:fence",
+            "s{t}",
+            "s{t}:ours",
+            "p:1",
+            "p",
+            "p:permit:1",
+        ]
+        .map(str::to_owned)
+        .to_vec();
         names.extend((0..3_000).map(|_| {
             (0..rng.usize(1..7))
                 .map(|_| PIECES[rng.usize(..PIECES.len())])
@@ -333,6 +383,14 @@ mod tests {
                 companion_key(&waiting_key(stats_name), "ours").to_string()
             );
         }
+        // A semaphore's permits after the first, in its lock key's slot.
+        for (name, index, permit) in [
+            ("job", 2, "{redlock:ConfigurableLock.job}:permit:2"),
+            ("a{b}c", 1, "{b}:permit:redlock:ConfigurableLock.a{b}c:1"),
+        ] {
+            assert_eq!(&*LockKeys::permit(name, index).lock, permit);
+        }
+        assert_eq!(&*LockKeys::permit("job", 0).lock, lock_key("job"));
         assert!(!companions_share_slot("redlock:ConfigurableLock.a}b"));
         assert!(!companions_share_slot("redlock:ConfigurableLock.a{}b"));
     }

@@ -67,12 +67,14 @@ mod line;
 mod lease;
 mod renewals;
 mod reentry;
-// One attempt round; waiting statistics; the wait; the guard; the request; the client.
+// One attempt round; waiting statistics; the wait; the guard; the client; a semaphore's
+// permits; the request.
 mod acquire;
 mod stats;
 mod wait;
 mod guard;
 mod client;
+mod permits;
 mod request;
 mod operate;
 mod redlock;

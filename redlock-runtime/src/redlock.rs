@@ -116,6 +116,27 @@ impl Redlock {
         LockRequest::new(Arc::clone(&self.client), name.into())
     }
 
+    /// Starts a request for one of the `permits` of the semaphore `name` (at most `permits`
+    /// holders at once, 1 to 64); configure it as a [`LockRequest`], then `.await` it. Each
+    /// permit is a lock of its own, so the bound holds wherever a lock's exclusion does;
+    /// a waiter waits for every permit at once, and the first released goes to the waiter
+    /// that asked first. A semaphore of 1 permit is the lock `name`. Not re-entrant: a task
+    /// that holds a permit and asks again takes another one. See README "Semaphores".
+    ///
+    /// ```no_run
+    /// # async fn run(redlock: redlock_runtime::Redlock) -> Result<(), redlock_runtime::LockError> {
+    /// // At most 3 encoders across the fleet; wait up to 30 s for a permit.
+    /// let permit = redlock.semaphore("encoder", 3).timeout(30).await?;
+    /// // ... encode ...
+    /// permit.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn semaphore(&self, name: impl Into<String>, permits: usize) -> LockRequest {
+        let mut request = self.lock(name);
+        request.permits = permits;
+        request
+    }
+
     /// How many masters must agree to grant a lock: `masters / 2 + 1`.
     ///
     /// ```

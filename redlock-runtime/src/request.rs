@@ -17,6 +17,7 @@ use crate::{
     keys::{LockKeys, companions_share_slot, waiting_key},
     lease::{Hold, Lease, confirm_grant},
     observe::Acquisition,
+    permits::{self, MAX_PERMITS},
     quorum::drift,
     reentry::Owner,
     wait::{self, Granted},
@@ -76,7 +77,7 @@ pub const DEFAULT_AUTO_RELEASE_TIME: Duration = Duration::from_secs(10);
 ///     .await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 #[must_use = "a lock request does nothing until it is awaited"]
 pub struct LockRequest {
     client: Arc<Client>,
@@ -90,6 +91,11 @@ pub struct LockRequest {
     min_hold: Duration,
     /// Who asks: set by the blocking API (the calling thread); else the current task.
     pub(crate) owner: Option<Owner>,
+    /// How many holders the lock may have at once: 1, or a semaphore's permits
+    /// ([`Redlock::semaphore`](crate::Redlock::semaphore)).
+    pub(crate) permits: usize,
+    /// Which permit of the semaphore `name` this is (see `permits`); 0 for a lock.
+    pub(crate) permit: usize,
 }
 
 impl LockRequest {
@@ -105,6 +111,8 @@ impl LockRequest {
             reentrant: false,
             min_hold: Duration::ZERO,
             owner: None,
+            permits: 1,
+            permit: 0,
         }
     }
 
@@ -237,7 +245,56 @@ impl LockRequest {
         self
     }
 
-    async fn acquire(self) -> Result<LockGuard, LockError> {
+    async fn acquire(mut self) -> Result<LockGuard, LockError> {
+        if self.permits == 1 {
+            return self.acquire_lock().await;
+        }
+        let invalid = |reason| LockError::InvalidPermits {
+            name: self.name.clone(),
+            permits: self.permits,
+            reason,
+        };
+        if !(1..=MAX_PERMITS).contains(&self.permits) {
+            return Err(invalid("a semaphore has from 1 to 64 permits"));
+        }
+        if self.reentrant {
+            return Err(invalid(
+                "a semaphore is not re-entrant: a task that holds a permit and asks again \
+                 takes another one",
+            ));
+        }
+        let timeout = self.timeout.clone()?;
+        let owner = *self.owner.get_or_insert_with(Owner::current);
+        // A permit this task holds is not asked for again: the task takes another one.
+        let free: Vec<usize> = (0..self.permits)
+            .filter(|&permit| {
+                let keys = LockKeys::permit(&self.name, permit);
+                self.client.owners.hold_of(&keys.lock, owner).is_none()
+            })
+            .collect();
+        if free.is_empty() {
+            return Err(match timeout {
+                Timeout::Forever => LockError::Reentered { name: self.name },
+                _ => LockError::Timeout {
+                    name: self.name,
+                    waited: Duration::ZERO,
+                    votes: Vec::new(),
+                },
+            });
+        }
+        permits::take_any(free, timeout, |permit, timeout, counted| {
+            let mut request = self.clone();
+            request.permits = 1;
+            request.permit = permit;
+            request.timeout = Ok(timeout);
+            request.stats &= counted;
+            request.acquire_lock()
+        })
+        .await
+    }
+
+    /// Takes the lock (or the one permit `permit` of a semaphore).
+    async fn acquire_lock(self) -> Result<LockGuard, LockError> {
         let Self {
             client,
             name,
@@ -249,9 +306,11 @@ impl LockRequest {
             reentrant,
             min_hold,
             owner,
+            permits: _,
+            permit,
         } = self;
         let timeout = timeout?;
-        let keys = match checked_keys(&client, &name, stats_name.as_deref(), stats, ttl) {
+        let keys = match checked_keys(&client, &name, permit, stats_name.as_deref(), stats, ttl) {
             Ok(keys) => keys,
             Err(reason) => return Err(reason.into_error(name, ttl)),
         };
@@ -350,6 +409,7 @@ impl Invalid {
 fn checked_keys(
     client: &Client,
     name: &str,
+    permit: usize,
     stats_name: Option<&str>,
     stats: bool,
     ttl: Duration,
@@ -366,7 +426,7 @@ fn checked_keys(
     if ttl < Duration::from_millis(3) || ttl <= drift(ttl) || ttl > MAX_AUTO_RELEASE_TIME {
         return Err(Invalid::AutoReleaseTime);
     }
-    let keys = LockKeys::new(name);
+    let keys = LockKeys::permit(name, permit);
     if client
         .backend
         .masters
