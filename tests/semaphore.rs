@@ -257,3 +257,42 @@ fn the_blocking_api_takes_permits() {
     first.release().unwrap();
     second.release().unwrap();
 }
+
+/// At most two run the body at once; a third call skips while both run.
+#[configurable_redlock::redlock(name = "attribute-pool", permits = 2, timeout = -1, silent, client = client)]
+async fn pooled(
+    client: Redlock,
+    inside: Arc<AtomicUsize>,
+    gate: Arc<tokio::sync::Semaphore>,
+) -> bool {
+    inside.fetch_add(1, Ordering::SeqCst);
+    gate.acquire().await.expect("open").forget();
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_attribute_runs_up_to_permits_bodies_at_once() {
+    let masters = Masters::start(1);
+    let client = redlock(&masters);
+    let (inside, gate) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(tokio::sync::Semaphore::new(0)),
+    );
+    let running: Vec<_> = (0..2)
+        .map(|_| {
+            let call = pooled(client.clone(), Arc::clone(&inside), Arc::clone(&gate));
+            tokio::spawn(call)
+        })
+        .collect();
+    let both = eventually(READY, || inside.load(Ordering::SeqCst) == 2).await;
+    assert!(both, "two bodies never ran at once");
+    assert!(
+        !pooled(client.clone(), Arc::clone(&inside), Arc::clone(&gate)).await,
+        "a third body ran beside two holders of a 2-permit semaphore"
+    );
+    assert_eq!(inside.load(Ordering::SeqCst), 2);
+    gate.add_permits(2);
+    for call in running {
+        assert!(call.await.unwrap(), "a holder's body ran");
+    }
+}

@@ -2,7 +2,7 @@
 
 use proc_macro2::Span;
 use syn::{
-    Expr, ExprLit, ExprUnary, Ident, Lit, LitBool, LitStr, Path, Token, UnOp,
+    Expr, ExprLit, ExprUnary, Ident, Lit, LitBool, LitInt, LitStr, Path, Token, UnOp,
     ext::IdentExt,
     parse::{Parse, ParseStream},
     spanned::Spanned,
@@ -37,6 +37,7 @@ pub(crate) struct Args {
     pub(crate) abort_on_lost: Option<Span>,
     pub(crate) reentrant: Option<Span>,
     pub(crate) min_hold: Option<Seconds>,
+    pub(crate) permits: Option<LitInt>,
     pub(crate) krate: Option<Path>,
 }
 
@@ -45,7 +46,7 @@ impl Parse for Args {
         let mut args = Args::default();
         while !input.is_empty() {
             if !input.peek(Ident::peek_any) {
-                return Err(input.error(format!("expected an option: one of {OPTIONS}")));
+                return Err(input.error(format!("expected an option: one of {}", options())));
             }
             // `crate` too, a keyword.
             let key = input.call(Ident::parse_any)?;
@@ -81,6 +82,7 @@ impl Args {
             "auto_extend" => set_once(&mut self.auto_extend, boolean_of()?, key),
             "stats" => set_once(&mut self.stats, boolean_of()?, key),
             "guard" => set_once(&mut self.guard, identifier(value_of(input)?)?, key),
+            "permits" => set_once(&mut self.permits, integer(value_of(input)?, &option)?, key),
             "crate" => set_once(&mut self.krate, crate_path(value_of(input)?)?, key),
             _ => {
                 let hint = closest_option(&option)
@@ -88,7 +90,10 @@ impl Args {
                     .unwrap_or_default();
                 Err(syn::Error::new_spanned(
                     key,
-                    format!("unknown option `{option}`: {hint}expected one of {OPTIONS}"),
+                    format!(
+                        "unknown option `{option}`: {hint}expected one of {}",
+                        options()
+                    ),
                 ))
             }
         }
@@ -119,26 +124,32 @@ fn crate_path(value: Expr) -> syn::Result<Path> {
     })
 }
 
-const OPTIONS: &str = "`name`, `timeout`, `auto_release_time`, `min_hold`, `silent`, `stats_name`, `stats`, `client`, `auto_extend`, `guard`, `abort_on_lost`, `reentrant`, `crate`";
+/// Every option, in the order the docs list them.
+const OPTIONS: [&str; 14] = [
+    "name",
+    "timeout",
+    "auto_release_time",
+    "min_hold",
+    "silent",
+    "stats_name",
+    "stats",
+    "client",
+    "auto_extend",
+    "guard",
+    "abort_on_lost",
+    "reentrant",
+    "permits",
+    "crate",
+];
+
+/// The options, for an error: "`name`, `timeout`, …".
+fn options() -> String {
+    OPTIONS.map(|option| format!("`{option}`")).join(", ")
+}
 
 /// The option whose name is at most 2 edits from `unknown` (a typo: `timout`), if one is.
 fn closest_option(unknown: &str) -> Option<&'static str> {
-    const NAMES: [&str; 13] = [
-        "name",
-        "timeout",
-        "auto_release_time",
-        "min_hold",
-        "silent",
-        "stats_name",
-        "stats",
-        "client",
-        "auto_extend",
-        "guard",
-        "abort_on_lost",
-        "reentrant",
-        "crate",
-    ];
-    NAMES
+    OPTIONS
         .into_iter()
         .map(|name| (edits(unknown, name), name))
         .filter(|(distance, _)| *distance <= 2)
@@ -162,6 +173,20 @@ fn edits(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
+}
+
+/// An integer literal without suffix (its range is checked with the other options).
+fn integer(value: Expr, option: &str) -> syn::Result<LitInt> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(value),
+            ..
+        }) if value.suffix().is_empty() => Ok(value),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("`{option}` must be a whole number literal, e.g. `{option} = 3`"),
+        )),
+    }
 }
 
 /// A `true` or `false` literal.

@@ -141,6 +141,7 @@ fn spec(plan: &Plan, private: &TokenStream) -> TokenStream {
     };
     let (auto_extend, stats, reentrant) = (plan.auto_extend, plan.stats, plan.reentrant);
     let min_hold = plan.min_hold_nanos.unwrap_or(0);
+    let permits = plan.permits;
     quote! {
         #private::LockSpec {
             name: #name,
@@ -151,6 +152,7 @@ fn spec(plan: &Plan, private: &TokenStream) -> TokenStream {
             stats: #stats,
             reentrant: #reentrant,
             min_hold: ::core::time::Duration::from_nanos(#min_hold),
+            permits: #permits,
         }
     }
 }

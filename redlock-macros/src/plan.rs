@@ -65,6 +65,8 @@ pub(crate) struct Plan {
     /// The span of `abort_on_lost`, if given.
     pub(crate) abort_on_lost: Option<Span>,
     pub(crate) reentrant: bool,
+    /// How many holders at once: 1 (a lock) or a semaphore's permits.
+    pub(crate) permits: usize,
     pub(crate) failure: Failure,
     pub(crate) shape: Shape,
     /// The type of the body's value, when it can be written in a `let` (not `impl Trait`).
@@ -116,6 +118,14 @@ impl Plan {
             None,
         );
         let min_hold_nanos = errors.or(args.min_hold.as_ref().map(min_hold_of).transpose(), None);
+        let permits = errors.or(args.permits.as_ref().map_or(Ok(1), permits_of), 1);
+        if let (Some(reentrant), Some(_)) = (args.reentrant, &args.permits) {
+            errors.push(syn::Error::new(
+                reentrant,
+                "`reentrant` cannot go with `permits`: a semaphore is not re-entrant (a task \
+                 that holds a permit and calls again takes another permit); remove one of them",
+            ));
+        }
         if let Some(constness) = &function.sig.constness {
             errors.push(syn::Error::new_spanned(constness, "`#[redlock]` cannot wrap a `const fn`: taking a lock needs I/O at run time; remove `const`"));
         }
@@ -156,6 +166,7 @@ impl Plan {
             guard: args.guard,
             abort_on_lost: args.abort_on_lost,
             reentrant: args.reentrant.is_some(),
+            permits,
             failure,
             shape,
             spelled_result: output.as_ref().is_some_and(is_result),
@@ -216,6 +227,16 @@ fn min_hold_of(min_hold: &Seconds) -> syn::Result<u64> {
             &min_hold.literal,
             format!("`min_hold` must be {MIN_HOLD_CHOICES}"),
         ))
+    }
+}
+
+fn permits_of(permits: &syn::LitInt) -> syn::Result<usize> {
+    match permits.base10_parse::<usize>() {
+        Ok(value) if (1..=64).contains(&value) => Ok(value),
+        _ => Err(syn::Error::new_spanned(
+            permits,
+            "`permits` must be from 1 to 64: how many holders may run the body at once (1: a lock)",
+        )),
     }
 }
 

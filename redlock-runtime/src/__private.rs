@@ -25,6 +25,8 @@ pub struct LockSpec {
     pub reentrant: bool,
     /// Kept at least this long after it is taken (zero: none).
     pub min_hold: Duration,
+    /// How many holders at once: 1 (a lock) or a semaphore's permits.
+    pub permits: usize,
 }
 
 /// Whatever a `client = …` option may name: an async or blocking client, by value, by
@@ -90,7 +92,7 @@ pub fn default_client() -> Result<&'static Redlock, LockError> {
 
 fn request(client: &Redlock, spec: LockSpec) -> crate::LockRequest {
     let request = client
-        .lock(spec.name)
+        .semaphore(spec.name, spec.permits)
         .timeout(spec.timeout)
         .auto_release_time(spec.auto_release_time)
         .auto_extend(spec.auto_extend)

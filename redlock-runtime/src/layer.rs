@@ -72,6 +72,7 @@ struct Options {
     stats: bool,
     auto_extend: bool,
     min_hold: Duration,
+    permits: usize,
 }
 
 /// A layer without [`RedlockLayer::silent`]: a held lock is the service's error.
@@ -100,6 +101,7 @@ impl<K> RedlockLayer<K> {
                 stats: true,
                 auto_extend: true,
                 min_hold: Duration::ZERO,
+                permits: 1,
             },
             silent: Arc::new(NotSilent),
         }
@@ -202,6 +204,23 @@ impl<K, F> RedlockLayer<K, F> {
     /// ```
     pub fn min_hold(mut self, min_hold: Duration) -> Self {
         self.options.min_hold = min_hold;
+        self
+    }
+
+    /// Let up to `permits` requests of one name run at once, fleet-wide: each request takes a
+    /// permit of the semaphore of that name (see
+    /// [`Redlock::semaphore`](crate::Redlock::semaphore)). Default 1: a lock. Outside 1 to 64,
+    /// `LockError::InvalidPermits` for every request.
+    ///
+    /// ```no_run
+    /// # use redlock_runtime::{Redlock, layer::RedlockLayer};
+    /// # fn run(redlock: Redlock) {
+    /// // At most 10 calls to the partner API at once, across every replica.
+    /// let layer = RedlockLayer::new(redlock, |_: &String| "partner-api".to_owned()).permits(10);
+    /// # }
+    /// ```
+    pub fn permits(mut self, permits: usize) -> Self {
+        self.options.permits = permits;
         self
     }
 
@@ -350,7 +369,7 @@ where
         };
         let mut lock = layer
             .redlock
-            .lock((layer.name)(&request))
+            .semaphore((layer.name)(&request), options.permits)
             .timeout(timeout)
             .auto_release_time(options.auto_release_time)
             .stats(options.stats)
