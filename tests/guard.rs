@@ -286,3 +286,45 @@ async fn a_lock_dropped_then_retaken_at_once_is_free() {
         drop(guard); // the background release goes before this process's next attempt
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cancelled_mid_attempt_leaves_no_value_behind() {
+    for count in [1, 3] {
+        let masters = Masters::start(count);
+        // A per-master timeout far beyond the cancellation: the attempt is in flight when
+        // dropped.
+        let redlock = common::redlock_with_master_timeout(&masters, Duration::from_secs(10));
+        redlock
+            .lock("warm-up")
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+        for server in masters.servers() {
+            server.pause();
+        }
+        // Written to the paused masters' sockets; its reply never read.
+        let request = redlock
+            .lock("cut")
+            .auto_release_time(Duration::from_secs(60));
+        let attempt = tokio::time::timeout(Duration::from_millis(50), request).await;
+        assert!(
+            attempt.is_err(),
+            "{count} masters: the attempt was not cut short"
+        );
+        for server in masters.servers() {
+            server.resume();
+        }
+        // The masters run the `SET` when they resume, then its undo, issued behind it (not
+        // the key's expiry, a minute away).
+        let undone = eventually(common::SLACK * 4, || {
+            (0..count).all(|index| get(&masters, index, &lock_key("cut")).is_none())
+        })
+        .await;
+        let left: Vec<_> = (0..count)
+            .map(|index| get(&masters, index, &lock_key("cut")))
+            .collect();
+        assert!(undone, "{count} masters: values left behind: {left:?}");
+    }
+}

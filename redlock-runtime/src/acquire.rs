@@ -125,6 +125,11 @@ pub(crate) async fn attempt(
     let grace = backend.config.restart_grace.for_ttl(ttl);
     let mut round = Round::new(masters, ttl, &ask);
     let started = Instant::now();
+    let cut_short = UndoIfCutShort {
+        backend,
+        keys,
+        value,
+    };
     let stragglers = fan_out(
         masters,
         |master| {
@@ -134,8 +139,28 @@ pub(crate) async fn attempt(
         |index, reply| round.note(index, reply),
     )
     .await;
-
+    // Not cut short: the round's conclusion undoes what it must (it holds only references).
+    std::mem::forget(cut_short);
     round.conclude(backend, keys, value, started, stragglers)
+}
+
+/// An attempt dropped before its round concluded (its request cancelled: a `select!` that
+/// lost, a timeout around it; a semaphore's wait for another permit that was granted first):
+/// the masters that received its `SET` may grant it, with the TTL and nobody to release it.
+/// Undone on every master, behind the attempt on that master's connection.
+struct UndoIfCutShort<'a> {
+    backend: &'a Backend,
+    keys: &'a Arc<LockKeys>,
+    value: &'a Arc<str>,
+}
+
+impl Drop for UndoIfCutShort<'_> {
+    fn drop(&mut self) {
+        for master in &self.backend.masters {
+            let ticket = self.backend.background.start(&self.keys.lock);
+            spawn_undo(ticket, master, self.keys, self.value, true);
+        }
+    }
 }
 
 impl Round<'_> {
