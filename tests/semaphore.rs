@@ -296,3 +296,40 @@ async fn the_attribute_runs_up_to_permits_bodies_at_once() {
         assert!(call.await.unwrap(), "a holder's body ran");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_permit_stays_held_once_every_holder_released() {
+    let masters = Masters::start(1);
+    let clients: Vec<Redlock> = (0..3).map(|_| redlock(&masters)).collect();
+    let tasks: Vec<_> = (0..12)
+        .map(|task| {
+            let client = clients[task % clients.len()].clone();
+            tokio::spawn(async move {
+                for _ in 0..40 {
+                    let guard = client
+                        .semaphore("leak", 3)
+                        .timeout(READY)
+                        .await
+                        .expect("a permit");
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    guard.release().await.expect("released");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("no panic");
+    }
+    let lock = lock_key("leak");
+    let keys = [
+        lock.clone(),
+        format!("{{{lock}}}:permit:1"),
+        format!("{{{lock}}}:permit:2"),
+    ];
+    let free = eventually(READY, || {
+        keys.iter().all(|key| get(&masters, 0, key).is_none())
+    })
+    .await;
+    let left: Vec<_> = keys.iter().map(|key| get(&masters, 0, key)).collect();
+    assert!(free, "permits left held: {left:?}");
+}

@@ -18,9 +18,12 @@
 //! - 10,000 guards held at once, renewed by the watchdog: renewals per second, how many one
 //!   server read carries (batching), the client's CPU per renewal, losses (`--scale` runs
 //!   only these and the row above);
-//! - memory: RSS over 100,000 cycles on 100,000 distinct names.
+//! - memory: RSS over 100,000 cycles on 100,000 distinct names;
+//! - semaphores (`--semaphore` runs only these): uncontended cost against the lock's and the
+//!   floor's; 12 tasks looping on 3 permits with 4 ms holds (permits held on average, Jain,
+//!   waits), beside distributed-lock-redis's semaphore on 1 master.
 //!
-//! `cargo run --release --manifest-path bench/Cargo.toml [-- --quick] [-- --uncontended] [-- --waiting] [-- --liveness] [-- --paused] [-- --replicas] [-- --scale]
+//! `cargo run --release --manifest-path bench/Cargo.toml [-- --quick] [-- --uncontended] [-- --waiting] [-- --liveness] [-- --paused] [-- --replicas] [-- --scale] [-- --semaphore]
 //! [-- --json PATH]`; `-- --profile-distinct` runs only the API's distinct-names loop (1 master,
 //! 8 s) and prints its rate and CPU per cycle, for A/B runs and `perf record`.
 //!
@@ -40,6 +43,7 @@ mod peers;
 mod probes;
 mod report;
 mod scale;
+mod semaphore;
 mod uncontended;
 
 /// How much to measure: the full run, or a smoke run under a minute (`--quick`).
@@ -106,6 +110,8 @@ enum Mode {
     Replicas,
     /// `--scale`: the rows of many locks in one process (distinct names, held guards).
     Scale,
+    /// `--semaphore`: a semaphore's uncontended cost and its permits' use under contention.
+    Semaphore,
     /// `--profile-distinct`: the API's distinct-names loop alone.
     ProfileDistinct,
     /// One of the worker processes that the rows start (this executable, with its arguments).
@@ -139,6 +145,7 @@ impl Mode {
             ("--liveness", Self::Liveness),
             ("--waiting", Self::Waiting),
             ("--scale", Self::Scale),
+            ("--semaphore", Self::Semaphore),
             ("--uncontended", Self::Uncontended),
         ];
         for (flag, mode) in flags {
@@ -174,8 +181,10 @@ async fn main() {
         Mode::Uncontended => uncontended::sections(report, &plan).await,
         Mode::Waiting => contention::sections(report, &plan, quick).await,
         Mode::Scale => scale::sections(report, &plan, false).await,
+        Mode::Semaphore => semaphore::sections(report, &plan).await,
         Mode::All => {
             uncontended::sections(report, &plan).await;
+            semaphore::sections(report, &plan).await;
             contention::sections(report, &plan, quick).await;
             liveness::sections(report, &plan).await;
             scale::sections(report, &plan, true).await;
