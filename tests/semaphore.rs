@@ -333,3 +333,27 @@ async fn no_permit_stays_held_once_every_holder_released() {
     let left: Vec<_> = keys.iter().map(|key| get(&masters, 0, key)).collect();
     assert!(free, "permits left held: {left:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_request_rides_out_an_outage_as_a_lock_does() {
+    let masters = Masters::start(1);
+    let client = redlock(&masters);
+    client.lock("warm-up").await.unwrap().release().await.unwrap();
+    masters[0].kill();
+    let waiter = tokio::spawn({
+        let client = client.clone();
+        async move { client.semaphore("outage", 2).timeout(READY).await }
+    });
+    // Down for a while: the request meets the outage first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "gave up: {:?}", waiter.await);
+    masters[0].restart();
+    let guard = waiter.await.unwrap().expect("a permit once the master is back");
+    guard.release().await.unwrap();
+    // One that does not wait reports the outage at once.
+    masters[0].kill();
+    assert!(matches!(
+        client.semaphore("outage", 2).timeout(-1).await,
+        Err(LockError::Unavailable { name, .. }) if name == "outage"
+    ));
+}

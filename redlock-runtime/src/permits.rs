@@ -28,11 +28,8 @@ where
     F: Fn(usize, Timeout, bool) -> Fut,
     Fut: Future<Output = Result<LockGuard, LockError>>,
 {
-    let mut refused = Refused {
-        started: Instant::now(),
-        held: None,
-        other: None,
-    };
+    let started = Instant::now();
+    let mut refused = Refused::since(started);
     let start = fastrand::usize(..permits.len());
     permits.rotate_left(start);
     for &permit in &permits {
@@ -42,14 +39,19 @@ where
             Err(error @ (LockError::Timeout { .. } | LockError::SplitVote { .. })) => {
                 refused.note(error);
             }
-            // The masters fail, or the request is invalid: so for every permit.
-            Err(error) => return Err(error),
+            // The masters fail (for every permit alike), or the request is invalid: a request
+            // that does not wait ends here; one that waits rides an outage out in its waits.
+            Err(error) if timeout == Timeout::Skip => return Err(error),
+            Err(error) => {
+                refused.note(error);
+                break;
+            }
         }
     }
     let timeout = match timeout {
         Timeout::Skip => return Err(refused.error()),
         Timeout::Forever => Timeout::Forever,
-        Timeout::After(wait) => match wait.checked_sub(refused.started.elapsed()) {
+        Timeout::After(wait) => match wait.checked_sub(started.elapsed()) {
             Some(left) if !left.is_zero() => Timeout::After(left),
             _ => return Err(refused.error()),
         },
@@ -59,6 +61,8 @@ where
         .enumerate()
         .map(|(index, &permit)| take(permit, timeout, index == 0))
         .collect();
+    // What the waits end with is the answer, not what the first tries met.
+    let mut refused = Refused::since(started);
     while let Some(result) = waits.next().await {
         match result {
             Ok(guard) => return Ok(guard),
@@ -79,6 +83,14 @@ struct Refused {
 }
 
 impl Refused {
+    fn since(started: Instant) -> Self {
+        Self {
+            started,
+            held: None,
+            other: None,
+        }
+    }
+
     fn note(&mut self, error: LockError) {
         if matches!(error, LockError::Timeout { .. }) {
             self.held = Some(error);
