@@ -413,3 +413,45 @@ async fn a_primary_killed_under_waiting_tasks_is_an_outage_ridden_out() {
         task.await.expect("no task panicked");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_semaphores_permits_share_its_slot_on_a_cluster() {
+    let cluster = RedisCluster::start(3);
+    let (first, second) = (client(vec![cluster.url()]), client(vec![cluster.url()]));
+    for name in ["encoder", "a{b}c", "open{brace"] {
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            held.push(first.semaphore(name, 2).timeout(-1).await.unwrap());
+        }
+        let busy = second.semaphore(name, 2).timeout(-1).await.unwrap_err();
+        assert!(matches!(busy, LockError::Timeout { .. }), "{name}: {busy}");
+        // The fencing counter is the semaphore's, beside every permit.
+        let tokens = [
+            held[0].fencing_token().await.unwrap(),
+            held[1].fencing_token().await.unwrap(),
+        ];
+        assert!(tokens[1] > tokens[0], "{name}: {tokens:?}");
+        held[1].extend().await.unwrap();
+        let waiter = {
+            let second = second.clone();
+            tokio::spawn(async move { second.semaphore(name, 2).timeout(10).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        held.pop().unwrap().release().await.unwrap();
+        let guard = waiter.await.unwrap().expect("the released permit");
+        guard.release().await.unwrap();
+        held.pop().unwrap().release().await.unwrap();
+        let lock = lock_key(name);
+        let permit = match name {
+            "a{b}c" => format!("{{b}}:permit:{lock}:1"),
+            _ => format!("{{{lock}}}:permit:1"),
+        };
+        for key in [lock, permit] {
+            assert_eq!(
+                cluster_get(&cluster, &key),
+                None,
+                "{name}: {key} left behind"
+            );
+        }
+    }
+}

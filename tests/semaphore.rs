@@ -338,7 +338,13 @@ async fn no_permit_stays_held_once_every_holder_released() {
 async fn a_waiting_request_rides_out_an_outage_as_a_lock_does() {
     let masters = Masters::start(1);
     let client = redlock(&masters);
-    client.lock("warm-up").await.unwrap().release().await.unwrap();
+    client
+        .lock("warm-up")
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
     masters[0].kill();
     let waiter = tokio::spawn({
         let client = client.clone();
@@ -348,7 +354,10 @@ async fn a_waiting_request_rides_out_an_outage_as_a_lock_does() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!waiter.is_finished(), "gave up: {:?}", waiter.await);
     masters[0].restart();
-    let guard = waiter.await.unwrap().expect("a permit once the master is back");
+    let guard = waiter
+        .await
+        .unwrap()
+        .expect("a permit once the master is back");
     guard.release().await.unwrap();
     // One that does not wait reports the outage at once.
     masters[0].kill();

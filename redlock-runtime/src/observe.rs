@@ -10,7 +10,8 @@
 //! | `redlock_hold_seconds` | histogram | `lock`: from acquisition to release (or drop) |
 //! | `redlock_lost_total` | counter | `lock`: holds found lost (stolen, expired, or not renewable) |
 //!
-//! `lock` is the request's `stats_name` if it has one, else the lock name. Each distinct value
+//! `lock` is the request's `stats_name` if it has one, else the lock name (for a semaphore,
+//! its name: one series for all its permits). Each distinct value
 //! is a time series in your monitoring system: lock names built from ids (`job:{id}`) should
 //! carry a `stats_name` that groups them (`stats_name("job")`), or the series grow without
 //! bound.
