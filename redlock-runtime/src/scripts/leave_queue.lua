@@ -6,20 +6,23 @@
 -- release.lua).
 -- ARGV[1]: waiter id; ARGV[2]: the lock's release channel; ARGV[3]: how long a grant lasts (ms);
 -- ARGV[4]: '1' if the waiter holds the lock by grants (it keeps a grant made to it here).
+-- The free lock goes to the next waiter.
+local function hand_on()
+  leave_expired(KEYS[2], KEYS[3], now_ms())
+  local granted = grant(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[3]))
+  if #granted > 0 then
+    redis.call('PUBLISH', ARGV[2], table.concat(granted, ' '))
+  end
+end
+
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 if redis.call('HGET', KEYS[4], 'offered') == ARGV[1] and redis.call('EXISTS', KEYS[1]) == 0 then
-  -- Offered the free lock (see release.lua), and gone: the next waiter gets it.
+  -- Offered the free lock (see release.lua), and gone.
   redis.call('HDEL', KEYS[4], 'offered')
-  local granted = grant(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[3]), now_ms())
-  if #granted > 0 then
-    redis.call('PUBLISH', ARGV[2], table.concat(granted, ' '))
-  end
+  hand_on()
 elseif ARGV[4] ~= '1' and holds(KEYS[1], ARGV[1]) then
   let_go(KEYS[1])
-  local granted = grant(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[3]), now_ms())
-  if #granted > 0 then
-    redis.call('PUBLISH', ARGV[2], table.concat(granted, ' '))
-  end
+  hand_on()
 end
 return 1

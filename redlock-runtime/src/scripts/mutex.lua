@@ -14,14 +14,14 @@ local function let_go(lock)
   redis.call('DEL', lock)
 end
 
--- Grants the free lock to the waiters whose turn it is (the first waiter of the queue that
--- has not expired, if any): writes its id as the lock's value for `ms`, takes it out of the
--- queue, and returns the ids granted to (announced in one message, space-separated). The
+-- Grants the free lock to the waiters whose turn it is (the first waiter of the queue, if any;
+-- the caller has let the expired ones leave with `leave_expired`): writes its id as the lock's
+-- value for `ms`, takes it out of the queue, and returns the ids granted to (announced in one
+-- message, space-separated). The
 -- grantee holds the lock as soon as it hears of the grant (see `wait/schedule.rs`), and
 -- extends it at once; a grantee that never does (killed, paused) holds it only `ms`. A
 -- waiter that was only slow attempts again with its ticket and is back at the front.
-local function grant(lock, queue, expiries, ms, now)
-  leave_expired(queue, expiries, now)
+local function grant(lock, queue, expiries, ms)
   local head = redis.call('ZPOPMIN', queue)[1]
   if not head then
     return {}

@@ -73,7 +73,7 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
       return 1
     end
   end
-  granted = grant(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[3]), now)
+  granted = grant(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[3]))
   if #granted > 0 and overtake > 0 then
     redis.call('HSET', KEYS[5], 'since', clock)
     redis.call('PEXPIRE', KEYS[5], ARGV[3])
