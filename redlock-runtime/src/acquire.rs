@@ -119,6 +119,7 @@ pub(crate) async fn attempt(
         // With one master a refusal is certain; with several, a plain `SET` also reads the
         // value it found, to tell a holder's quorum from a split vote.
         read_holder: masters.len() > 1,
+        spare: masters.len() > backend.quorum(),
         replicas: backend.config.wait_for_replicas,
         replicas_wait: backend.config.master_timeout / 2,
     };
@@ -285,6 +286,8 @@ struct Ask {
     place: Option<(Arc<str>, f64, Arc<str>)>,
     /// Whether a plain `SET` reads the value that refused it.
     read_holder: bool,
+    /// Whether a quorum can do without any one master's vote (see `Master::call_voting`).
+    spare: bool,
     /// `Config::wait_for_replicas`, and how long a master waits for them.
     replicas: u32,
     replicas_wait: Duration,
@@ -305,7 +308,7 @@ impl Ask {
             self.replicas_wait + Duration::from_millis(100)
         };
         master
-            .call_voting(grace, blocks, |mut connection| async move {
+            .call_voting(grace, blocks, self.spare, |mut connection| async move {
                 self.once(&mut connection, sent, see_foreign).await
             })
             .await

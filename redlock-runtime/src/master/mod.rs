@@ -81,6 +81,12 @@ impl ServerIds {
 }
 
 /// One independent Redis master of the quorum.
+/// How long a master that left a call unanswered within the per-master timeout gets only a
+/// tenth of it to answer an attempt (see [`Master::call_voting`]), unless it answers a call
+/// meanwhile: a paused master then costs an attempt round its whole timeout once per this
+/// long, not once per round.
+const SUSPECT_FOR: Duration = Duration::from_secs(5);
+
 pub(crate) struct Master {
     /// The URL with its password redacted: the only form ever shown.
     pub(crate) label: String,
@@ -108,6 +114,9 @@ pub(crate) struct Master {
     order: tokio::sync::Mutex<()>,
     /// Bound on one call: getting the connection plus one round trip.
     call_timeout: Duration,
+    /// Since when this master has not answered a call within `call_timeout` (none: it answers);
+    /// see [`SUSPECT_FOR`].
+    unanswered_since: std::sync::Mutex<Option<Instant>>,
     /// Bound on establishing a connection; it goes on in the background past `call_timeout`.
     connect_timeout: Duration,
 }
@@ -144,6 +153,7 @@ impl Master {
             link: watch::Sender::new(Link::Down),
             order: tokio::sync::Mutex::new(()),
             call_timeout,
+            unanswered_since: std::sync::Mutex::new(None),
             connect_timeout,
         })
     }
@@ -221,7 +231,7 @@ impl Master {
         F: Fn(Handle) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        self.call_voting(None, Duration::ZERO, request).await
+        self.call_within(None, self.call_timeout, request).await
     }
 
     /// [`call`](Self::call) for a request whose yes grants a new hold: unless `grace` is
@@ -234,24 +244,59 @@ impl Master {
     /// fresh connection, within its own per-master timeout: every request of ours may be sent
     /// twice (compare-and-act scripts, and a `SET NX` of a value that counts as ours where it
     /// is found).
+    ///
+    /// With `spare` (a quorum can do without this master's vote), a master that left a call
+    /// unanswered lately (paused, overloaded: see [`SUSPECT_FOR`]) gets a tenth of the timeout
+    /// to show it answers again: a round that needs its vote because contenders split the
+    /// others would otherwise wait the whole timeout, round after round.
     pub(crate) async fn call_voting<T, F, Fut>(
         self: &Arc<Self>,
         grace: Option<Duration>,
         blocks: Duration,
+        spare: bool,
         request: F,
     ) -> Result<T, CallError>
     where
         F: Fn(Handle) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        let limit = self.call_timeout + blocks;
-        match self.call_once(grace, limit, &request).await {
+        let limit = if spare && self.suspect(Instant::now()) {
+            (self.call_timeout / 10).max(Duration::from_millis(5))
+        } else {
+            self.call_timeout
+        };
+        self.call_within(grace, limit + blocks, request).await
+    }
+
+    /// Whether this master left a call unanswered within `SUSPECT_FOR` of `now` (and answered
+    /// none since).
+    fn suspect(&self, now: Instant) -> bool {
+        rt::lock(&self.unanswered_since)
+            .is_some_and(|since| now.saturating_duration_since(since) < SUSPECT_FOR)
+    }
+
+    /// [`call_voting`](Self::call_voting) bounded by `limit`.
+    async fn call_within<T, F, Fut>(
+        self: &Arc<Self>,
+        grace: Option<Duration>,
+        limit: Duration,
+        request: F,
+    ) -> Result<T, CallError>
+    where
+        F: Fn(Handle) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let reply = match self.call_once(grace, limit, &request).await {
             Err(CallError::Redis(err)) if err.is_io_error() || err.is_connection_dropped() => {
                 tracing::debug!(master = %self.label, %err, "redlock: the connection broke; sending again on a new one");
                 self.call_once(grace, limit, &request).await
             }
             other => other,
+        };
+        if let Ok(_) | Err(CallError::Redis(_)) = &reply {
+            *rt::lock(&self.unanswered_since) = None;
         }
+        reply
     }
 
     async fn call_once<T, F, Fut>(
@@ -312,6 +357,14 @@ impl Master {
             })
         });
         bounded.await.unwrap_or_else(|_| {
+            // A suspicion starts at a silence (no reply, or no connection: a paused server
+            // accepts connections and answers nothing) and is not prolonged by the short
+            // calls that time out during it: once per `SUSPECT_FOR`, a call waits the whole
+            // timeout again.
+            let now = Instant::now();
+            if !self.suspect(now) {
+                *rt::lock(&self.unanswered_since) = Some(now);
+            }
             Err(if sent.load(Ordering::Relaxed) {
                 CallError::TimedOut(limit)
             } else {
