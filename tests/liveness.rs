@@ -31,6 +31,18 @@ async fn ran_as_child() -> bool {
             let guard = redlock.lock(parts[2]).timeout(60).await.unwrap();
             guard.release().await.unwrap();
         }
+        // Waits for one of 2 permits, or holds one (TTL 2 s) until killed.
+        "permit-waiter" => drop(redlock.semaphore(parts[2], 2).timeout(60).await.unwrap()),
+        "permit-holder" => {
+            let guard = redlock
+                .semaphore(parts[2], 2)
+                .auto_release_time(Duration::from_secs(2))
+                .await
+                .unwrap();
+            println!("holding");
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            drop(guard);
+        }
         role => panic!("unknown role {role}"),
     }
     true
@@ -217,4 +229,81 @@ async fn a_cancelled_head_of_the_queue_hands_the_lock_on_at_once() {
             "{count} masters: the next waiter held the lock {handoff:?} after the release"
         );
     }
+}
+
+/// How many waiters stand in the queues of both permits of the 2-permit semaphore `name` on
+/// server 0 (permit 1's queue: `{<tag>}:queue:<permit key>`, see `keys.rs`).
+fn queued_for_both_permits(masters: &Masters, name: &str) -> [usize; 2] {
+    let lock = configurable_redlock::lock_key(name);
+    let permit = format!("{{{lock}}}:permit:1");
+    [
+        common::queue_key(name),
+        format!("{{{lock}}}:queue:{permit}"),
+    ]
+    .map(|queue| {
+        redis::cmd("ZCARD")
+            .arg(queue)
+            .query(&mut masters[0].connection())
+            .unwrap()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_semaphore_waiter_or_holder_blocks_nobody_for_long() {
+    let test = "a_killed_semaphore_waiter_or_holder_blocks_nobody_for_long";
+    if ran_as_child().await {
+        return;
+    }
+    let masters = Masters::start(1);
+    let name = "permits";
+    let holder = common::redlock(&masters);
+    let held = [
+        holder.semaphore(name, 2).await.unwrap(),
+        holder.semaphore(name, 2).await.unwrap(),
+    ];
+    // A waiter in another process, queued for both permits, is killed; the next waiter (a
+    // process of its own, as the queues see it) takes the first permit released.
+    let mut dead = child(test, "permit-waiter", &masters, name, 1);
+    let queued = common::eventually(common::READY, || {
+        queued_for_both_permits(&masters, name) == [1, 1]
+    })
+    .await;
+    assert!(queued, "{:?}", queued_for_both_permits(&masters, name));
+    let next = common::redlock(&masters);
+    let next = tokio::spawn(async move {
+        let guard = next.semaphore(name, 2).timeout(60).await.unwrap();
+        (guard, Instant::now())
+    });
+    let queued = common::eventually(common::READY, || {
+        queued_for_both_permits(&masters, name) == [2, 2]
+    })
+    .await;
+    assert!(queued, "{:?}", queued_for_both_permits(&masters, name));
+    dead.kill().unwrap();
+    dead.wait().unwrap();
+    let [first, second] = held;
+    let released = Instant::now();
+    first.release().await.unwrap();
+    let (guard, acquired) = next.await.unwrap();
+    // As for a lock: the dead waiter's grant lapses (250 ms), then the next waiter attempts.
+    let handoff = acquired - released;
+    assert!(handoff < Duration::from_millis(500) + SLACK, "{handoff:?}");
+    guard.release().await.unwrap();
+    second.release().await.unwrap();
+
+    // A holder killed: its permit is back after its 2 s TTL, not before.
+    let mut dead = child(test, "permit-holder", &masters, name, 1);
+    // Its test harness prints first; then the child says it holds.
+    let holding = std::io::BufRead::lines(std::io::BufReader::new(dead.stdout.as_mut().unwrap()))
+        .any(|line| line.unwrap() == "holding");
+    assert!(holding, "the child never held a permit");
+    let other = holder.semaphore(name, 2).await.unwrap();
+    dead.kill().unwrap();
+    dead.wait().unwrap();
+    let killed = Instant::now();
+    let guard = holder.semaphore(name, 2).timeout(10).await.unwrap();
+    let waited = killed.elapsed();
+    assert!(waited < Duration::from_secs(2) + SLACK, "{waited:?}");
+    guard.release().await.unwrap();
+    other.release().await.unwrap();
 }
