@@ -80,13 +80,13 @@ impl ServerIds {
     }
 }
 
-/// One independent Redis master of the quorum.
 /// How long a master that left a call unanswered within the per-master timeout gets only a
 /// tenth of it to answer an attempt (see [`Master::call_voting`]), unless it answers a call
 /// meanwhile: a paused master then costs an attempt round its whole timeout once per this
 /// long, not once per round.
 const SUSPECT_FOR: Duration = Duration::from_secs(5);
 
+/// One independent Redis master of the quorum.
 pub(crate) struct Master {
     /// The URL with its password redacted: the only form ever shown.
     pub(crate) label: String,
