@@ -36,7 +36,7 @@ use proc_macro::TokenStream;
 /// | `auto_extend` | `true` / `false`: renew the lock while the body runs | `true` |
 /// | `guard` | an identifier bound to `&LockGuard` in the body (`is_lost`, `lost`, `extend`, `fencing_token`…) | none |
 /// | `reentrant` | flag: a function that already holds the lock (same task, or same thread for a plain `fn`) runs nested without waiting; the outermost call releases | off: waiting forever for a lock you hold is `Err(LockError::Reentered)` |
-/// | `permits` | a whole number from 1 to 64: up to that many calls run the body at once, fleet-wide (a semaphore: `Redlock::semaphore(name, permits)`; 1 is the lock `name`); not with `reentrant` | `1` |
+/// | `permits` | a whole number from 1 to 64: a literal: up to that many calls run the body at once, fleet-wide (a semaphore: `Redlock::semaphore(name, permits)`; 1 is the lock `name`); above 1, not with `reentrant` | `1` |
 /// | `abort_on_lost` | flag, for `async` functions returning `Result`: when the lock is lost, drop the body at its next `.await` and return `Err(LockError::Lost)` | off |
 /// | `crate` | path string of the runtime: the facade's name when `Cargo.toml` renames it (`locks = { package = "configurable-redlock", … }` → `crate = "::locks"`), or `"::redlock_runtime"` for users of the runtime without the facade | `"::configurable_redlock"` |
 ///
@@ -76,7 +76,7 @@ use proc_macro::TokenStream;
 /// # Compile errors
 ///
 /// Unknown or duplicate options, values of the wrong type, `timeout` outside -1/0/N,
-/// `auto_release_time` below 3 ms, `permits` outside 1 to 64 or with `reentrant`, `silent = …`
+/// `auto_release_time` below 3 ms, `permits` outside 1 to 64, or above 1 with `reentrant`, `silent = …`
 /// with a value, a missing or empty `name`,
 /// `silent` on a return type without `Default`, a `timeout` that can fail on a function that
 /// cannot report it, `const fn`, and futures built elsewhere. The function is still emitted, so

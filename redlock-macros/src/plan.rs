@@ -119,7 +119,7 @@ impl Plan {
         );
         let min_hold_nanos = errors.or(args.min_hold.as_ref().map(min_hold_of).transpose(), None);
         let permits = errors.or(args.permits.as_ref().map_or(Ok(1), permits_of), 1);
-        if let (Some(reentrant), Some(_)) = (args.reentrant, &args.permits) {
+        if let (Some(reentrant), true) = (args.reentrant, permits > 1) {
             errors.push(syn::Error::new(
                 reentrant,
                 "`reentrant` cannot go with `permits`: a semaphore is not re-entrant (a task \

@@ -39,6 +39,13 @@ async fn scheduled(n: u64) -> u64 {
     n
 }
 
+#[redlock(name = "encoder", permits = 3, timeout = -1, silent)]
+async fn pooled() {}
+
+// One permit is the lock, which may be re-entrant.
+#[redlock(name = "tree", permits = 1, reentrant, timeout = -1, silent)]
+async fn nested() {}
+
 #[redlock(name = "unit", timeout = -1, silent, guard = lock)]
 fn with_guard() {
     assert!(!lock.is_lost());
