@@ -444,6 +444,18 @@ fn stop_for_a_while(server: &RedisServer, done: &AtomicBool, duration: Duration)
     go_on && pause_unless_done(done, Duration::from_millis(200))
 }
 
+/// Kills two of five masters for 300 ms, then pauses one for 300 ms, in turn, until `done`.
+fn kill_two_then_pause_one(masters: &Masters, done: &AtomicBool) {
+    for round in 0.. {
+        let paused = &masters[(round + 1) % 5];
+        if !kill_two_for_a_while(masters, done, round)
+            || !stop_for_a_while(paused, done, Duration::from_millis(300))
+        {
+            return;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_overlap_on_healthy_masters() {
     if ran_as_worker().await {
@@ -553,16 +565,7 @@ async fn no_overlap_and_no_lost_turn_for_skipping_holders_under_faults() {
         "no_overlap_and_no_lost_turn_for_skipping_holders_under_faults",
         Masters::start(5),
         Plan::Skip(15),
-        |masters, done| {
-            for round in 0.. {
-                let paused = &masters[(round + 1) % 5];
-                if !kill_two_for_a_while(masters, done, round)
-                    || !stop_for_a_while(paused, done, Duration::from_millis(300))
-                {
-                    return;
-                }
-            }
-        },
+        kill_two_then_pause_one,
     )
     .await;
     // Skips that no quorum of another holder's votes backed: the lock may have been free.
@@ -596,16 +599,7 @@ async fn at_most_n_semaphore_holders_while_masters_are_killed_and_paused() {
         "at_most_n_semaphore_holders_while_masters_are_killed_and_paused",
         Masters::start(5),
         Plan::Rounds(30),
-        |masters, done| {
-            for round in 0.. {
-                let paused = &masters[(round + 1) % 5];
-                if !kill_two_for_a_while(masters, done, round)
-                    || !stop_for_a_while(paused, done, Duration::from_millis(300))
-                {
-                    return;
-                }
-            }
-        },
+        kill_two_then_pause_one,
     )
     .await;
     println!(

@@ -294,13 +294,7 @@ async fn a_request_cancelled_mid_attempt_leaves_no_value_behind() {
         // A per-master timeout far beyond the cancellation: the attempt is in flight when
         // dropped.
         let redlock = common::redlock_with_master_timeout(&masters, Duration::from_secs(10));
-        redlock
-            .lock("warm-up")
-            .await
-            .unwrap()
-            .release()
-            .await
-            .unwrap();
+        common::warm_up(&redlock).await;
         for server in masters.servers() {
             server.pause();
         }

@@ -232,17 +232,11 @@ async fn a_cancelled_head_of_the_queue_hands_the_lock_on_at_once() {
 }
 
 /// How many waiters stand in the queues of both permits of the 2-permit semaphore `name` on
-/// server 0 (permit 1's queue: `{<tag>}:queue:<permit key>`, see `keys.rs`).
+/// server 0.
 fn queued_for_both_permits(masters: &Masters, name: &str) -> [usize; 2] {
-    let lock = configurable_redlock::lock_key(name);
-    let permit = format!("{{{lock}}}:permit:1");
-    [
-        common::queue_key(name),
-        format!("{{{lock}}}:queue:{permit}"),
-    ]
-    .map(|queue| {
+    [0, 1].map(|index| {
         redis::cmd("ZCARD")
-            .arg(queue)
+            .arg(common::permit_queue_key(name, index))
             .query(&mut masters[0].connection())
             .unwrap()
     })

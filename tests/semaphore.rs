@@ -69,15 +69,8 @@ async fn n_holders_at_once_then_the_next_skips_or_waits_for_a_release() {
 
 /// How many waiters stand in the queue of permit `index` of `encoder` on server `server`.
 fn permit_queue(masters: &Masters, server: usize, index: usize) -> usize {
-    let lock = lock_key("encoder");
-    // Permit 0 is the lock; permit `i` the lock key `{<lock key>}:permit:<i>`, whose queue,
-    // as any key's with a hash tag, is `{<tag>}:queue:<key>`.
-    let queue = match index {
-        0 => format!("{{{lock}}}:queue"),
-        _ => format!("{{{lock}}}:queue:{{{lock}}}:permit:{index}"),
-    };
     redis::cmd("ZCARD")
-        .arg(queue)
+        .arg(common::permit_queue_key("encoder", index))
         .query(&mut masters[server].connection())
         .expect("ZCARD")
 }
@@ -214,13 +207,7 @@ async fn a_crashed_holders_permit_is_back_after_its_ttl() {
 async fn permits_are_held_with_a_paused_master_and_fenced_by_one_counter() {
     let masters = Masters::start(3);
     let client = redlock(&masters);
-    client
-        .lock("warm-up")
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    common::warm_up(&client).await;
     masters[2].pause();
     let guards = take(&client, "fenced", 2, 2).await;
     assert!(matches!(
@@ -320,12 +307,7 @@ async fn no_permit_stays_held_once_every_holder_released() {
     for task in tasks {
         task.await.expect("no panic");
     }
-    let lock = lock_key("leak");
-    let keys = [
-        lock.clone(),
-        format!("{{{lock}}}:permit:1"),
-        format!("{{{lock}}}:permit:2"),
-    ];
+    let keys = [0, 1, 2].map(|index| common::permit_key("leak", index));
     let free = eventually(READY, || {
         keys.iter().all(|key| get(&masters, 0, key).is_none())
     })
@@ -338,13 +320,7 @@ async fn no_permit_stays_held_once_every_holder_released() {
 async fn a_waiting_request_rides_out_an_outage_as_a_lock_does() {
     let masters = Masters::start(1);
     let client = redlock(&masters);
-    client
-        .lock("warm-up")
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    common::warm_up(&client).await;
     masters[0].kill();
     let waiter = tokio::spawn({
         let client = client.clone();

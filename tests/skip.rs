@@ -55,13 +55,7 @@ async fn contend(masters: &Masters, scenario: &str, rounds: usize) -> (usize, us
 /// Connects each client's masters before a fault, as a running service has.
 async fn warm_up(masters: &Masters) {
     let client = redlock(masters);
-    client
-        .lock("warm-up")
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    common::warm_up(&client).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,13 +322,7 @@ async fn a_paused_master_costs_a_split_skip_its_timeout_once_not_every_round() {
     let masters = Masters::start(3);
     // A long per-master timeout (1 s; the default is 200 ms), to tell one wait from four.
     let client = common::redlock_with_master_timeout(&masters, Duration::from_secs(1));
-    client
-        .lock("warm-up")
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    common::warm_up(&client).await;
     // Two other clients' values split the two masters that answer; the third is paused, so
     // each round needs its vote (either value may stand there: the answer is "held", after
     // the retries of a round that could not decide).

@@ -56,6 +56,37 @@ pub fn queue_key(name: &str) -> String {
     format!("{{{}}}:queue", configurable_redlock::lock_key(name))
 }
 
+/// Connects `client` to its masters (and loads its scripts) with one lock taken and released,
+/// as a running service has before a fault.
+pub async fn warm_up(client: &Redlock) {
+    let guard = client.lock("warm-up").await.expect("warm-up lock");
+    guard.release().await.expect("warm-up release");
+}
+
+/// The key of permit `index` of the semaphore `name` (a name without hash tag): permit 0 is the
+/// lock key, permit `i` the lock key `{<lock key>}:permit:<i>`.
+pub fn permit_key(name: &str, index: usize) -> String {
+    let lock = configurable_redlock::lock_key(name);
+    match index {
+        0 => lock,
+        _ => format!("{{{lock}}}:permit:{index}"),
+    }
+}
+
+/// The queue of waiters of permit `index` of the semaphore `name` (a name without hash tag):
+/// permit 0's is the lock's; a permit key has the lock key as its hash tag, so its queue is
+/// `{<lock key>}:queue:<permit key>`.
+pub fn permit_queue_key(name: &str, index: usize) -> String {
+    match index {
+        0 => queue_key(name),
+        _ => format!(
+            "{{{}}}:queue:{}",
+            configurable_redlock::lock_key(name),
+            permit_key(name, index)
+        ),
+    }
+}
+
 /// How many waiters stand in the queue of lock `name` on one server. A waiter enters the queue
 /// after it subscribed to release notifications, so a queued waiter is woken by a release.
 pub fn queued(masters: &Masters, index: usize, name: &str) -> usize {
