@@ -193,10 +193,12 @@ async fn a_durable_master_votes_at_once_and_keeps_its_locks_across_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_durable_master_met_while_it_loads_votes_once_it_has_loaded() {
-    // A slow load (0.75 ms a key, 8,000 uncompressed keys of 2 KiB in the append-only
-    // file's RDB base: 6 s; a loading server answers clients every 2 MiB read, so every
-    // 0.75 s): while loading, it reports `aof_enabled:0`, which must not pass for a master
-    // without one. The load outlasts the first attempt by seconds, also on a loaded machine.
+    // A slow load (0.75 ms a key, 16,000 uncompressed keys of 4 KiB in the append-only
+    // file's RDB base: 12 s; a loading server answers clients every 2 MiB read, so every
+    // 0.4 s): while loading, it reports `aof_enabled:0`, which must not pass for a master
+    // without one. The load outlasts the request by seconds, also on a loaded machine: `Skip`
+    // makes up to 4 rounds, each connecting anew (1.3 s here, 2.6 s with 2 KiB keys
+    // answered every 0.75 s, which a 6 s load did not outlast on a busy CI machine).
     let masters = Masters::from_servers(vec![RedisServer::start_with_args(&[
         "--key-load-delay",
         "750",
@@ -206,8 +208,8 @@ async fn a_durable_master_met_while_it_loads_votes_once_it_has_loaded() {
     {
         let mut connection = masters[0].connection();
         let mut fill = redis::pipe();
-        for key in 0..8_000 {
-            fill.set(format!("filler:{key}"), "x".repeat(2048)).ignore();
+        for key in 0..16_000 {
+            fill.set(format!("filler:{key}"), "x".repeat(4096)).ignore();
         }
         let _: () = fill.query(&mut connection).unwrap();
         let _: () = redis::cmd("BGREWRITEAOF").query(&mut connection).unwrap();
@@ -221,7 +223,7 @@ async fn a_durable_master_met_while_it_loads_votes_once_it_has_loaded() {
     })
     .await;
     assert!(rewritten, "the append-only file was never rewritten");
-    // Answers while loading come up to 0.75 s apart: the connection (its `INFO`) and each
+    // Answers while loading come up to 0.4 s apart: the connection (its `INFO`) and each
     // call may wait that long, more on a loaded machine.
     let redlock = Redlock::with_config(Config {
         master_timeout: Duration::from_secs(3),
